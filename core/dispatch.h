@@ -1,0 +1,35 @@
+#pragma once
+// Internal helpers of the op front-ends: input checks and dtype dispatch.
+#include <initializer_list>
+
+#include "core/tensor.h"
+
+namespace rechub::detail {
+
+// Runs `body` with scalar_t = float or double according to `dt`; other dtypes are an error.
+#define RECHUB_FLOAT_DISPATCH(dt, op, ...)                                                  \
+  switch (dt) {                                                                             \
+    case ::rechub::DType::f32: {                                                            \
+      using scalar_t = float;                                                               \
+      __VA_ARGS__;                                                                          \
+      break;                                                                                \
+    }                                                                                       \
+    case ::rechub::DType::f64: {                                                            \
+      using scalar_t = double;                                                              \
+      __VA_ARGS__;                                                                          \
+      break;                                                                                \
+    }                                                                                       \
+    default: RECHUB_FAIL(op << ": expected a floating-point tensor (f32 or f64), got " << ::rechub::dtype_name(dt)); \
+  }
+
+// Every tensor defined, dense, floating point, same dtype and on the CPU.
+void check_float_inputs(const char* op, std::initializer_list<const Tensor*> ts);
+void check_defined(const char* op, const Tensor& t, const char* arg);
+// Integer index tensor (i32 or i64) on the CPU; returns it as i64.
+Tensor index_as_i64(const char* op, const Tensor& idx);
+// Normalises a possibly negative dim for a tensor of rank `rank`.
+int64_t wrap_dim(const char* op, int64_t dim, int64_t rank);
+// [outer, n, inner] around `dim`.
+void split_dims(const Shape& s, int64_t dim, int64_t& outer, int64_t& n, int64_t& inner);
+
+}  // namespace rechub::detail

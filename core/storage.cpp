@@ -1,0 +1,147 @@
+#include "core/storage.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <new>
+#include <vector>
+
+#include "core/error.h"
+
+namespace rechub {
+
+namespace detail {
+void throw_error(const std::string& msg) { throw Error(msg); }
+}  // namespace detail
+
+namespace {
+
+// Size classes: four per power of two (2^k, 1.25, 1.5, 1.75 * 2^k), 64-byte multiples, so a
+// block wastes at most ~25 % and a steady training step reuses the same blocks every time.
+size_t size_class(size_t n) {
+  if (n <= 256) return (n + 63) / 64 * 64;
+  size_t p = 1;
+  while (p * 2 <= n) p *= 2;
+  const size_t step = p / 4;
+  return (n + step - 1) / step * step;
+}
+
+class CpuAllocator {
+ public:
+  static CpuAllocator& get() {
+    static CpuAllocator* a = new CpuAllocator();  // never destroyed: storages may outlive statics
+    return *a;
+  }
+  void* allocate(size_t n, size_t* cap) {
+    const size_t c = size_class(n == 0 ? 1 : n);
+    *cap = c;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stats_.bytes_in_use += c;
+      if (stats_.bytes_in_use > stats_.peak_bytes_in_use) stats_.peak_bytes_in_use = stats_.bytes_in_use;
+#ifndef RECHUB_NO_CACHING_ALLOCATOR
+      auto it = free_.find(c);
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        stats_.bytes_cached -= c;
+        return p;
+      }
+#endif
+    }
+    void* p = std::aligned_alloc(64, c);
+    if (!p) {
+      std::lock_guard<std::mutex> lk(mu_);
+      stats_.bytes_in_use -= c;
+      RECHUB_FAIL("out of host memory allocating " << n << " bytes");
+    }
+    return p;
+  }
+  void deallocate(void* p, size_t c) {
+#ifndef RECHUB_NO_CACHING_ALLOCATOR
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.bytes_in_use -= c;
+    // Keep at most 2 GiB cached; beyond that give blocks back.
+    if (stats_.bytes_cached + c <= (size_t(2) << 30)) {
+      free_[c].push_back(p);
+      stats_.bytes_cached += c;
+      return;
+    }
+#else
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stats_.bytes_in_use -= c;
+    }
+#endif
+    std::free(p);
+  }
+  CpuAllocatorStats stats() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return stats_;
+  }
+  void reset_peak() {
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.peak_bytes_in_use = stats_.bytes_in_use;
+  }
+  void release() {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto& [c, v] : free_)
+      for (void* p : v) std::free(p);
+    free_.clear();
+    stats_.bytes_cached = 0;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<size_t, std::vector<void*>> free_;
+  CpuAllocatorStats stats_;
+};
+
+DeviceAllocator g_cuda_allocator;
+
+}  // namespace
+
+
+static DeviceCopier g_cuda_copier;
+
+void set_cuda_allocator(DeviceAllocator a) { g_cuda_allocator = a; }
+void set_cuda_copier(DeviceCopier c) { g_cuda_copier = c; }
+
+void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) {
+  if (nbytes == 0) return;
+  if (dst_dev.is_cpu() && src_dev.is_cpu()) {
+    std::memcpy(dst, src, nbytes);
+    return;
+  }
+  RECHUB_CHECK(g_cuda_copier.copy != nullptr,
+               "cannot copy " << src_dev.str() << " -> " << dst_dev.str() << ": this build of rechub has no CUDA backend");
+  g_cuda_copier.copy(dst, dst_dev, src, src_dev, nbytes);
+}
+
+bool cuda_available() { return cuda_device_count() > 0; }
+int cuda_device_count() { return g_cuda_copier.device_count ? g_cuda_copier.device_count() : 0; }
+
+Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
+  if (device.is_cpu()) {
+    data_ = CpuAllocator::get().allocate(nbytes, &capacity_);
+  } else {
+    RECHUB_CHECK(g_cuda_allocator.allocate != nullptr,
+                 "cannot allocate on " << device.str() << ": this build of rechub has no CUDA backend");
+    data_ = g_cuda_allocator.allocate(nbytes, device.index, &capacity_);
+  }
+}
+
+Storage::~Storage() {
+  if (!data_) return;
+  if (device_.is_cpu())
+    CpuAllocator::get().deallocate(data_, capacity_);
+  else if (g_cuda_allocator.deallocate)
+    g_cuda_allocator.deallocate(data_, capacity_, device_.index);
+}
+
+CpuAllocatorStats cpu_allocator_stats() { return CpuAllocator::get().stats(); }
+void cpu_allocator_reset_peak() { CpuAllocator::get().reset_peak(); }
+void cpu_allocator_release_cache() { CpuAllocator::get().release(); }
+
+}  // namespace rechub

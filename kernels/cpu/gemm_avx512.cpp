@@ -1,0 +1,462 @@
+// BLIS-style fp32 GEMM for AVX-512 (see gemm.h for the contract).
+//
+// Every function that touches 512-bit vectors carries RECHUB_AVX512 (a target attribute) instead of
+// relying on a global -march flag, so a portable x86-64 build still contains this kernel; gemm.cpp
+// calls it only where the CPU and OS support AVX-512F/VL/DQ and FMA.
+//
+// Structure (per thread, on its sub-problem):
+//   for jc in N step NC                      B block  [KC x NC]  -> packed into NR-column panels
+//     for pc in K step KC                    (L2 resident)
+//       pack B
+//       for ic in M step MC                  A block  [MC x KC]  -> packed into row panels of <= MR rows
+//         pack A                             (L2 resident; rows split evenly so no panel is tiny)
+//         for jr in NC step NR               B micro-panel [KC x NR] stays in L1
+//           for ir over row panels           micro-kernel: MR x NR tile in 28 zmm accumulators
+// Packed layouts: A panel of r rows: a[k * r + i]; B panel: b[k * NR + j] (64-byte aligned, zero
+// padded to NR columns). The micro-kernel broadcasts A and loads two B vectors per k; alpha/beta are
+// applied in the store (beta == 0 never reads C), N edges use masked loads/stores.
+//
+// Threading: outside a parallel region the problem is split over omp_get_max_threads() threads along
+// M, N or K (K-split partial products are reduced at the end), chosen by a small cost model; inside a
+// parallel region the call runs single-threaded.
+// GCC 12 flags its own intrinsic headers (`__m512 __Y = __Y;` in _mm512_undefined_ps, used by the
+// shuffles below) as -Wmaybe-uninitialized after inlining (GCC PR105593); silence that here only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <new>
+#include <utility>
+#include <vector>
+
+#define RECHUB_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,fma")))
+#define RECHUB_AVX512_INLINE __attribute__((target("avx512f,avx512vl,avx512dq,fma"), always_inline)) inline
+
+namespace rechub::kernels::cpu::detail {
+namespace {
+
+constexpr int kMR = 14;            // max rows of a packed A panel / micro-tile
+constexpr int kNR = 32;            // columns of a packed B panel / micro-tile (two zmm)
+constexpr int64_t kKCMax = 256;    // depth of a packed block
+constexpr int64_t kMCMax = 336;    // rows of a packed A block
+constexpr int64_t kNCMax = 512;    // columns of a packed B block
+constexpr double kMinFlopsPerThread = 4.0e6;
+
+constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+constexpr int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Thread-local scratch, 64-byte aligned, grown on demand and reused across calls.
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() { std::free(ptr_); }
+  float* get(int64_t count) {
+    if (count > capacity_) {
+      std::free(ptr_);
+      ptr_ = nullptr;
+      const int64_t grown = std::max<int64_t>(count, capacity_ + capacity_ / 2);
+      const auto bytes = static_cast<size_t>(round_up(grown * int64_t{sizeof(float)}, 64));
+      ptr_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (ptr_ == nullptr) {
+        capacity_ = 0;
+        throw std::bad_alloc();
+      }
+      capacity_ = grown;
+    }
+    return ptr_;
+  }
+
+ private:
+  float* ptr_ = nullptr;
+  int64_t capacity_ = 0;
+};
+
+thread_local Scratch tl_pack_a;
+thread_local Scratch tl_pack_b;
+thread_local Scratch tl_partial_c;
+
+inline __mmask16 low_mask(int64_t n) {  // first n (0..16) lanes
+  return static_cast<__mmask16>(n >= 16 ? 0xFFFFu : ((1u << n) - 1u));
+}
+
+// ---- 16x16 transpose (in place) -----------------------------------------------------------------
+RECHUB_AVX512_INLINE void transpose16(__m512 r[16]) {
+  __m512 t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  // r[4i + c], 128-bit lane L, now holds rows 4i..4i+3 of column 4L + c.
+  __m512 u[16];
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    const __m512 u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
+    const __m512 u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);
+    const __m512 u2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+    const __m512 u3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
+    u[0 + c] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+    u[8 + c] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
+    u[4 + c] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+    u[12 + c] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) r[i] = u[i];
+}
+
+// Loads a 16 (rows) x 16 (contiguous) tile, rows >= nrows and columns >= ncols read as zero (masked,
+// no access), and transposes it: r[j] = column j of the tile.
+RECHUB_AVX512_INLINE void load_transposed(const float* src, int64_t ld, int64_t nrows, int64_t ncols,
+                                          __m512 r[16]) {
+  const __mmask16 cm = low_mask(ncols);
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) {
+    const int64_t row = std::min<int64_t>(i, nrows - 1);
+    r[i] = _mm512_maskz_loadu_ps(i < nrows ? cm : __mmask16{0}, src + row * ld);
+  }
+  transpose16(r);
+}
+
+// ---- packing ------------------------------------------------------------------------------------
+// Packs rows [0, mr) x depth [0, kc) of op(A) (A already offset to the block origin) into
+// out[k * mr + i]. mr <= 14.
+RECHUB_AVX512 void pack_a_panel(bool trans_a, const float* A, int64_t lda, int64_t mr, int64_t kc, float* out) {
+  const __mmask16 rm = low_mask(mr);
+  if (trans_a) {  // op(A)[i, k] = A[k * lda + i]: each k is a contiguous run of mr floats.
+    int64_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+      const __m512 v0 = _mm512_maskz_loadu_ps(rm, A + (k + 0) * lda);
+      const __m512 v1 = _mm512_maskz_loadu_ps(rm, A + (k + 1) * lda);
+      const __m512 v2 = _mm512_maskz_loadu_ps(rm, A + (k + 2) * lda);
+      const __m512 v3 = _mm512_maskz_loadu_ps(rm, A + (k + 3) * lda);
+      _mm512_mask_storeu_ps(out + (k + 0) * mr, rm, v0);
+      _mm512_mask_storeu_ps(out + (k + 1) * mr, rm, v1);
+      _mm512_mask_storeu_ps(out + (k + 2) * mr, rm, v2);
+      _mm512_mask_storeu_ps(out + (k + 3) * mr, rm, v3);
+    }
+    for (; k < kc; ++k) _mm512_mask_storeu_ps(out + k * mr, rm, _mm512_maskz_loadu_ps(rm, A + k * lda));
+    return;
+  }
+  // op(A)[i, k] = A[i * lda + k]: transpose 16-deep chunks of the mr rows.
+  for (int64_t k = 0; k < kc; k += 16) {
+    const int64_t depth = std::min<int64_t>(16, kc - k);
+    __m512 r[16];
+    load_transposed(A + k, lda, mr, depth, r);
+    if (depth == 16) {
+#pragma GCC unroll 16
+      for (int j = 0; j < 16; ++j) _mm512_mask_storeu_ps(out + (k + j) * mr, rm, r[j]);
+    } else {
+#pragma GCC unroll 16
+      for (int j = 0; j < 16; ++j)
+        if (j < depth) _mm512_mask_storeu_ps(out + (k + j) * mr, rm, r[j]);
+    }
+  }
+}
+
+// Packs depth [0, kc) x columns [0, nr) of op(B) (B offset to the block origin) into out[k * 32 + j],
+// columns nr..31 zero. nr <= 32. out is 64-byte aligned.
+RECHUB_AVX512 void pack_b_panel(bool trans_b, const float* B, int64_t ldb, int64_t kc, int64_t nr, float* out) {
+  if (!trans_b) {  // op(B)[k, j] = B[k * ldb + j]: each k is a contiguous run of nr floats.
+    const __mmask16 m0 = low_mask(std::min<int64_t>(nr, 16));
+    const __mmask16 m1 = low_mask(std::max<int64_t>(nr - 16, 0));
+    if (nr == kNR) {
+      for (int64_t k = 0; k < kc; ++k) {
+        _mm512_store_ps(out + k * kNR, _mm512_loadu_ps(B + k * ldb));
+        _mm512_store_ps(out + k * kNR + 16, _mm512_loadu_ps(B + k * ldb + 16));
+      }
+    } else {
+      for (int64_t k = 0; k < kc; ++k) {
+        _mm512_store_ps(out + k * kNR, _mm512_maskz_loadu_ps(m0, B + k * ldb));
+        _mm512_store_ps(out + k * kNR + 16, _mm512_maskz_loadu_ps(m1, B + k * ldb + 16));
+      }
+    }
+    return;
+  }
+  // op(B)[k, j] = B[j * ldb + k]: transpose 16x16 tiles, two per 32-column panel.
+  for (int half = 0; half < 2; ++half) {
+    const int64_t rows = std::min<int64_t>(16, nr - 16 * half);
+    if (rows <= 0) {
+      for (int64_t k = 0; k < kc; ++k) _mm512_store_ps(out + k * kNR + 16 * half, _mm512_setzero_ps());
+      continue;
+    }
+    const float* src = B + 16 * half * ldb;
+    for (int64_t k = 0; k < kc; k += 16) {
+      const int64_t depth = std::min<int64_t>(16, kc - k);
+      __m512 r[16];
+      load_transposed(src + k, ldb, rows, depth, r);
+#pragma GCC unroll 16
+      for (int j = 0; j < 16; ++j)
+        if (j < depth) _mm512_store_ps(out + (k + j) * kNR + 16 * half, r[j]);
+    }
+  }
+}
+
+// ---- micro-kernel --------------------------------------------------------------------------------
+// C[0:MR, 0:16*NV] = alpha * sum_k a[k*MR + i] * b[k*32 + j] + beta * C; the last vector of each row
+// is limited to the lanes in last_mask. beta == 0: C is not read.
+template <int MR, int NV>
+RECHUB_AVX512 void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b,
+                                float* __restrict c, int64_t ldc, float alpha, float beta, unsigned last_mask) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+
+  const float* pa = a;
+  const float* pb = b;
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; ++k) {
+    __m512 bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(pb + 16 * v);
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; ++i) {
+      const __m512 av = _mm512_set1_ps(pa[i]);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+    }
+    pa += MR;
+    pb += kNR;
+  }
+
+  const __m512 va = _mm512_set1_ps(alpha);
+  const __mmask16 lm = static_cast<__mmask16>(last_mask);
+  if (lm == 0xFFFF) {
+    if (beta == 0.0f) {
+#pragma GCC unroll 14
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + i * ldc + 16 * v, _mm512_mul_ps(va, acc[i][v]));
+    } else {
+      const __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 14
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) {
+          float* p = c + i * ldc + 16 * v;
+          _mm512_storeu_ps(p, _mm512_fmadd_ps(va, acc[i][v], _mm512_mul_ps(vb, _mm512_loadu_ps(p))));
+        }
+    }
+  } else {
+    const __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) {
+        float* p = c + i * ldc + 16 * v;
+        const __mmask16 m = v == NV - 1 ? lm : __mmask16{0xFFFF};
+        __m512 x = _mm512_mul_ps(va, acc[i][v]);
+        if (beta != 0.0f) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, p), x);
+        _mm512_mask_storeu_ps(p, m, x);
+      }
+  }
+}
+
+using MicroKernel = void (*)(int64_t, const float*, const float*, float*, int64_t, float, float, unsigned);
+
+template <int NV, int... I>
+constexpr std::array<MicroKernel, kMR> kernel_row(std::integer_sequence<int, I...>) {
+  return {&micro_kernel<I + 1, NV>...};
+}
+// kKernels[nv - 1][mr - 1]
+const std::array<std::array<MicroKernel, kMR>, 2> kKernels = {
+    kernel_row<1>(std::make_integer_sequence<int, kMR>{}), kernel_row<2>(std::make_integer_sequence<int, kMR>{})};
+
+// ---- single-threaded blocked GEMM on a sub-problem ----------------------------------------------
+// A/B/C point at the sub-problem origin of op(A), op(B), C.
+RECHUB_AVX512 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                               int64_t ldc) {
+  if (M <= 0 || N <= 0 || K <= 0) return;
+  const int64_t kc_blk = ceil_div(K, ceil_div(K, kKCMax));
+  const int64_t mc_blk = ceil_div(M, ceil_div(M, kMCMax));
+  const int64_t nc_blk = round_up(ceil_div(N, ceil_div(N, kNCMax)), kNR);
+
+  float* bp = tl_pack_b.get(kc_blk * nc_blk);
+  float* ap = tl_pack_a.get(kc_blk * mc_blk + 16);
+
+  for (int64_t jc = 0; jc < N; jc += nc_blk) {
+    const int64_t nc = std::min(nc_blk, N - jc);
+    const int64_t n_panels = ceil_div(nc, kNR);
+    for (int64_t pc = 0; pc < K; pc += kc_blk) {
+      const int64_t kc = std::min(kc_blk, K - pc);
+      for (int64_t jp = 0; jp < n_panels; ++jp) {
+        const int64_t j = jc + jp * kNR;
+        const float* src = trans_b ? B + j * ldb + pc : B + pc * ldb + j;
+        pack_b_panel(trans_b, src, ldb, kc, std::min<int64_t>(kNR, N - j), bp + jp * kc * kNR);
+      }
+      const float beta_eff = pc == 0 ? beta : 1.0f;
+
+      for (int64_t ic = 0; ic < M; ic += mc_blk) {
+        const int64_t mc = std::min(mc_blk, M - ic);
+        // Split the mc rows evenly into ceil(mc / MR) panels (each within one row of MR).
+        const int64_t m_panels = ceil_div(mc, kMR);
+        const int64_t base = mc / m_panels;
+        const int64_t extra = mc % m_panels;
+        for (int64_t p = 0, i = 0; p < m_panels; ++p) {
+          const int64_t mr = base + (p < extra ? 1 : 0);
+          const int64_t row = ic + i;
+          const float* src = trans_a ? A + pc * lda + row : A + row * lda + pc;
+          pack_a_panel(trans_a, src, lda, mr, kc, ap + i * kc);
+          i += mr;
+        }
+        for (int64_t jp = 0; jp < n_panels; ++jp) {
+          const int64_t j = jc + jp * kNR;
+          const int64_t ncols = std::min<int64_t>(kNR, N - j);
+          const int nv = ncols > 16 ? 2 : 1;
+          const unsigned last_mask = low_mask(ncols > 16 ? ncols - 16 : ncols);
+          const float* bpanel = bp + jp * kc * kNR;
+          for (int64_t p = 0, i = 0; p < m_panels; ++p) {
+            const int64_t mr = base + (p < extra ? 1 : 0);
+            kKernels[nv - 1][mr - 1](kc, ap + i * kc, bpanel, C + (ic + i) * ldc + j, ldc, alpha, beta_eff,
+                                     last_mask);
+            i += mr;
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---- threading -----------------------------------------------------------------------------------
+struct Split {
+  int pm = 1, pn = 1, pk = 1;
+};
+
+// Picks pm * pn * pk == nt minimising a rough per-thread cycle estimate (compute + packing + K-split
+// reduction). Ties favour splitting M, then N.
+Split choose_split(int64_t M, int64_t N, int64_t K, int nt) {
+  Split best;
+  double best_cost = std::numeric_limits<double>::infinity();
+  for (int pk = 1; pk <= nt; ++pk) {
+    if (nt % pk != 0) continue;
+    for (int pn = 1; pn <= nt / pk; ++pn) {
+      if ((nt / pk) % pn != 0) continue;
+      const int pm = nt / pk / pn;
+      const double m_t = static_cast<double>(ceil_div(M, pm));
+      const double n_t = static_cast<double>(round_up(ceil_div(N, pn), 16));
+      const double k_t = static_cast<double>(ceil_div(K, pk));
+      const double compute = m_t * n_t * k_t / 32.0;
+      const double pack = 0.5 * (m_t * k_t * static_cast<double>(ceil_div(static_cast<int64_t>(n_t), kNCMax)) +
+                                 k_t * n_t);
+      const double reduce =
+          pk > 1 ? 2000.0 + static_cast<double>(M) * static_cast<double>(N) * pk / nt : 0.0;
+      const double cost = compute + pack + reduce;
+      if (cost < best_cost * 0.999) {
+        best_cost = cost;
+        best = Split{pm, pn, pk};
+      }
+    }
+  }
+  return best;
+}
+
+void scale_only(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    float* row = C + i * ldc;
+    if (beta == 0.0f) {
+      std::fill(row, row + N, 0.0f);
+    } else if (beta != 1.0f) {
+      for (int64_t j = 0; j < N; ++j) row[j] *= beta;
+    }
+  }
+}
+
+struct Partial {
+  float* data = nullptr;
+  int64_t ld = 0;
+};
+
+void parallel_body(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                   std::vector<Partial>& partials) {
+  const int t = omp_get_thread_num();
+  const int nt = omp_get_num_threads();
+  const Split s = choose_split(M, N, K, nt);
+  const int im = t % s.pm;
+  const int in = (t / s.pm) % s.pn;
+  const int ik = t / (s.pm * s.pn);
+
+  const int64_t m0 = M * im / s.pm, m1 = M * (im + 1) / s.pm;
+  const int64_t n_chunk = round_up(ceil_div(N, s.pn), 16);
+  const int64_t n0 = std::min(N, in * n_chunk), n1 = std::min(N, (in + 1) * n_chunk);
+  const int64_t k0 = K * ik / s.pk, k1 = K * (ik + 1) / s.pk;
+
+  const float* a = trans_a ? A + k0 * lda + m0 : A + m0 * lda + k0;
+  const float* b = trans_b ? B + n0 * ldb + k0 : B + k0 * ldb + n0;
+  if (ik == 0) {
+    if (k1 > k0) {
+      gemm_serial(trans_a, trans_b, m1 - m0, n1 - n0, k1 - k0, alpha, a, lda, b, ldb, beta, C + m0 * ldc + n0, ldc);
+    } else {
+      scale_only(m1 - m0, n1 - n0, beta, C + m0 * ldc + n0, ldc);
+    }
+  } else {
+    const int64_t ld = round_up(std::max<int64_t>(n1 - n0, 1), 16);
+    float* part = tl_partial_c.get(std::max<int64_t>(m1 - m0, 1) * ld);
+    partials[static_cast<size_t>(t)] = Partial{part, ld};
+    if (k1 > k0) {
+      gemm_serial(trans_a, trans_b, m1 - m0, n1 - n0, k1 - k0, alpha, a, lda, b, ldb, 0.0f, part, ld);
+    } else {
+      scale_only(m1 - m0, n1 - n0, 0.0f, part, ld);
+    }
+  }
+  if (s.pk == 1) return;
+
+#pragma omp barrier
+  // C += sum of the K-split partials; rows of C shared out over all threads.
+  const int64_t r0 = M * t / nt, r1 = M * (t + 1) / nt;
+  for (int64_t i = r0; i < r1; ++i) {
+    int pmi = 0;
+    while (M * (pmi + 1) / s.pm <= i) ++pmi;
+    const int64_t mi0 = M * pmi / s.pm;
+    for (int pni = 0; pni < s.pn; ++pni) {
+      const int64_t c0 = std::min(N, pni * n_chunk), c1 = std::min(N, (pni + 1) * n_chunk);
+      float* crow = C + i * ldc + c0;
+      for (int g = 1; g < s.pk; ++g) {
+        const Partial& p = partials[static_cast<size_t>((g * s.pn + pni) * s.pm + pmi)];
+        const float* prow = p.data + (i - mi0) * p.ld;
+        for (int64_t j = 0; j < c1 - c0; ++j) crow[j] += prow[j];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) {
+    scale_only(M, N, beta, C, ldc);
+    return;
+  }
+  int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  nt = static_cast<int>(std::clamp<double>(flops / kMinFlopsPerThread, 1.0, static_cast<double>(std::max(nt, 1))));
+  if (nt <= 1) {
+    gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  std::vector<Partial> partials(static_cast<size_t>(nt));
+#pragma omp parallel num_threads(nt)
+  parallel_body(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, partials);
+}
+
+}  // namespace rechub::kernels::cpu::detail
