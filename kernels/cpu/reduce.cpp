@@ -16,8 +16,8 @@ double sum_all(const T* a, int64_t n) {
 
 template <class T>
 void sum_dim(const T* a, int64_t outer, int64_t n, int64_t inner, T* out) {
-  parallel_for(outer * inner, kParallelGrain / (n > 0 ? n : 1), [&](int64_t lo, int64_t hi) {
-    if (inner == 1) {
+  if (inner == 1) {
+    parallel_for(outer, kParallelGrain / (n > 0 ? n : 1), [&](int64_t lo, int64_t hi) {
       for (int64_t o = lo; o < hi; ++o) {
         double s = 0;
         const T* p = a + o * n;
@@ -25,13 +25,20 @@ void sum_dim(const T* a, int64_t outer, int64_t n, int64_t inner, T* out) {
         for (int64_t i = 0; i < n; ++i) s += p[i];
         out[o] = static_cast<T>(s);
       }
-      return;
-    }
-    for (int64_t k = lo; k < hi; ++k) {
-      const int64_t o = k / inner, j = k % inner;
-      double s = 0;
-      for (int64_t i = 0; i < n; ++i) s += a[(o * n + i) * inner + j];
-      out[k] = static_cast<T>(s);
+    });
+    return;
+  }
+  // Rows of `inner` contiguous values are added one after another (vectorised over the row),
+  // threads split the columns, so every output sums in the same order whatever the thread count.
+  parallel_for(inner, 1024, [&](int64_t lo, int64_t hi) {
+    for (int64_t o = 0; o < outer; ++o) {
+      T* po = out + o * inner;
+      for (int64_t j = lo; j < hi; ++j) po[j] = T(0);
+      for (int64_t i = 0; i < n; ++i) {
+        const T* pa = a + (o * n + i) * inner;
+#pragma omp simd
+        for (int64_t j = lo; j < hi; ++j) po[j] += pa[j];
+      }
     }
   });
 }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages rechub needs, only those missing (run as root on Debian 12).
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libeigen3-dev nlohmann-json3-dev libzstd-dev zlib1g-dev
+      libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libopenblas-dev
+      python3 python3-numpy python3-torch python3-sklearn python3-pandas
+      clang libclang-rt-14-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: missing packages (${missing[*]}) and not root; install them with apt-get" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

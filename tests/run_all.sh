@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Builds rechub and runs the whole test suite: a Release build with warnings as errors (CUDA code
+# compiled where nvcc exists; GPU tests skip without a GPU), then the same suite under
+# AddressSanitizer + UndefinedBehaviorSanitizer, then a short fuzzing run of the parsers.
+# Environment: JOBS (parallel jobs), SANITIZE=0 to skip the sanitizer pass, FUZZ_SECONDS (default 20).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash cmake/install_deps.sh
+jobs=${JOBS:-$(nproc)}
+start=$(date +%s)
+
+echo "== Release build (warnings are errors)"
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DRECHUB_WERROR=ON >/dev/null
+cmake --build build/release -j"$jobs"
+echo "== Release tests"
+(cd build/release && ctest -j"$jobs" --output-on-failure --timeout 900)
+
+if [ "${SANITIZE:-1}" != 0 ]; then
+  echo "== ASan + UBSan build (CPU backend)"
+  cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRECHUB_SANITIZE=address,undefined \
+        -DRECHUB_CUDA=OFF -DRECHUB_BUILD_BENCH=OFF -DRECHUB_WERROR=ON \
+        -DCMAKE_CXX_FLAGS="-DRECHUB_NO_CACHING_ALLOCATOR" >/dev/null
+  cmake --build build/asan -j"$jobs"
+  echo "== ASan + UBSan tests"
+  # Python references run outside the sanitized process; leak checks stay on for our code.
+  (cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+     ctest -j"$jobs" --output-on-failure --timeout 1800 -LE install)
+fi
+
+if [ -x tests/fuzz/run.sh ] || [ -f tests/fuzz/run.sh ]; then
+  echo "== Fuzzing the CSV and cache readers (${FUZZ_SECONDS:-20} s each)"
+  bash tests/fuzz/run.sh "${FUZZ_SECONDS:-20}"
+fi
+echo "== all tests passed in $(( $(date +%s) - start )) s"
