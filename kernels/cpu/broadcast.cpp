@@ -73,13 +73,17 @@ void run(const std::vector<int64_t>& os, const T* a, const std::vector<int64_t>&
 }  // namespace
 
 template <class T>
-void broadcast_binary(BinaryOp op, const std::vector<int64_t>& os, const T* a, const std::vector<int64_t>& as, const T* b,
-                      const std::vector<int64_t>& bs, T* out) {
+void broadcast_binary(BinaryOp op, const std::vector<int64_t>& os, const T* a, const std::vector<int64_t>& as,
+                      const T* b, const std::vector<int64_t>& bs, T* out) {
   switch (op) {
-    case BinaryOp::add: return run(os, a, as, b, bs, out, [](T x, T y) { return x + y; });
-    case BinaryOp::sub: return run(os, a, as, b, bs, out, [](T x, T y) { return x - y; });
-    case BinaryOp::mul: return run(os, a, as, b, bs, out, [](T x, T y) { return x * y; });
-    case BinaryOp::div: return run(os, a, as, b, bs, out, [](T x, T y) { return x / y; });
+    case BinaryOp::add:
+      return run(os, a, as, b, bs, out, [](T x, T y) { return x + y; });
+    case BinaryOp::sub:
+      return run(os, a, as, b, bs, out, [](T x, T y) { return x - y; });
+    case BinaryOp::mul:
+      return run(os, a, as, b, bs, out, [](T x, T y) { return x * y; });
+    case BinaryOp::div:
+      return run(os, a, as, b, bs, out, [](T x, T y) { return x / y; });
   }
 }
 
@@ -115,8 +119,9 @@ void sum_to(const T* in, const std::vector<int64_t>& fs, T* out, const std::vect
 
 template void broadcast_binary<float>(BinaryOp, const std::vector<int64_t>&, const float*, const std::vector<int64_t>&,
                                       const float*, const std::vector<int64_t>&, float*);
-template void broadcast_binary<double>(BinaryOp, const std::vector<int64_t>&, const double*, const std::vector<int64_t>&,
-                                       const double*, const std::vector<int64_t>&, double*);
+template void broadcast_binary<double>(BinaryOp, const std::vector<int64_t>&, const double*,
+                                       const std::vector<int64_t>&, const double*, const std::vector<int64_t>&,
+                                       double*);
 template void sum_to<float>(const float*, const std::vector<int64_t>&, float*, const std::vector<int64_t>&);
 template void sum_to<double>(const double*, const std::vector<int64_t>&, double*, const std::vector<int64_t>&);
 

@@ -10,8 +10,8 @@ namespace rechub::kernels::cpu {
 enum class BinaryOp { add, sub, mul, div };
 
 template <class T>
-void broadcast_binary(BinaryOp op, const std::vector<int64_t>& out_shape, const T* a, const std::vector<int64_t>& a_shape,
-                      const T* b, const std::vector<int64_t>& b_shape, T* out);
+void broadcast_binary(BinaryOp op, const std::vector<int64_t>& out_shape, const T* a,
+                      const std::vector<int64_t>& a_shape, const T* b, const std::vector<int64_t>& b_shape, T* out);
 
 // out (shape `to_shape`, aligned to `from_shape`'s rank) = sum of `in` over the dims where
 // to_shape is 1 and from_shape is not.

@@ -11,7 +11,8 @@ namespace rechub::kernels::cpu {
 void unique_rows(const int64_t* idx, int64_t n, std::vector<int64_t>& uniq, int64_t* inverse) {
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return idx[a] < idx[b] || (idx[a] == idx[b] && a < b); });
+  std::sort(order.begin(), order.end(),
+            [&](int64_t a, int64_t b) { return idx[a] < idx[b] || (idx[a] == idx[b] && a < b); });
   uniq.clear();
   for (int64_t k = 0; k < n; ++k) {
     const int64_t i = order[k];
@@ -42,7 +43,8 @@ void embedding_forward(const T* table, int64_t dim, const I* ids, int64_t batch,
   parallel_for(batch, kParallelGrain / (nfeat * dim > 0 ? nfeat * dim : 1), [&](int64_t lo, int64_t hi) {
     for (int64_t b = lo; b < hi; ++b)
       for (int64_t f = 0; f < nfeat; ++f)
-        std::memcpy(out + (b * nfeat + f) * dim, table + static_cast<int64_t>(ids[b * nfeat + f]) * dim, sizeof(T) * dim);
+        std::memcpy(out + (b * nfeat + f) * dim, table + static_cast<int64_t>(ids[b * nfeat + f]) * dim,
+                    sizeof(T) * dim);
   });
 }
 

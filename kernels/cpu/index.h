@@ -9,9 +9,11 @@ namespace rechub::kernels::cpu {
 // uniq = sorted distinct values of idx; inverse[i] = position of idx[i] in uniq.
 void unique_rows(const int64_t* idx, int64_t n, std::vector<int64_t>& uniq, int64_t* inverse);
 // out[idx[i], :] += src[i, :] (rows of width d); sequential, so the order of sums is fixed.
-template <class T> void scatter_add_rows(const T* src, const int64_t* idx, int64_t n, int64_t d, T* out);
+template <class T>
+void scatter_add_rows(const T* src, const int64_t* idx, int64_t n, int64_t d, T* out);
 // out[i, :] = src[idx[i], :]
-template <class T> void gather_rows(const T* src, const int64_t* idx, int64_t n, int64_t d, T* out);
+template <class T>
+void gather_rows(const T* src, const int64_t* idx, int64_t n, int64_t d, T* out);
 // out[b, f*D:(f+1)*D] = table[ids[b, f], :] for ids of type I (int32_t or int64_t).
 template <class T, class I>
 void embedding_forward(const T* table, int64_t dim, const I* ids, int64_t batch, int64_t nfeat, T* out);

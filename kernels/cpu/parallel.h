@@ -1,8 +1,8 @@
 #pragma once
 // OpenMP helpers for the CPU kernels: split a loop over threads only when it pays.
-#include <cstdint>
-
 #include <omp.h>
+
+#include <cstdint>
 
 namespace rechub::kernels::cpu {
 

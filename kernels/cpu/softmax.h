@@ -4,7 +4,8 @@
 
 namespace rechub::kernels::cpu {
 
-template <class T> void softmax_forward(const T* x, int64_t outer, int64_t n, int64_t inner, T* y, bool log);
+template <class T>
+void softmax_forward(const T* x, int64_t outer, int64_t n, int64_t inner, T* y, bool log);
 // softmax:     dx = y * (dy - sum(dy * y))
 // log_softmax: dx = dy - exp(y) * sum(dy)
 template <class T>

@@ -1,10 +1,11 @@
 // Autograd semantics: accumulation, retain_graph, grad of a subset, hooks, no-grad, diamonds,
 // tensors used several times, in-place detection and row-sparse gradients.
+#include "core/autograd.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-#include "core/autograd.h"
 #include "core/ops.h"
 #include "core/rng.h"
 
@@ -18,7 +19,7 @@ Tensor param(std::vector<double> v) {
 
 TEST(Autograd, BackwardAccumulatesIntoGradAcrossCalls) {
   Tensor x = param({1.0, 2.0, 3.0});
-  backward(ops::sum(x * x));  // d/dx = 2x
+  backward(ops::sum(x * x));    // d/dx = 2x
   backward(ops::sum(x * 3.0));  // + 3
   EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{5.0, 7.0, 9.0}));
   x.zero_grad();
@@ -36,7 +37,7 @@ TEST(Autograd, TensorUsedSeveralTimesSumsItsGradients) {
 
 TEST(Autograd, DiamondSharedSubgraphRunsOnceWithSummedGradient) {
   Tensor x = param({0.3});
-  Tensor h = ops::exp(x);             // shared node
+  Tensor h = ops::exp(x);                // shared node
   Tensor y = ops::sum(h * 2.0 + h * h);  // dy/dx = (2 + 2h) h
   backward(y);
   const double h0 = std::exp(0.3);

@@ -7,14 +7,14 @@
 namespace rechub {
 namespace {
 
-#define EXPECT_ERROR_CONTAINS(stmt, text)                                                       \
-  do {                                                                                          \
-    try {                                                                                       \
-      stmt;                                                                                     \
-      ADD_FAILURE() << "expected rechub::Error containing '" << text << "'";                    \
-    } catch (const Error& e) {                                                                  \
+#define EXPECT_ERROR_CONTAINS(stmt, text)                                                        \
+  do {                                                                                           \
+    try {                                                                                        \
+      stmt;                                                                                      \
+      ADD_FAILURE() << "expected rechub::Error containing '" << text << "'";                     \
+    } catch (const Error& e) {                                                                   \
       EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << "message: " << e.what(); \
-    }                                                                                           \
+    }                                                                                            \
   } while (0)
 
 TEST(Errors, OpsNameTheProblem) {

@@ -40,9 +40,9 @@ Tensor naive_binary(const Tensor& a, const Tensor& b, const std::function<double
 }
 
 TEST(OpsForward, BroadcastingBinaryOpsMatchNaiveLoops) {
-  const std::vector<std::pair<Shape, Shape>> shapes = {{{1}, {1}},        {{127}, {127}},     {{4097}, {}},
-                                                        {{31, 17}, {17}}, {{31, 17}, {31, 1}}, {{3, 1, 5}, {4, 1}},
-                                                        {{}, {7, 3}},     {{1, 9}, {9, 1}}};
+  const std::vector<std::pair<Shape, Shape>> shapes = {{{1}, {1}},       {{127}, {127}},      {{4097}, {}},
+                                                       {{31, 17}, {17}}, {{31, 17}, {31, 1}}, {{3, 1, 5}, {4, 1}},
+                                                       {{}, {7, 3}},     {{1, 9}, {9, 1}}};
   uint64_t seed = 1;
   for (auto& [sa, sb] : shapes) {
     Tensor a = rnd(sa, seed++), b = rnd(sb, seed++, 0.5, 2.0);
@@ -67,16 +67,26 @@ TEST(OpsForward, UnaryOpsMatchTheirFormulas) {
       for (size_t i = 0; i < v.size(); ++i) ref[i] = f(v[i]);
       EXPECT_LT(max_rel_diff(y, from_vector(ref, {n})), 1e-6) << name << " n=" << n;
     };
-    check(ops::neg(x), [](double a) { return -a; }, "neg");
-    check(ops::exp(x), [](double a) { return std::exp(a); }, "exp");
-    check(ops::log(ops::abs(x) + 0.1), [](double a) { return std::log(std::abs(a) + 0.1); }, "log");
-    check(ops::sqrt(ops::abs(x)), [](double a) { return std::sqrt(std::abs(a)); }, "sqrt");
-    check(ops::pow(ops::abs(x), 1.7), [](double a) { return std::pow(std::abs(a), 1.7); }, "pow");
-    check(ops::clamp(x, -1, 0.5), [](double a) { return std::min(std::max(a, -1.0), 0.5); }, "clamp");
-    check(ops::relu(x), [](double a) { return a > 0 ? a : 0; }, "relu");
-    check(ops::leaky_relu(x, 0.1), [](double a) { return a > 0 ? a : 0.1 * a; }, "leaky_relu");
-    check(ops::sigmoid(x), [](double a) { return 1 / (1 + std::exp(-a)); }, "sigmoid");
-    check(ops::tanh(x), [](double a) { return std::tanh(a); }, "tanh");
+    check(
+        ops::neg(x), [](double a) { return -a; }, "neg");
+    check(
+        ops::exp(x), [](double a) { return std::exp(a); }, "exp");
+    check(
+        ops::log(ops::abs(x) + 0.1), [](double a) { return std::log(std::abs(a) + 0.1); }, "log");
+    check(
+        ops::sqrt(ops::abs(x)), [](double a) { return std::sqrt(std::abs(a)); }, "sqrt");
+    check(
+        ops::pow(ops::abs(x), 1.7), [](double a) { return std::pow(std::abs(a), 1.7); }, "pow");
+    check(
+        ops::clamp(x, -1, 0.5), [](double a) { return std::min(std::max(a, -1.0), 0.5); }, "clamp");
+    check(
+        ops::relu(x), [](double a) { return a > 0 ? a : 0; }, "relu");
+    check(
+        ops::leaky_relu(x, 0.1), [](double a) { return a > 0 ? a : 0.1 * a; }, "leaky_relu");
+    check(
+        ops::sigmoid(x), [](double a) { return 1 / (1 + std::exp(-a)); }, "sigmoid");
+    check(
+        ops::tanh(x), [](double a) { return std::tanh(a); }, "tanh");
   }
 }
 

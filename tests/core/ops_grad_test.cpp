@@ -20,8 +20,9 @@ struct Case {
 
 std::vector<Case> cases() {
   std::vector<Case> c;
-  const std::vector<std::pair<Shape, Shape>> bshapes = {
-      {{3, 5}, {3, 5}}, {{3, 5}, {5}}, {{3, 5}, {3, 1}}, {{3, 5}, {}}, {{1}, {17}}, {{2, 3, 4}, {3, 1}}, {{1, 33}, {7, 1}}};
+  const std::vector<std::pair<Shape, Shape>> bshapes = {{{3, 5}, {3, 5}}, {{3, 5}, {5}}, {{3, 5}, {3, 1}},
+                                                        {{3, 5}, {}},     {{1}, {17}},   {{2, 3, 4}, {3, 1}},
+                                                        {{1, 33}, {7, 1}}};
   for (auto& [a, b] : bshapes) {
     const std::string s = shape_str(a) + "x" + shape_str(b);
     c.push_back({"add" + s, {a, b}, [](const V& x) { return ops::add(x[0], x[1]); }});
@@ -81,8 +82,11 @@ std::vector<Case> cases() {
   c.push_back({"linear", {{6, 17}, {5, 17}, {5}}, [](const V& x) { return ops::linear(x[0], x[1], x[2]); }});
   c.push_back({"linear_nobias", {{1, 3}, {33, 3}}, [](const V& x) { return ops::linear(x[0], x[1]); }});
   c.push_back({"transpose", {{3, 5}}, [](const V& x) { return ops::transpose(x[0]); }});
-  c.push_back({"reshape", {{3, 4}}, [](const V& x) { return ops::reshape(x[0], {2, -1}) * ops::reshape(x[0], {2, 6}); }});
-  c.push_back({"unsqueeze_squeeze", {{3, 4}}, [](const V& x) { return ops::squeeze(ops::unsqueeze(x[0], 1), 1) * 2.0; }});
+  c.push_back({"reshape", {{3, 4}}, [](const V& x) {
+                 return ops::reshape(x[0], {2, -1}) * ops::reshape(x[0], {2, 6});
+               }});
+  c.push_back(
+      {"unsqueeze_squeeze", {{3, 4}}, [](const V& x) { return ops::squeeze(ops::unsqueeze(x[0], 1), 1) * 2.0; }});
   c.push_back({"concat0", {{2, 3}, {4, 3}}, [](const V& x) { return ops::concat({x[0], x[1]}, 0); }});
   c.push_back({"concat1", {{2, 3}, {2, 5}, {2, 1}}, [](const V& x) { return ops::concat({x[0], x[1], x[2]}, 1); }});
   c.push_back({"stack1", {{2, 3}, {2, 3}}, [](const V& x) { return ops::stack({x[0], x[1]}, 1); }});
@@ -111,12 +115,17 @@ std::vector<Case> cases() {
                }});
   c.push_back({"bce_with_logits_posweight", {{4, 3}, {3}}, [](const V& x) {
                  Tensor y = from_vector(std::vector<double>{1, 0, 1, 0, 0, 1, 1, 1, 0, 0, 0, 1}, {4, 3});
-                 return ops::bce_with_logits(x[0] * 4.0, y, {.weight = x[1], .pos_weight = 3.0, .reduction = ops::Reduction::sum});
+                 return ops::bce_with_logits(x[0] * 4.0, y,
+                                             {.weight = x[1], .pos_weight = 3.0, .reduction = ops::Reduction::sum});
                }});
-  c.push_back({"binary_cross_entropy", {{5}}, [](const V& x) {
+  c.push_back({"binary_cross_entropy",
+               {{5}},
+               [](const V& x) {
                  Tensor y = from_vector(std::vector<double>{1, 0, 1, 0, 1}, {5});
                  return ops::binary_cross_entropy(x[0], y);
-               }, 0.05, 0.95});
+               },
+               0.05,
+               0.95});
   c.push_back({"mse_loss", {{3, 4}, {3, 4}}, [](const V& x) { return ops::mse_loss(x[0], x[1]); }});
   c.push_back({"diamond", {{3, 4}}, [](const V& x) {
                  Tensor h = ops::tanh(x[0]);
