@@ -3,6 +3,8 @@
 #include <initializer_list>
 
 #include "core/tensor.h"
+#include "kernels/cuda/ops.h"      // declarations only: no CUDA headers
+#include "kernels/cuda/runtime.h"
 
 namespace rechub::detail {
 
@@ -22,10 +24,29 @@ namespace rechub::detail {
     default: RECHUB_FAIL(op << ": expected a floating-point tensor (f32 or f64), got " << ::rechub::dtype_name(dt)); \
   }
 
+// Runs CUDA_CALL when `t` lives on a CUDA device (made current first), else the CPU statements.
+// Without the CUDA backend no tensor can live on a device, and the CUDA call is not compiled.
+#ifdef RECHUB_WITH_CUDA
+#define RECHUB_DEVICE_SWITCH(t, CUDA_CALL, ...)       \
+  if ((t).device().is_cuda()) {                       \
+    ::rechub::cuda::use_device((t).device().index);   \
+    CUDA_CALL;                                        \
+  } else {                                            \
+    __VA_ARGS__;                                      \
+  }
+#else
+#define RECHUB_DEVICE_SWITCH(t, CUDA_CALL, ...) \
+  {                                             \
+    __VA_ARGS__;                                \
+  }
+#endif
+
 // Every tensor defined, dense, floating point, same dtype and on the CPU.
 void check_float_inputs(const char* op, std::initializer_list<const Tensor*> ts);
+// The same for ops that also run on CUDA: all on one device; on a CUDA device f32 only.
+void check_float_operands(const char* op, std::initializer_list<const Tensor*> ts);
 void check_defined(const char* op, const Tensor& t, const char* arg);
-// Integer index tensor (i32 or i64) on the CPU; returns it as i64.
+// Integer index tensor (i32 or i64) on the CPU or a CUDA device; returns it as i64.
 Tensor index_as_i64(const char* op, const Tensor& idx);
 // Normalises a possibly negative dim for a tensor of rank `rank`.
 int64_t wrap_dim(const char* op, int64_t dim, int64_t rank);

@@ -28,11 +28,27 @@ void check_float_inputs(const char* op, std::initializer_list<const Tensor*> ts)
   }
 }
 
+void check_float_operands(const char* op, std::initializer_list<const Tensor*> ts) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : ts) {
+    RECHUB_CHECK(t->defined(), op << ": an input is an undefined tensor");
+    RECHUB_CHECK(!t->is_sparse(), op << ": row-sparse tensors are not accepted (call to_dense() first)");
+    RECHUB_CHECK(is_floating(t->dtype()), op << ": expected a floating-point tensor (f32 or f64), got " << dtype_name(t->dtype()));
+    if (!first) first = t;
+    RECHUB_CHECK(t->device() == first->device(), op << ": inputs are on different devices (" << first->device().str()
+                                                    << " and " << t->device().str() << "); move them with to()");
+    RECHUB_CHECK(t->dtype() == first->dtype(), op << ": inputs have different dtypes (" << dtype_name(first->dtype())
+                                                  << " and " << dtype_name(t->dtype()) << "); convert with to()");
+    RECHUB_CHECK(t->device().is_cpu() || t->dtype() == DType::f32,
+                 op << ": the CUDA backend computes in f32, got an " << dtype_name(t->dtype()) << " tensor on "
+                    << t->device().str());
+  }
+}
+
 Tensor index_as_i64(const char* op, const Tensor& idx) {
   RECHUB_CHECK(idx.defined(), op << ": index is an undefined tensor");
   RECHUB_CHECK(idx.dtype() == DType::i64 || idx.dtype() == DType::i32,
                op << ": index must be an integer tensor (i32 or i64), got " << dtype_name(idx.dtype()));
-  RECHUB_CHECK(idx.device().is_cpu(), op << ": index on " << idx.device().str() << " (CPU backend only in this build)");
   return idx.dtype() == DType::i64 ? idx : idx.to(DType::i64);
 }
 
@@ -52,7 +68,7 @@ void split_dims(const Shape& s, int64_t dim, int64_t& outer, int64_t& n, int64_t
 }  // namespace detail
 
 namespace ops {
-using detail::check_float_inputs;
+using detail::check_float_operands;
 
 Shape broadcast_shape(const Shape& a, const Shape& b, const char* op) {
   const size_t r = std::max(a.size(), b.size());
@@ -76,22 +92,29 @@ static Shape aligned(const Shape& s, size_t rank) {
 
 Tensor sum_to(const Tensor& g, const Shape& shape) {
   if (g.shape() == shape) return g;
-  check_float_inputs("sum_to", {&g});
+  check_float_operands("sum_to", {&g});
   RECHUB_CHECK(shape.size() <= g.shape().size(), "sum_to: cannot reduce " << shape_str(g.shape()) << " to " << shape_str(shape));
-  Tensor out = empty(shape, {.dtype = g.dtype()});
-  RECHUB_FLOAT_DISPATCH(g.dtype(), "sum_to",
-                        kernels::cpu::sum_to(g.data<scalar_t>(), g.shape(), out.data<scalar_t>(), aligned(shape, g.dim())));
+  Tensor out = empty(shape, {.dtype = g.dtype(), .device = g.device()});
+  RECHUB_DEVICE_SWITCH(g, kernels::cuda::sum_to(g.data<float>(), g.shape(), out.data<float>(), aligned(shape, g.dim())),
+                       RECHUB_FLOAT_DISPATCH(g.dtype(), "sum_to",
+                                             kernels::cpu::sum_to(g.data<scalar_t>(), g.shape(), out.data<scalar_t>(),
+                                                                  aligned(shape, g.dim()))));
   return out;
 }
 
 static Tensor binary_raw(kernels::cpu::BinaryOp op, const char* name, const Tensor& a, const Tensor& b) {
-  check_float_inputs(name, {&a, &b});
+  check_float_operands(name, {&a, &b});
   const Shape os = broadcast_shape(a.shape(), b.shape(), name);
-  Tensor out = empty(os, {.dtype = a.dtype()});
-  RECHUB_FLOAT_DISPATCH(a.dtype(), name,
-                        kernels::cpu::broadcast_binary(op, os, a.data<scalar_t>(), aligned(a.shape(), os.size()),
-                                                       b.data<scalar_t>(), aligned(b.shape(), os.size()),
-                                                       out.data<scalar_t>()));
+  Tensor out = empty(os, {.dtype = a.dtype(), .device = a.device()});
+  RECHUB_DEVICE_SWITCH(a,
+                       kernels::cuda::broadcast_binary(op, os, a.data<float>(), aligned(a.shape(), os.size()),
+                                                       b.data<float>(), aligned(b.shape(), os.size()), out.data<float>()),
+                       RECHUB_FLOAT_DISPATCH(a.dtype(), name,
+                                             kernels::cpu::broadcast_binary(op, os, a.data<scalar_t>(),
+                                                                            aligned(a.shape(), os.size()),
+                                                                            b.data<scalar_t>(),
+                                                                            aligned(b.shape(), os.size()),
+                                                                            out.data<scalar_t>())));
   return out;
 }
 
@@ -126,22 +149,36 @@ Tensor div(const Tensor& a, const Tensor& b) {
   });
 }
 
-// Elementwise unary op: out = f(a), recorded with a backward closure.
+using CudaUnary = kernels::cuda::Unary;
+
+// Elementwise unary op: out = f(a) on the CPU, the kernel `cu` (with parameters p0, p1) on CUDA.
 template <class F>
-static Tensor unary_raw(const char* name, const Tensor& a, F f) {
-  check_float_inputs(name, {&a});
-  Tensor out = empty(a.shape(), {.dtype = a.dtype()});
-  RECHUB_FLOAT_DISPATCH(a.dtype(), name,
-                        kernels::cpu::unary_map(a.numel(), a.data<scalar_t>(), out.data<scalar_t>(),
-                                                [&](scalar_t x) { return static_cast<scalar_t>(f(x)); }));
+static Tensor unary_raw(const char* name, const Tensor& a, F f, CudaUnary cu, double p0 = 0, double p1 = 0) {
+  check_float_operands(name, {&a});
+  Tensor out = empty(a.shape(), {.dtype = a.dtype(), .device = a.device()});
+  RECHUB_DEVICE_SWITCH(a, kernels::cuda::unary_forward(cu, a.numel(), a.data<float>(), out.data<float>(), p0, p1),
+                       RECHUB_FLOAT_DISPATCH(a.dtype(), name,
+                                             kernels::cpu::unary_map(a.numel(), a.data<scalar_t>(), out.data<scalar_t>(),
+                                                                     [&](scalar_t x) { return static_cast<scalar_t>(f(x)); })));
+  (void)p0, (void)p1, (void)cu;
   return out;
 }
 
-// grad = g * d(x) where d is evaluated elementwise on (x, y).
+// grad = g * d(x) where d is evaluated elementwise on (x, y); on CUDA the derivative of `cu`.
 template <class D>
-static Tensor unary_grad(const Tensor& g, const Tensor& x, const Tensor& y, D d) {
-  Tensor out = empty(g.shape(), {.dtype = g.dtype()});
+static Tensor unary_grad(const Tensor& g, const Tensor& x, const Tensor& y, D d, CudaUnary cu, double p0 = 0,
+                         double p1 = 0) {
+  Tensor out = empty(g.shape(), {.dtype = g.dtype(), .device = g.device()});
   const int64_t n = g.numel();
+  (void)p0, (void)p1, (void)cu;
+#ifdef RECHUB_WITH_CUDA
+  if (g.device().is_cuda()) {
+    cuda::use_device(g.device().index);
+    kernels::cuda::unary_backward(cu, n, g.data<float>(), x.defined() ? x.data<float>() : nullptr,
+                                  y.defined() ? y.data<float>() : nullptr, out.data<float>(), p0, p1);
+    return out;
+  }
+#endif
   RECHUB_FLOAT_DISPATCH(g.dtype(), "backward", {
     const scalar_t* pg = g.data<scalar_t>();
     const scalar_t* px = x.defined() ? x.data<scalar_t>() : nullptr;
@@ -157,7 +194,7 @@ static Tensor unary_grad(const Tensor& g, const Tensor& x, const Tensor& y, D d)
 
 #define RECHUB_UNARY(NAME, FWD, DERIV, NEED_X, NEED_Y)                                                     \
   Tensor NAME(const Tensor& a) {                                                                           \
-    Tensor out = unary_raw(#NAME, a, [](auto x) { return FWD; });                                          \
+    Tensor out = unary_raw(#NAME, a, [](auto x) { return FWD; }, CudaUnary::NAME);                         \
     return record(out, #NAME, {a},                                                                         \
                   [x = NEED_X ? a.detach() : Tensor(), y = NEED_Y ? out.detach() : Tensor()](              \
                       const Tensor& g, const std::vector<bool>&) {                                         \
@@ -165,7 +202,7 @@ static Tensor unary_grad(const Tensor& g, const Tensor& x, const Tensor& y, D d)
                       (void)x;                                                                             \
                       (void)y;                                                                             \
                       return DERIV;                                                                        \
-                    })};                                                                                   \
+                    }, CudaUnary::NAME)};                                                                  \
                   });                                                                                      \
   }
 
@@ -180,33 +217,34 @@ RECHUB_UNARY(tanh, std::tanh(x), 1 - y * y, false, true)
 #undef RECHUB_UNARY
 
 Tensor add(const Tensor& a, double s) {
-  Tensor out = unary_raw("add", a, [s](auto x) { return x + s; });
+  Tensor out = unary_raw("add", a, [s](auto x) { return x + s; }, CudaUnary::add, s);
   return record(out, "add_scalar", {a}, [](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{g}; });
 }
 
 Tensor mul(const Tensor& a, double s) {
-  Tensor out = unary_raw("mul", a, [s](auto x) { return x * s; });
+  Tensor out = unary_raw("mul", a, [s](auto x) { return x * s; }, CudaUnary::mul, s);
   return record(out, "mul_scalar", {a}, [s](const Tensor& g, const std::vector<bool>&) {
     return std::vector<Tensor>{mul(g, s)};
   });
 }
 
 Tensor rsub(double s, const Tensor& a) {
-  Tensor out = unary_raw("rsub", a, [s](auto x) { return s - x; });
+  Tensor out = unary_raw("rsub", a, [s](auto x) { return s - x; }, CudaUnary::rsub, s);
   return record(out, "rsub", {a}, [](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{neg(g)}; });
 }
 
 Tensor rdiv(double s, const Tensor& a) {
-  Tensor out = unary_raw("rdiv", a, [s](auto x) { return s / x; });
+  Tensor out = unary_raw("rdiv", a, [s](auto x) { return s / x; }, CudaUnary::rdiv, s);
   return record(out, "rdiv", {a}, [s, x = a.detach()](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{unary_grad(g, x, Tensor(), [s](auto x, auto) { return -s / (x * x); })};
+    return std::vector<Tensor>{unary_grad(g, x, Tensor(), [s](auto x, auto) { return -s / (x * x); }, CudaUnary::rdiv, s)};
   });
 }
 
 Tensor pow(const Tensor& a, double p) {
-  Tensor out = unary_raw("pow", a, [p](auto x) { return std::pow(x, p); });
+  Tensor out = unary_raw("pow", a, [p](auto x) { return std::pow(x, p); }, CudaUnary::pow, p);
   return record(out, "pow", {a}, [p, x = a.detach()](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{unary_grad(g, x, Tensor(), [p](auto x, auto) { return p == 0 ? 0.0 : p * std::pow(x, p - 1); })};
+    return std::vector<Tensor>{unary_grad(
+        g, x, Tensor(), [p](auto x, auto) { return p == 0 ? 0.0 : p * std::pow(x, p - 1); }, CudaUnary::pow, p)};
   });
 }
 
@@ -215,22 +253,25 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
   Tensor out = unary_raw("clamp", a, [lo, hi](auto x) {
     using T = decltype(x);
     return std::isnan(x) ? x : std::min(std::max(x, T(lo)), T(hi));
-  });
+  }, CudaUnary::clamp, lo, hi);
   return record(out, "clamp", {a}, [lo, hi, x = a.detach()](const Tensor& g, const std::vector<bool>&) {
     // Gradient passes where the input is inside [lo, hi] (bounds included, like PyTorch).
-    return std::vector<Tensor>{unary_grad(g, x, Tensor(), [lo, hi](auto x, auto) { return x >= lo && x <= hi ? 1.0 : 0.0; })};
+    return std::vector<Tensor>{unary_grad(
+        g, x, Tensor(), [lo, hi](auto x, auto) { return x >= lo && x <= hi ? 1.0 : 0.0; }, CudaUnary::clamp, lo, hi)};
   });
 }
 
 Tensor leaky_relu(const Tensor& a, double slope) {
-  Tensor out = unary_raw("leaky_relu", a, [slope](auto x) { return x > 0 ? x : x * decltype(x)(slope); });
+  Tensor out = unary_raw("leaky_relu", a, [slope](auto x) { return x > 0 ? x : x * decltype(x)(slope); },
+                         CudaUnary::leaky_relu, slope);
   return record(out, "leaky_relu", {a}, [slope, x = a.detach()](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{unary_grad(g, x, Tensor(), [slope](auto x, auto) { return x > 0 ? 1.0 : slope; })};
+    return std::vector<Tensor>{
+        unary_grad(g, x, Tensor(), [slope](auto x, auto) { return x > 0 ? 1.0 : slope; }, CudaUnary::leaky_relu, slope)};
   });
 }
 
 Tensor prelu(const Tensor& a, const Tensor& w) {
-  check_float_inputs("prelu", {&a, &w});
+  check_float_operands("prelu", {&a, &w});
   RECHUB_CHECK(w.dim() == 1, "prelu: weight must be 1-D, got " << shape_str(w.shape()));
   const int64_t c = w.numel();
   RECHUB_CHECK(c == 1 || (a.dim() >= 2 && a.size(1) == c),

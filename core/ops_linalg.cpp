@@ -4,7 +4,7 @@
 #include "kernels/cpu/gemm.h"
 
 namespace rechub::ops {
-using detail::check_float_inputs;
+using detail::check_float_operands;
 
 namespace {
 
@@ -12,6 +12,14 @@ namespace {
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const Tensor& A, int64_t a_off, const Tensor& B,
           int64_t b_off, double beta, Tensor& C, int64_t c_off) {
   const int64_t lda = ta ? M : K, ldb = tb ? K : N;
+#ifdef RECHUB_WITH_CUDA
+  if (C.device().is_cuda()) {
+    cuda::use_device(C.device().index);
+    kernels::cuda::sgemm(ta, tb, M, N, K, 1.0f, A.data<float>() + a_off, lda, B.data<float>() + b_off, ldb,
+                         static_cast<float>(beta), C.data<float>() + c_off, N);
+    return;
+  }
+#endif
   if (C.dtype() == DType::f32)
     kernels::cpu::sgemm(ta, tb, M, N, K, 1.0f, A.data<float>() + a_off, lda, B.data<float>() + b_off, ldb,
                         static_cast<float>(beta), C.data<float>() + c_off, N);
@@ -23,8 +31,8 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const Tensor& A, in
 // Gradients of C = op(A) op(B) (see the derivation in the comment of matmul).
 void matmul_grads(const Tensor& g, const Tensor& a, const Tensor& b, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                   int64_t batch, const std::vector<bool>& needs, Tensor& ga, Tensor& gb) {
-  if (needs[0]) ga = empty(a.shape(), {.dtype = a.dtype()});
-  if (needs[1]) gb = empty(b.shape(), {.dtype = b.dtype()});
+  if (needs[0]) ga = empty(a.shape(), {.dtype = a.dtype(), .device = a.device()});
+  if (needs[1]) gb = empty(b.shape(), {.dtype = b.dtype(), .device = b.device()});
   for (int64_t e = 0; e < batch; ++e) {
     const int64_t ao = e * M * K, bo = e * K * N, go = e * M * N;
     if (needs[0]) {
@@ -47,7 +55,7 @@ void matmul_grads(const Tensor& g, const Tensor& a, const Tensor& b, bool ta, bo
 // C = op(A) op(B). With A' = op(A), B' = op(B): dA' = dC B'^T and dB' = A'^T dC; a transposed
 // operand takes the transpose of that, which the GEMM flags express without copies.
 Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
-  check_float_inputs("matmul", {&a, &b});
+  check_float_operands("matmul", {&a, &b});
   RECHUB_CHECK(a.dim() == 2 && b.dim() == 2,
                "matmul: expected 2-D tensors, got " << shape_str(a.shape()) << " and " << shape_str(b.shape()));
   const int64_t M = ta ? a.size(1) : a.size(0), K = ta ? a.size(0) : a.size(1);
@@ -55,7 +63,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   RECHUB_CHECK(K == K2, "matmul: inner dimensions differ: " << shape_str(a.shape()) << (ta ? "^T" : "") << " @ "
                                                             << shape_str(b.shape()) << (tb ? "^T" : "") << " (" << K
                                                             << " vs " << K2 << ")");
-  Tensor out = empty({M, N}, {.dtype = a.dtype()});
+  Tensor out = empty({M, N}, {.dtype = a.dtype(), .device = a.device()});
   if (K == 0)
     out.zero_();
   else
@@ -69,7 +77,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b, bool ta, bool tb) {
-  check_float_inputs("bmm", {&a, &b});
+  check_float_operands("bmm", {&a, &b});
   RECHUB_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0),
                "bmm: expected 3-D tensors with the same batch size, got " << shape_str(a.shape()) << " and "
                                                                            << shape_str(b.shape()));
@@ -78,9 +86,15 @@ Tensor bmm(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   const int64_t K2 = tb ? b.size(2) : b.size(1), N = tb ? b.size(1) : b.size(2);
   RECHUB_CHECK(K == K2, "bmm: inner dimensions differ (" << K << " vs " << K2 << ") for " << shape_str(a.shape())
                                                          << " @ " << shape_str(b.shape()));
-  Tensor out = empty({E, M, N}, {.dtype = a.dtype()});
+  Tensor out = empty({E, M, N}, {.dtype = a.dtype(), .device = a.device()});
   if (K == 0) out.zero_();
-  for (int64_t e = 0; e < E && K > 0; ++e) gemm(ta, tb, M, N, K, a, e * M * K, b, e * K * N, 0.0, out, e * M * N);
+  // On CUDA one strided-batched GEMM; on the CPU one GEMM per batch entry.
+  RECHUB_DEVICE_SWITCH(a,
+                       if (K > 0) kernels::cuda::sgemm_strided_batched(ta, tb, M, N, K, 1.0f, a.data<float>(),
+                                                                       ta ? M : K, M * K, b.data<float>(), tb ? K : N,
+                                                                       K * N, 0.0f, out.data<float>(), N, M * N, E),
+                       for (int64_t e = 0; e < E && K > 0; ++e)
+                           gemm(ta, tb, M, N, K, a, e * M * K, b, e * K * N, 0.0, out, e * M * N));
   return record(out, "bmm", {a, b},
                 [a = a.detach(), b = b.detach(), ta, tb, M, N, K, E](const Tensor& g, const std::vector<bool>& n) {
                   Tensor ga, gb;
@@ -93,9 +107,9 @@ Tensor bmm(const Tensor& a, const Tensor& b, bool ta, bool tb) {
 // Backward: dx = dy W, dW = dy^T x, db = column sums of dy.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (b.defined())
-    check_float_inputs("linear", {&x, &w, &b});
+    check_float_operands("linear", {&x, &w, &b});
   else
-    check_float_inputs("linear", {&x, &w});
+    check_float_operands("linear", {&x, &w});
   RECHUB_CHECK(x.dim() == 2 && w.dim() == 2, "linear: expected input [N, in] and weight [out, in], got "
                                                  << shape_str(x.shape()) << " and " << shape_str(w.shape()));
   const int64_t N = x.size(0), in = x.size(1), out_f = w.size(0);
@@ -105,15 +119,16 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (b.defined())
     RECHUB_CHECK(b.dim() == 1 && b.size(0) == out_f,
                  "linear: bias shape " << shape_str(b.shape()) << " does not match " << out_f << " outputs");
-  Tensor y = empty({N, out_f}, {.dtype = x.dtype()});
+  Tensor y = empty({N, out_f}, {.dtype = x.dtype(), .device = x.device()});
   double beta = 0.0;
   if (b.defined()) {
-    RECHUB_FLOAT_DISPATCH(x.dtype(), "linear", {
-      scalar_t* py = y.data<scalar_t>();
-      const scalar_t* pb = b.data<scalar_t>();
-      for (int64_t i = 0; i < N; ++i)
-        for (int64_t j = 0; j < out_f; ++j) py[i * out_f + j] = pb[j];
-    });
+    RECHUB_DEVICE_SWITCH(x, kernels::cuda::broadcast_rows(b.data<float>(), N, out_f, y.data<float>()),
+                         RECHUB_FLOAT_DISPATCH(x.dtype(), "linear", {
+                           scalar_t* py = y.data<scalar_t>();
+                           const scalar_t* pb = b.data<scalar_t>();
+                           for (int64_t i = 0; i < N; ++i)
+                             for (int64_t j = 0; j < out_f; ++j) py[i * out_f + j] = pb[j];
+                         }));
     beta = 1.0;
   } else if (in == 0) {
     y.zero_();
@@ -123,11 +138,11 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
                 [x = x.detach(), w = w.detach(), N, in, out_f](const Tensor& g, const std::vector<bool>& n) {
                   Tensor gx, gw, gb;
                   if (n[0]) {
-                    gx = empty({N, in}, {.dtype = g.dtype()});
+                    gx = empty({N, in}, {.dtype = g.dtype(), .device = g.device()});
                     gemm(false, false, N, in, out_f, g, 0, w, 0, 0.0, gx, 0);
                   }
                   if (n[1]) {
-                    gw = empty({out_f, in}, {.dtype = g.dtype()});
+                    gw = empty({out_f, in}, {.dtype = g.dtype(), .device = g.device()});
                     gemm(true, false, out_f, in, N, g, 0, x, 0, 0.0, gw, 0);
                   }
                   if (n[2]) gb = sum_to(g, {out_f});
@@ -136,16 +151,17 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
 }
 
 Tensor transpose(const Tensor& a) {
-  check_float_inputs("transpose", {&a});
+  check_float_operands("transpose", {&a});
   RECHUB_CHECK(a.dim() == 2, "transpose: expected a 2-D tensor, got " << shape_str(a.shape()));
   const int64_t r = a.size(0), c = a.size(1);
-  Tensor out = empty({c, r}, {.dtype = a.dtype()});
-  RECHUB_FLOAT_DISPATCH(a.dtype(), "transpose", {
-    const scalar_t* p = a.data<scalar_t>();
-    scalar_t* q = out.data<scalar_t>();
-    for (int64_t i = 0; i < r; ++i)
-      for (int64_t j = 0; j < c; ++j) q[j * r + i] = p[i * c + j];
-  });
+  Tensor out = empty({c, r}, {.dtype = a.dtype(), .device = a.device()});
+  RECHUB_DEVICE_SWITCH(a, kernels::cuda::transpose(a.data<float>(), r, c, out.data<float>()),
+                       RECHUB_FLOAT_DISPATCH(a.dtype(), "transpose", {
+                         const scalar_t* p = a.data<scalar_t>();
+                         scalar_t* q = out.data<scalar_t>();
+                         for (int64_t i = 0; i < r; ++i)
+                           for (int64_t j = 0; j < c; ++j) q[j * r + i] = p[i * c + j];
+                       }));
   return record(out, "transpose", {a}, [](const Tensor& g, const std::vector<bool>&) {
     return std::vector<Tensor>{transpose(g)};
   });

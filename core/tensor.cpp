@@ -10,6 +10,10 @@
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "kernels/cpu/index.h"
+#ifdef RECHUB_WITH_CUDA
+#include "kernels/cuda/ops.h"
+#include "kernels/cuda/runtime.h"
+#endif
 
 namespace rechub {
 
@@ -167,6 +171,7 @@ void convert_from(const Tensor& src, To* dst) {
 Tensor Tensor::to(DType t) const {
   check_defined("to");
   if (t == dtype()) return *this;
+  if (device().is_cuda() && !is_sparse()) return to(Device::cpu()).to(t).to(device());  // small tensors (indices)
   RECHUB_CHECK(device().is_cpu(), "to(" << dtype_name(t) << "): dtype conversion runs on the CPU; move the tensor first");
   RECHUB_CHECK(!is_sparse(), "to(dtype) of a row-sparse tensor is not supported");
   Tensor out = empty(shape(), {.dtype = t});
@@ -182,6 +187,9 @@ Tensor Tensor::to(DType t) const {
 Tensor Tensor::to(Device d) const {
   check_defined("to");
   if (d == device()) return *this;
+#ifdef RECHUB_WITH_CUDA
+  cuda::ensure_registered();
+#endif
   if (is_sparse()) return sparse_rows(sparse_indices().to(d), sparse_values().to(d), shape());
   Tensor out = empty(shape(), {.dtype = dtype(), .device = d});
   copy_bytes(out.raw_data(), d, raw_data(), device(), nbytes());
@@ -192,8 +200,17 @@ Tensor& Tensor::zero_() { return fill_(0.0); }
 
 Tensor& Tensor::fill_(double v) {
   check_defined("fill_");
-  RECHUB_CHECK(device().is_cpu(), "fill_ on " << device().str() << " is not supported; fill on the CPU and copy");
   const int64_t n = numel();
+#ifdef RECHUB_WITH_CUDA
+  if (device().is_cuda()) {
+    RECHUB_CHECK(!is_sparse(), "fill_ of a row-sparse tensor");
+    cuda::use_device(device().index);
+    kernels::cuda::fill(raw_data(), n, static_cast<int>(dtype_size(dtype())), is_floating(dtype()), v);
+    bump_version();
+    return *this;
+  }
+#endif
+  RECHUB_CHECK(device().is_cpu(), "fill_ on " << device().str() << " is not supported; fill on the CPU and copy");
   switch (dtype()) {
     case DType::f32: std::fill_n(data<float>(), n, static_cast<float>(v)); break;
     case DType::f64: std::fill_n(data<double>(), n, v); break;
@@ -299,6 +316,7 @@ Tensor Tensor::sparse_rows(const Tensor& indices, const Tensor& values, const Sh
 
 Tensor Tensor::coalesce() const {
   RECHUB_CHECK(is_sparse(), "coalesce() of a dense tensor");
+  if (device().is_cuda()) return to(Device::cpu()).coalesce().to(device());
   RECHUB_CHECK(device().is_cpu(), "coalesce() runs on the CPU");
   Tensor idx = sparse_indices(), val = sparse_values();
   const int64_t n = idx.numel(), d = val.size(1);
@@ -317,6 +335,7 @@ Tensor Tensor::coalesce() const {
 
 Tensor Tensor::to_dense() const {
   if (!is_sparse()) return *this;
+  if (device().is_cuda()) return to(Device::cpu()).to_dense().to(device());
   Tensor c = coalesce();
   Tensor out = zeros(shape(), {.dtype = dtype()});
   Tensor v = c.sparse_values();
@@ -332,6 +351,9 @@ Tensor Tensor::to_dense() const {
 
 Tensor empty(const Shape& shape, TensorOptions opts) {
   for (int64_t d : shape) RECHUB_CHECK(d >= 0, "cannot create a tensor of shape " << shape_str(shape) << ": negative size");
+#ifdef RECHUB_WITH_CUDA
+  if (opts.device.is_cuda()) cuda::ensure_registered();
+#endif
   auto impl = std::make_shared<TensorImpl>();
   impl->shape = shape;
   impl->dtype = opts.dtype;
@@ -344,18 +366,13 @@ Tensor empty(const Shape& shape, TensorOptions opts) {
 Tensor full(const Shape& shape, double value, TensorOptions opts) {
   const bool rg = opts.requires_grad;
   opts.requires_grad = false;
-  Tensor t;
-  if (opts.device.is_cpu()) {
-    t = empty(shape, opts);
-    t.fill_(value);
-  } else {
-    t = full(shape, value, {.dtype = opts.dtype}).to(opts.device);
-  }
+  Tensor t = empty(shape, opts);
+  t.fill_(value);
   if (rg) t.requires_grad_(true);
   return t;
 }
 Tensor zeros(const Shape& shape, TensorOptions opts) {
-  if (!opts.device.is_cpu()) return full(shape, 0.0, opts);
+  if (!opts.device.is_cpu()) return full(shape, 0.0, opts);  // a memset on the device
   Tensor t = empty(shape, {.dtype = opts.dtype, .device = opts.device});
   std::memset(t.raw_data(), 0, t.nbytes());
   if (opts.requires_grad) t.requires_grad_(true);
@@ -379,7 +396,7 @@ Tensor from_host(const std::vector<T>& v, const Shape& shape, TensorOptions opts
   RECHUB_CHECK(static_cast<int64_t>(v.size()) == shape_numel(shape),
                "from_vector: " << v.size() << " values do not fill shape " << shape_str(shape));
   Tensor t = empty(shape, {.dtype = dtype_of<T>::value});
-  std::memcpy(t.raw_data(), v.data(), v.size() * sizeof(T));
+  if (!v.empty()) std::memcpy(t.raw_data(), v.data(), v.size() * sizeof(T));  // empty: data() may be null
   if (opts.dtype != dtype_of<T>::value) t = t.to(opts.dtype);
   if (!opts.device.is_cpu()) t = t.to(opts.device);
   if (opts.requires_grad) t.requires_grad_(true);

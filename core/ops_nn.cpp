@@ -1,0 +1,121 @@
+// Fused batch normalisation: forward, running-statistics update and hand-written backward.
+#include "core/ops_nn.h"
+
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "core/dispatch.h"
+#include "core/ops.h"
+#include "kernels/cpu/batchnorm.h"
+
+namespace rechub::ops {
+
+namespace {
+
+std::vector<double> as_doubles(const Tensor& t, int64_t n, double fill) {
+  if (!t.defined()) return std::vector<double>(static_cast<size_t>(n), fill);
+  return t.to_vector<double>();
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                  const Tensor& running_var, bool training, double momentum, double eps) {
+  detail::check_float_inputs("batch_norm", {&x});
+  RECHUB_CHECK(x.dim() == 2 || x.dim() == 3,
+               "batch_norm: expected input [N, C] or [N, C, L], got " << shape_str(x.shape()));
+  const int64_t N = x.size(0), C = x.size(1), L = x.dim() == 3 ? x.size(2) : 1, M = N * L;
+  auto check_vec = [&](const Tensor& t, const char* what) {
+    if (!t.defined()) return;
+    detail::check_float_inputs("batch_norm", {&x, &t});
+    RECHUB_CHECK(t.dim() == 1 && t.size(0) == C, "batch_norm: " << what << " has shape " << shape_str(t.shape())
+                                                                << " but the input has " << C << " channels ("
+                                                                << shape_str(x.shape()) << ")");
+  };
+  check_vec(weight, "weight");
+  check_vec(bias, "bias");
+  check_vec(running_mean, "running_mean");
+  check_vec(running_var, "running_var");
+  RECHUB_CHECK(running_mean.defined() == running_var.defined(),
+               "batch_norm: running_mean and running_var must both be given or both be omitted");
+  RECHUB_CHECK(training || running_mean.defined(), "batch_norm: eval mode needs running_mean and running_var");
+  RECHUB_CHECK(!training || M > 1, "batch_norm: expected more than 1 value per channel when training, got input "
+                                       << shape_str(x.shape()) << " (a batch of one cannot be normalised)");
+  RECHUB_CHECK(eps > 0, "batch_norm: eps must be positive, got " << eps);
+
+  // mean/invstd as used by the forward (batch statistics in training, running ones in eval).
+  auto mean = std::make_shared<std::vector<double>>(C);
+  auto invstd = std::make_shared<std::vector<double>>(C);
+  if (training) {
+    std::vector<double> var(C);
+    RECHUB_FLOAT_DISPATCH(x.dtype(), "batch_norm",
+                          kernels::cpu::batchnorm_stats(x.data<scalar_t>(), N, C, L, mean->data(), var.data()));
+    for (int64_t c = 0; c < C; ++c) (*invstd)[c] = 1.0 / std::sqrt(var[c] + eps);
+    if (running_mean.defined()) {
+      NoGradGuard ng;
+      const double unbias = static_cast<double>(M) / static_cast<double>(M - 1);
+      Tensor rm_t = running_mean, rv_t = running_var;  // handles to the caller's buffers, updated in place
+      RECHUB_FLOAT_DISPATCH(x.dtype(), "batch_norm", {
+        scalar_t* rm = rm_t.data<scalar_t>();
+        scalar_t* rv = rv_t.data<scalar_t>();
+        for (int64_t c = 0; c < C; ++c) {
+          rm[c] = static_cast<scalar_t>((1.0 - momentum) * rm[c] + momentum * (*mean)[c]);
+          rv[c] = static_cast<scalar_t>((1.0 - momentum) * rv[c] + momentum * var[c] * unbias);
+        }
+      });
+      rm_t.bump_version();
+      rv_t.bump_version();
+    }
+  } else {
+    *mean = running_mean.to_vector<double>();
+    const auto rv = running_var.to_vector<double>();
+    for (int64_t c = 0; c < C; ++c) (*invstd)[c] = 1.0 / std::sqrt(rv[c] + eps);
+  }
+  const std::vector<double> w = as_doubles(weight, C, 1.0), b = as_doubles(bias, C, 0.0);
+  Tensor y = empty(x.shape(), {.dtype = x.dtype()});
+  RECHUB_FLOAT_DISPATCH(x.dtype(), "batch_norm", {
+    std::vector<scalar_t> scale(C), shift(C);
+    for (int64_t c = 0; c < C; ++c) {
+      const double a = w[c] * (*invstd)[c];
+      scale[c] = static_cast<scalar_t>(a);
+      shift[c] = static_cast<scalar_t>(b[c] - (*mean)[c] * a);
+    }
+    kernels::cpu::batchnorm_apply(x.data<scalar_t>(), N, C, L, scale.data(), shift.data(), y.data<scalar_t>());
+  });
+
+  return record(
+      y, "batch_norm", {x, weight, bias},
+      [x = x.detach(), w, mean, invstd, training, N, C, L, M](const Tensor& g, const std::vector<bool>& n) {
+        std::vector<double> sum_g(C), sum_gx(C);
+        RECHUB_FLOAT_DISPATCH(g.dtype(), "batch_norm backward",
+                              kernels::cpu::batchnorm_grad_sums(g.data<scalar_t>(), x.data<scalar_t>(), N, C, L,
+                                                                mean->data(), sum_g.data(), sum_gx.data()));
+        Tensor gx, gw, gb;
+        if (n[0]) {
+          std::vector<double> ka(C, 0.0), kb(C), kc(C, 0.0);
+          for (int64_t c = 0; c < C; ++c) {
+            const double is = (*invstd)[c];
+            kb[c] = w[c] * is;
+            if (training) {
+              ka[c] = sum_g[c] / static_cast<double>(M);
+              kc[c] = w[c] * is * is * is * sum_gx[c] / static_cast<double>(M);
+            }
+          }
+          gx = empty(x.shape(), {.dtype = x.dtype()});
+          RECHUB_FLOAT_DISPATCH(
+              g.dtype(), "batch_norm backward",
+              kernels::cpu::batchnorm_input_grad(g.data<scalar_t>(), x.data<scalar_t>(), N, C, L, mean->data(),
+                                                 ka.data(), kb.data(), kc.data(), gx.data<scalar_t>()));
+        }
+        if (n[1]) {
+          std::vector<double> v(C);
+          for (int64_t c = 0; c < C; ++c) v[c] = sum_gx[c] * (*invstd)[c];
+          gw = from_vector(v, {C}).to(x.dtype());
+        }
+        if (n[2]) gb = from_vector(sum_g, {C}).to(x.dtype());
+        return std::vector<Tensor>{gx, gw, gb};
+      });
+}
+
+}  // namespace rechub::ops

@@ -1,0 +1,296 @@
+// The CUDA runtime: caching device allocator, copies, streams, cuBLAS handles, pinned buffers and
+// the error reporting every kernels/cuda call goes through.
+#include "kernels/cuda/runtime.h"
+
+#include <array>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/storage.h"
+#include "kernels/cuda/check.h"
+
+namespace rechub::cuda {
+
+namespace detail {
+
+void fail_cuda(cudaError_t e, const char* call, const char* file, int line) {
+  RECHUB_FAIL("CUDA error at " << file << ":" << line << ": " << call << " failed: " << cudaGetErrorString(e) << " ("
+                               << cudaGetErrorName(e) << ")");
+}
+
+void fail_cublas(cublasStatus_t s, const char* call, const char* file, int line) {
+  RECHUB_FAIL("cuBLAS error at " << file << ":" << line << ": " << call << " failed: " << cublasGetStatusString(s));
+}
+
+void check_launch(const char* kernel, const char* file, int line) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    RECHUB_FAIL("CUDA error at " << file << ":" << line << ": launch of kernel " << kernel
+                                 << " failed: " << cudaGetErrorString(e) << " (" << cudaGetErrorName(e) << ")");
+}
+
+}  // namespace detail
+
+namespace {
+
+constexpr int kMaxDevices = 64;
+
+// Size classes: 512-byte multiples up to 1 MiB, then four per power of two, so a dynamic tape
+// that allocates the same sizes every step is served from the cache after the first step.
+size_t size_class(size_t n) {
+  if (n == 0) n = 1;
+  if (n <= (size_t(1) << 20)) return (n + 511) / 512 * 512;
+  size_t p = 1;
+  while (p * 2 <= n) p *= 2;
+  const size_t step = p / 4;
+  return (n + step - 1) / step * step;
+}
+
+std::atomic<bool> g_poison{false};
+std::atomic<bool> g_allow_tf32{false};
+
+class CachingAllocator {
+ public:
+  static CachingAllocator& get() {
+    static CachingAllocator* a = new CachingAllocator();  // never destroyed: storages may outlive statics
+    return *a;
+  }
+
+  void* allocate(size_t n, int dev, size_t* cap) {
+    RECHUB_CHECK(dev >= 0 && dev < kMaxDevices, "cuda:" << dev << ": device index out of range");
+    const size_t c = size_class(n);
+    *cap = c;
+    use_device(dev);
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      Pool& pool = pools_[dev];
+      auto it = pool.free.find(c);
+      if (it != pool.free.end() && !it->second.empty()) {
+        p = it->second.back();
+        it->second.pop_back();
+        pool.stats.bytes_cached -= c;
+      }
+    }
+    if (!p) {
+      cudaError_t e = cudaMalloc(&p, c);
+      if (e == cudaErrorMemoryAllocation) {  // give the cache back and try once more
+        (void)cudaGetLastError();
+        release(dev);
+        e = cudaMalloc(&p, c);
+      }
+      if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        RECHUB_FAIL("cannot allocate " << n << " bytes on cuda:" << dev << ": cudaMalloc failed: "
+                                       << cudaGetErrorString(e) << " (" << cudaGetErrorName(e) << ")");
+      }
+      std::lock_guard<std::mutex> lk(mu_);
+      ++pools_[dev].stats.num_cuda_mallocs;
+    }
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      AllocatorStats& s = pools_[dev].stats;
+      s.bytes_in_use += c;
+      if (s.bytes_in_use > s.peak_bytes_in_use) s.peak_bytes_in_use = s.bytes_in_use;
+    }
+    if (g_poison.load(std::memory_order_relaxed)) RECHUB_CUDA_CHECK(cudaMemsetAsync(p, 0xFF, c, current_stream()));
+    return p;
+  }
+
+  // The block goes back to the cache at once: every kernel of the device runs on its one stream,
+  // so work queued later that reuses the block runs after the work that used it.
+  void deallocate(void* p, size_t c, int dev) {
+    std::lock_guard<std::mutex> lk(mu_);
+    Pool& pool = pools_[dev];
+    pool.free[c].push_back(p);
+    pool.stats.bytes_in_use -= c;
+    pool.stats.bytes_cached += c;
+  }
+
+  void release(int dev) {
+    std::vector<void*> blocks;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      Pool& pool = pools_[dev];
+      for (auto& [c, v] : pool.free) blocks.insert(blocks.end(), v.begin(), v.end());
+      pool.free.clear();
+      pool.stats.bytes_cached = 0;
+    }
+    if (blocks.empty()) return;
+    use_device(dev);
+    RECHUB_CUDA_CHECK(cudaDeviceSynchronize());
+    for (void* b : blocks) RECHUB_CUDA_CHECK(cudaFree(b));
+  }
+
+  AllocatorStats stats(int dev) {
+    std::lock_guard<std::mutex> lk(mu_);
+    return pools_[dev].stats;
+  }
+
+ private:
+  struct Pool {
+    std::map<size_t, std::vector<void*>> free;
+    AllocatorStats stats;
+  };
+  std::mutex mu_;
+  std::array<Pool, kMaxDevices> pools_;
+};
+
+struct PerDevice {
+  std::mutex mu;
+  std::array<cudaStream_t, kMaxDevices> streams{};
+  std::array<cublasHandle_t, kMaxDevices> handles{};
+};
+PerDevice& per_device() {
+  static PerDevice* p = new PerDevice();
+  return *p;
+}
+
+void* allocate_hook(size_t nbytes, int dev, size_t* cap) { return CachingAllocator::get().allocate(nbytes, dev, cap); }
+void deallocate_hook(void* p, size_t cap, int dev) { CachingAllocator::get().deallocate(p, cap, dev); }
+
+// Host memory handed to copy_bytes is pageable and owned by the caller, so copies that touch it
+// wait for completion; device-to-device copies stay queued on the stream.
+void copy_hook(void* dst, Device dst_dev, const void* src, Device src_dev, size_t n) {
+  if (dst_dev.is_cuda() && src_dev.is_cuda()) {
+    if (dst_dev.index == src_dev.index) {
+      use_device(dst_dev.index);
+      RECHUB_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, current_stream()));
+      return;
+    }
+    synchronize(src_dev.index);
+    use_device(dst_dev.index);
+    RECHUB_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, n, current_stream()));
+    synchronize(dst_dev.index);
+    return;
+  }
+  const int dev = dst_dev.is_cuda() ? dst_dev.index : src_dev.index;
+  use_device(dev);
+  const cudaMemcpyKind kind = dst_dev.is_cuda() ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost;
+  RECHUB_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, kind, current_stream()));
+  RECHUB_CUDA_CHECK(cudaStreamSynchronize(current_stream()));
+}
+
+int device_count_hook() { return device_count(); }
+
+// Static registration; ensure_registered() repeats it (idempotent) from core's allocation path.
+[[maybe_unused]] const bool g_registered = (ensure_registered(), true);
+
+}  // namespace
+
+void ensure_registered() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    set_cuda_allocator(DeviceAllocator{&allocate_hook, &deallocate_hook});
+    set_cuda_copier(DeviceCopier{&copy_hook, &device_count_hook});
+  });
+}
+
+int device_count() {
+  static const int n = [] {
+    int c = 0;
+    if (cudaGetDeviceCount(&c) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return 0;
+    }
+    return c;
+  }();
+  return n;
+}
+
+namespace {
+thread_local int t_current_device = -1;
+}
+
+void use_device(int index) {
+  if (t_current_device == index) return;
+  const int n = device_count();
+  RECHUB_CHECK(n > 0, "cuda:" << index << " requested but no CUDA device is available (cudaGetDeviceCount found none)");
+  RECHUB_CHECK(index >= 0 && index < n, "cuda:" << index << " requested but only " << n << " CUDA device(s) are visible");
+  RECHUB_CUDA_CHECK(cudaSetDevice(index));
+  t_current_device = index;
+}
+
+int current_device() {
+  if (t_current_device < 0) use_device(0);
+  return t_current_device;
+}
+
+cudaStream_t current_stream() {
+  const int dev = current_device();
+  PerDevice& pd = per_device();
+  std::lock_guard<std::mutex> lk(pd.mu);
+  if (!pd.streams[dev]) RECHUB_CUDA_CHECK(cudaStreamCreateWithFlags(&pd.streams[dev], cudaStreamNonBlocking));
+  return pd.streams[dev];
+}
+
+cublasHandle_t cublas_handle() {
+  const int dev = current_device();
+  cudaStream_t s = current_stream();
+  PerDevice& pd = per_device();
+  std::lock_guard<std::mutex> lk(pd.mu);
+  if (!pd.handles[dev]) {
+    RECHUB_CUBLAS_CHECK(cublasCreate(&pd.handles[dev]));
+    RECHUB_CUBLAS_CHECK(cublasSetStream(pd.handles[dev], s));
+  }
+  RECHUB_CUBLAS_CHECK(cublasSetMathMode(pd.handles[dev], allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  return pd.handles[dev];
+}
+
+void synchronize(int index) {
+  if (index >= 0) use_device(index);
+  RECHUB_CUDA_CHECK(cudaStreamSynchronize(current_stream()));
+}
+
+void set_allow_tf32(bool allow) { g_allow_tf32.store(allow); }
+bool allow_tf32() { return g_allow_tf32.load(); }
+void set_poison_allocations(bool on) { g_poison.store(on); }
+
+AllocatorStats allocator_stats(int index) {
+  RECHUB_CHECK(index >= 0 && index < kMaxDevices, "allocator_stats: device index " << index << " out of range");
+  return CachingAllocator::get().stats(index);
+}
+
+void release_cached_memory() {
+  for (int d = 0; d < device_count() && d < kMaxDevices; ++d) CachingAllocator::get().release(d);
+}
+
+Scratch::Scratch(size_t nbytes) : dev_(current_device()) { p_ = CachingAllocator::get().allocate(nbytes, dev_, &cap_); }
+Scratch::~Scratch() {
+  if (p_) CachingAllocator::get().deallocate(p_, cap_, dev_);
+}
+
+// ---- pinned host memory ----
+
+PinnedBuffer::PinnedBuffer(size_t nbytes) : size_(nbytes) {
+  RECHUB_CHECK(device_count() > 0, "PinnedBuffer: no CUDA device is available to pin " << nbytes << " bytes for");
+  RECHUB_CUDA_CHECK(cudaHostAlloc(&data_, nbytes == 0 ? 1 : nbytes, cudaHostAllocPortable));
+}
+PinnedBuffer::~PinnedBuffer() {
+  if (data_) (void)cudaFreeHost(data_);
+}
+PinnedBuffer::PinnedBuffer(PinnedBuffer&& o) noexcept : data_(o.data_), size_(o.size_) {
+  o.data_ = nullptr;
+  o.size_ = 0;
+}
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
+  if (this != &o) {
+    if (data_) (void)cudaFreeHost(data_);
+    data_ = o.data_;
+    size_ = o.size_;
+    o.data_ = nullptr;
+    o.size_ = 0;
+  }
+  return *this;
+}
+void PinnedBuffer::copy_to_device_async(void* dst, int device, size_t nbytes) const {
+  RECHUB_CHECK(nbytes <= size_, "PinnedBuffer: copy of " << nbytes << " bytes from a buffer of " << size_);
+  use_device(device);
+  RECHUB_CUDA_CHECK(cudaMemcpyAsync(dst, data_, nbytes, cudaMemcpyHostToDevice, current_stream()));
+}
+
+}  // namespace rechub::cuda

@@ -1,0 +1,38 @@
+#include "nn/batchnorm.h"
+
+#include "core/ops_nn.h"
+
+namespace rechub::nn {
+
+BatchNorm1d::BatchNorm1d(int64_t num_features, double eps, double momentum, bool affine)
+    : c_(num_features), eps_(eps), momentum_(momentum) {
+  RECHUB_CHECK(num_features > 0, "BatchNorm1d: num_features must be positive, got " << num_features);
+  RECHUB_CHECK(eps > 0, "BatchNorm1d: eps must be positive, got " << eps);
+  RECHUB_CHECK(momentum >= 0 && momentum <= 1, "BatchNorm1d: momentum must be in [0, 1], got " << momentum);
+  if (affine) {
+    weight_ = register_parameter("weight", ones({c_}));
+    bias_ = register_parameter("bias", zeros({c_}));
+  }
+  running_mean_ = register_buffer("running_mean", zeros({c_}));
+  running_var_ = register_buffer("running_var", ones({c_}));
+  num_batches_ = register_buffer("num_batches_tracked", zeros({}, {.dtype = DType::i64}));
+}
+
+int64_t BatchNorm1d::num_batches_tracked() const { return num_batches_.data<int64_t>()[0]; }
+
+Tensor BatchNorm1d::forward(const Tensor& x) {
+  RECHUB_CHECK(x.defined() && (x.dim() == 2 || x.dim() == 3) && x.size(1) == c_,
+               describe() << " (num_features=" << c_ << "): expected input [N, " << c_ << "] or [N, " << c_
+                          << ", L], got " << (x.defined() ? shape_str(x.shape()) : std::string("an undefined tensor")));
+  if (is_training()) {
+    const int64_t per_channel = x.size(0) * (x.dim() == 3 ? x.size(2) : 1);
+    RECHUB_CHECK(per_channel > 1, describe() << ": expected more than 1 value per channel when training, got input "
+                                             << shape_str(x.shape())
+                                             << " (a batch of one cannot be normalised; use eval() for inference)");
+    num_batches_.data<int64_t>()[0] += 1;
+    num_batches_.bump_version();
+  }
+  return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, is_training(), momentum_, eps_);
+}
+
+}  // namespace rechub::nn

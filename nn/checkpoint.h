@@ -1,0 +1,58 @@
+#pragma once
+// Checkpoints: a module's parameters and buffers, the optimizer's state and a caller-supplied
+// metadata record in ONE safetensors file (see nn/safetensors.h), so the weights open directly
+// with safetensors / numpy / PyTorch.
+//
+// Tensor names:
+//   "<parameter or buffer name>"      exactly Module::named_parameters()/named_buffers() names,
+//                                     e.g. "towers.0.mlp.0.weight", "towers.0.mlp.1.running_mean"
+//   "optim.<parameter>.<key>"         optimizer state: exp_avg, exp_avg_sq (Adam/AdamW), sum
+//                                     (Adagrad), momentum_buffer (SGD), step (i64 scalar)
+// __metadata__ (string values):
+//   "format": "pt", "rechub.format": "rechub-checkpoint", "rechub.format_version": "1",
+//   "rechub.metadata": the caller's JSON record (model kind and config, feature schema,
+//                      vocabularies, step/epoch, ...) serialised as one string,
+//   "rechub.parameters": JSON list of the parameter names (the rest of the model tensors are buffers),
+//   "rechub.optimizer": JSON {"kind", "options", "groups": [{"name", "lr", "weight_decay", "params"}]},
+//   "rechub.header_checksum": "crc32:xxxxxxxx" of the header (JSON re-serialised with sorted keys,
+//                             without the two checksum entries),
+//   "rechub.data_checksum": "crc32:xxxxxxxx" of the tensor data section.
+//
+// Writing goes to a temporary file in the same directory, fsync, rename. Loading validates
+// everything first (structure, version, both checksums, the metadata record, every expected
+// tensor present with its shape and dtype, nothing unexpected, the optimizer's state) and throws
+// one rechub::Error listing all problems; only a fully valid file changes the model/optimizer.
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "nn/module.h"
+#include "nn/optim.h"
+#include "nn/safetensors.h"
+
+namespace rechub::nn {
+
+constexpr int kCheckpointFormatVersion = 1;
+
+void save_checkpoint(const std::string& path, const Module& model, const Optimizer* optimizer = nullptr,
+                     const nlohmann::json& metadata = nlohmann::json::object());
+
+// Restores the model (and the optimizer when given: then the file must hold its state) and
+// returns the metadata record.
+nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer* optimizer = nullptr);
+
+// The metadata record alone: reads only the header, checks the format version and the header
+// checksum (the tensor data is not read, so its checksum is checked by load_checkpoint).
+nlohmann::json read_checkpoint_metadata(const std::string& path);
+
+// Everything in a checkpoint, verified (structure, version, both checksums), without a model:
+// for tools and for serving code that builds the model from the metadata first.
+struct CheckpointContents {
+  NamedTensorList tensors;          // parameters and buffers
+  NamedTensorList optimizer_state;  // names without the "optim." prefix
+  nlohmann::json metadata;          // the caller's record
+  nlohmann::json optimizer;         // the optimizer record (null when absent)
+  std::vector<std::string> parameter_names;
+};
+CheckpointContents read_checkpoint(const std::string& path);
+
+}  // namespace rechub::nn

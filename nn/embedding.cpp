@@ -1,0 +1,203 @@
+#include "nn/embedding.h"
+
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "core/ops.h"
+#include "core/rng.h"
+
+namespace rechub::nn {
+
+EmbeddingCollection::EmbeddingCollection(std::vector<EmbeddingSpec> specs, EmbeddingOptions opts)
+    : specs_(std::move(specs)), opts_(opts) {
+  RECHUB_CHECK(!specs_.empty(), "EmbeddingCollection: no features given");
+  RECHUB_CHECK(opts_.init_std >= 0, "EmbeddingCollection: init_std must be non-negative, got " << opts_.init_std);
+  RECHUB_CHECK(is_floating(opts_.dtype), "EmbeddingCollection: dtype must be f32 or f64");
+  std::map<std::string, int64_t> index;
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    const auto& s = specs_[i];
+    RECHUB_CHECK(!s.name.empty(), "EmbeddingCollection: feature " << i << " has an empty name");
+    RECHUB_CHECK(index.emplace(s.name, static_cast<int64_t>(i)).second,
+                 "EmbeddingCollection: feature '" << s.name << "' is defined twice");
+  }
+  // Resolve shared_with chains to the owning feature.
+  const int64_t F = num_features();
+  std::vector<int64_t> owner(F);
+  for (int64_t i = 0; i < F; ++i) {
+    int64_t cur = i;
+    std::set<int64_t> visited{cur};
+    while (!specs_[cur].shared_with.empty()) {
+      auto it = index.find(specs_[cur].shared_with);
+      RECHUB_CHECK(it != index.end(), "EmbeddingCollection: feature '"
+                                          << specs_[cur].name << "' is shared_with '" << specs_[cur].shared_with
+                                          << "', which is not a feature of this collection");
+      cur = it->second;
+      RECHUB_CHECK(visited.insert(cur).second,
+                   "EmbeddingCollection: shared_with of feature '" << specs_[i].name << "' forms a cycle");
+    }
+    owner[i] = cur;
+  }
+  for (int64_t i = 0; i < F; ++i) {
+    const auto& s = specs_[i];
+    const auto& o = specs_[owner[i]];
+    if (owner[i] == i) {
+      RECHUB_CHECK(s.vocab_size > 0,
+                   "EmbeddingCollection: feature '" << s.name << "' needs vocab_size > 0, got " << s.vocab_size);
+      RECHUB_CHECK(s.embed_dim > 0,
+                   "EmbeddingCollection: feature '" << s.name << "' needs embed_dim > 0, got " << s.embed_dim);
+    } else {
+      RECHUB_CHECK(s.embed_dim == 0 || s.embed_dim == o.embed_dim,
+                   "EmbeddingCollection: feature '" << s.name << "' (embed_dim " << s.embed_dim
+                                                    << ") shares the table of '" << o.name << "' (embed_dim "
+                                                    << o.embed_dim << "); the widths must match");
+      RECHUB_CHECK(s.vocab_size >= 0 && s.vocab_size <= o.vocab_size,
+                   "EmbeddingCollection: feature '" << s.name << "' declares vocab_size " << s.vocab_size
+                                                    << " but shares the table of '" << o.name << "' which has "
+                                                    << o.vocab_size << " rows");
+    }
+  }
+  // Arenas by width, in order of first appearance; owners get rows in feature order.
+  std::map<int64_t, int64_t> arena_of_dim;
+  std::vector<int64_t> arena_rows;
+  slots_.resize(F);
+  for (int64_t i = 0; i < F; ++i) {
+    const auto& o = specs_[owner[i]];
+    auto [it, added] = arena_of_dim.emplace(o.embed_dim, static_cast<int64_t>(arena_dims_.size()));
+    if (added) {
+      arena_dims_.push_back(o.embed_dim);
+      arena_rows.push_back(0);
+      arena_features_.emplace_back();
+    }
+    const int64_t a = it->second;
+    arena_features_[a].push_back(i);
+    if (owner[i] == i) {
+      slots_[i] = {a, arena_rows[a], o.vocab_size, o.embed_dim, o.name};
+      arena_rows[a] += o.vocab_size;
+    }
+  }
+  for (int64_t i = 0; i < F; ++i)
+    if (owner[i] != i) {
+      slots_[i] = slots_[owner[i]];
+      if (specs_[i].vocab_size > 0) slots_[i].rows = specs_[i].vocab_size;
+    }
+  for (int64_t i = 0; i < F; ++i) output_dim_ += slots_[i].dim;
+
+  // N(0, init_std^2), drawn table by table in feature order.
+  Generator gen(opts_.seed);
+  std::vector<std::vector<double>> data(arena_dims_.size());
+  for (size_t a = 0; a < arena_dims_.size(); ++a) data[a].resize(static_cast<size_t>(arena_rows[a] * arena_dims_[a]));
+  for (int64_t i = 0; i < F; ++i) {
+    if (owner[i] != i) continue;
+    const Slot& s = slots_[i];
+    double* p = data[s.arena].data() + s.offset * s.dim;
+    for (int64_t k = 0; k < s.rows * s.dim; ++k) p[k] = opts_.init_std * gen.normal();
+  }
+  for (size_t a = 0; a < arena_dims_.size(); ++a) {
+    Tensor t = from_vector(data[a], {arena_rows[a], arena_dims_[a]}).to(opts_.dtype);
+    Tensor& p = register_parameter("arena_d" + std::to_string(arena_dims_[a]), t);
+    if (!opts_.sparse)  // dense mode: the optimizer sees what nn.Embedding(sparse=False) produces
+      p.register_hook([](const Tensor& g) { return g.is_sparse() ? g.to_dense() : Tensor(); });
+    arenas_.push_back(p);
+  }
+}
+
+int64_t EmbeddingCollection::feature_index(const std::string& name) const {
+  for (size_t i = 0; i < specs_.size(); ++i)
+    if (specs_[i].name == name) return static_cast<int64_t>(i);
+  std::ostringstream os;
+  for (size_t i = 0; i < specs_.size(); ++i) os << (i ? ", " : "") << specs_[i].name;
+  RECHUB_FAIL(describe() << ": no feature named '" << name << "'; features: " << os.str());
+}
+
+const EmbeddingCollection::Slot& EmbeddingCollection::slot(const std::string& feature) const {
+  return slots_[feature_index(feature)];
+}
+
+Tensor EmbeddingCollection::table(const std::string& feature) const {
+  const Slot& s = slot(feature);
+  return make_view(arenas_[s.arena], s.offset * s.dim, {s.rows, s.dim});
+}
+
+nlohmann::json EmbeddingCollection::layout_json() const {
+  nlohmann::json j;
+  j["arenas"] = nlohmann::json::array();
+  for (size_t a = 0; a < arenas_.size(); ++a)
+    j["arenas"].push_back(
+        {{"name", "arena_d" + std::to_string(arena_dims_[a])}, {"dim", arena_dims_[a]}, {"rows", arenas_[a].size(0)}});
+  j["features"] = nlohmann::json::array();
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    const Slot& s = slots_[i];
+    j["features"].push_back({{"name", specs_[i].name},
+                             {"arena", "arena_d" + std::to_string(arena_dims_[s.arena])},
+                             {"offset", s.offset},
+                             {"rows", s.rows},
+                             {"dim", s.dim},
+                             {"owner", s.owner}});
+  }
+  return j;
+}
+
+namespace {
+template <class I>
+void offset_ids(const I* src, int64_t B, int64_t F, const std::vector<int64_t>& feats,
+                const std::vector<EmbeddingCollection::Slot>& slots, const std::vector<EmbeddingSpec>& specs,
+                const std::string& who, int64_t* dst) {
+  const int64_t Fa = static_cast<int64_t>(feats.size());
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < Fa; ++j) {
+      const int64_t f = feats[j];
+      const int64_t id = static_cast<int64_t>(src[b * F + f]);
+      const auto& s = slots[f];
+      if (id < 0 || id >= s.rows)
+        RECHUB_FAIL(who << ": feature '" << specs[f].name << "', row " << b << ": id " << id
+                        << " is outside the vocabulary of size " << s.rows);
+      dst[b * Fa + j] = s.offset + id;
+    }
+}
+}  // namespace
+
+Tensor EmbeddingCollection::forward(const Tensor& ids) const {
+  const int64_t F = num_features();
+  RECHUB_CHECK(ids.defined() && (ids.dtype() == DType::i32 || ids.dtype() == DType::i64) && ids.dim() == 2,
+               describe() << ": expected ids as a 2-D i32/i64 tensor [batch, " << F << "], got "
+                          << (ids.defined() ? shape_str(ids.shape()) + " " + dtype_name(ids.dtype())
+                                            : std::string("an undefined tensor")));
+  RECHUB_CHECK(ids.size(1) == F,
+               describe() << ": ids have " << ids.size(1) << " columns but " << F << " features are defined");
+  RECHUB_CHECK(ids.device().is_cpu(), describe() << ": ids must be on the CPU");
+  const int64_t B = ids.size(0);
+  std::vector<Tensor> per_arena;
+  for (size_t a = 0; a < arenas_.size(); ++a) {
+    const auto& feats = arena_features_[a];
+    const int64_t Fa = static_cast<int64_t>(feats.size());
+    Tensor ida = empty({B, Fa}, {.dtype = DType::i64});
+    if (ids.dtype() == DType::i32)
+      offset_ids(ids.data<int32_t>(), B, F, feats, slots_, specs_, describe(), ida.data<int64_t>());
+    else
+      offset_ids(ids.data<int64_t>(), B, F, feats, slots_, specs_, describe(), ida.data<int64_t>());
+    ops::EmbeddingCheck check;
+    for (int64_t f : feats) {
+      check.feature_names.push_back(specs_[f].name);
+      check.row_ranges.emplace_back(slots_[f].offset, slots_[f].offset + slots_[f].rows);
+    }
+    per_arena.push_back(ops::embedding_lookup(arenas_[a], ida, &check));
+  }
+  if (per_arena.size() == 1) return per_arena[0];
+  // Several widths: put the features' columns back in spec order.
+  std::vector<Tensor> cols(F);
+  for (size_t a = 0; a < arenas_.size(); ++a) {
+    const auto parts = ops::split(per_arena[a], arena_dims_[a], 1);
+    for (size_t j = 0; j < parts.size(); ++j) cols[arena_features_[a][j]] = parts[j];
+  }
+  return ops::concat(cols, 1);
+}
+
+Tensor EmbeddingCollection::forward_3d(const Tensor& ids) const {
+  RECHUB_CHECK(arenas_.size() == 1, describe() << ": forward_3d needs every feature to have the same embed_dim; "
+                                               << arenas_.size() << " different widths are defined");
+  Tensor out = forward(ids);
+  return ops::reshape(out, {out.size(0), num_features(), arena_dims_[0]});
+}
+
+}  // namespace rechub::nn
