@@ -3,6 +3,7 @@
 // parameter's dtype in PyTorch's order of operations, so float32 results track torch closely.
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -145,12 +146,24 @@ struct Rows {
 Rows rows_of(const Tensor& grad) {
   return {grad.sparse_indices().data<int64_t>(), grad.sparse_indices().numel(), grad.shape()[1]};
 }
-// Runs f(k, row_offset) over the rows of a sparse gradient, several threads for many rows.
-template <class F>
-void for_rows(const Rows& r, F f) {
+// Runs f(k, row_offset) over the rows of a sparse gradient, several threads for many rows. The
+// rows are scattered over a large table, so the state rows a few iterations ahead are prefetched
+// (`ahead(row_offset)`): without it the update waits on memory for every row.
+template <class F, class P>
+void for_rows(const Rows& r, F f, P ahead) {
+  constexpr int64_t kAhead = 8;
   parallel_for(r.n, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, r.d)), [&](int64_t lo, int64_t hi) {
-    for (int64_t k = lo; k < hi; ++k) f(k, r.idx[k] * r.d);
+    for (int64_t k = lo; k < hi; ++k) {
+      if (k + kAhead < hi) ahead(r.idx[k + kAhead] * r.d);
+      f(k, r.idx[k] * r.d);
+    }
   });
+}
+// Prefetches n elements of each array at offset off (for writing).
+template <class T>
+void prefetch_rows(int64_t off, int64_t n, std::initializer_list<T*> arrays) {
+  for (T* a : arrays)
+    for (int64_t j = 0; j < n; j += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(a + off + j, 1, 3);
 }
 
 }  // namespace
@@ -196,7 +209,14 @@ void SGD::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamState&
     if (grad.is_sparse()) {
       const Rows r = rows_of(grad);
       const T* v = grad.sparse_values().data<T>();
-      for_rows(r, [&](int64_t k, int64_t off) { one(pp + off, v + k * r.d, pb ? pb + off : nullptr, r.d); });
+      for_rows(
+          r, [&](int64_t k, int64_t off) { one(pp + off, v + k * r.d, pb ? pb + off : nullptr, r.d); },
+          [&](int64_t off) {
+            if (pb)
+              prefetch_rows(off, r.d, {pp, pb});
+            else
+              prefetch_rows(off, r.d, {pp});
+          });
     } else {
       const T* gr = grad.data<T>();
       parallel_for(p.numel(), kGrain,
@@ -253,7 +273,11 @@ void Adam::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamState
       if (r.n == 0) return;  // SparseAdam: the step counts, nothing moves
       c.step_size = static_cast<T>(g.lr * std::sqrt(bc2) / bc1);
       const T* gv = grad.sparse_values().data<T>();
-      for_rows(r, [&](int64_t k, int64_t off) { adam_sparse_row(pp + off, pm + off, pv + off, gv + k * r.d, r.d, c); });
+      for_rows(
+          r, [&](int64_t k, int64_t off) { adam_sparse_row(pp + off, pm + off, pv + off, gv + k * r.d, r.d, c); },
+          [&](int64_t off) {
+            prefetch_rows(off, r.d, {pp, pm, pv});
+          });
     }
   });
 }
@@ -285,9 +309,12 @@ void Adagrad::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamSt
     if (grad.is_sparse()) {
       const Rows r = rows_of(grad);
       const T* gv = grad.sparse_values().data<T>();
-      for_rows(r, [&](int64_t k, int64_t off) {
-        adagrad_block(pp + off, ps + off, gv + k * r.d, r.d, clr, eps, wd, has_wd);
-      });
+      for_rows(
+          r,
+          [&](int64_t k, int64_t off) { adagrad_block(pp + off, ps + off, gv + k * r.d, r.d, clr, eps, wd, has_wd); },
+          [&](int64_t off) {
+            prefetch_rows(off, r.d, {pp, ps});
+          });
     } else {
       const T* gr = grad.data<T>();
       parallel_for(p.numel(), kGrain, [&](int64_t lo, int64_t hi) {

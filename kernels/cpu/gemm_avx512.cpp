@@ -15,10 +15,15 @@
 // Packed layouts: A panel of r rows: a[k * r + i]; B panel: b[k * NR + j] (64-byte aligned, zero
 // padded to NR columns). The micro-kernel broadcasts A and loads two B vectors per k; alpha/beta are
 // applied in the store (beta == 0 never reads C), N edges use masked loads/stores.
+// Packing copes with all four transpose combinations (16x16 in-register transposes where the source
+// runs along k). Where a packed panel would be reused only a few times (the weight-gradient shapes,
+// see gemm_serial) the micro-kernel reads op(A) / op(B) in place instead. While a block is being
+// multiplied, the source of the next block is prefetched into L2 and the next C tile into L1.
 //
 // Threading: outside a parallel region the problem is split over omp_get_max_threads() threads along
 // M, N or K (K-split partial products are reduced at the end), chosen by a small cost model; inside a
 // parallel region the call runs single-threaded.
+
 // GCC 12 flags its own intrinsic headers (`__m512 __Y = __Y;` in _mm512_undefined_ps, used by the
 // shuffles below) as -Wmaybe-uninitialized after inlining (GCC PR105593); silence that here only.
 #pragma GCC diagnostic push
@@ -31,6 +36,7 @@
 #include <array>
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
 #include <limits>
 #include <new>
 #include <utility>
@@ -134,38 +140,69 @@ RECHUB_AVX512_INLINE void load_transposed(const float* src, int64_t ld, int64_t 
 }
 
 // ---- packing ------------------------------------------------------------------------------------
-// Packs rows [0, mr) x depth [0, kc) of op(A) (A already offset to the block origin) into
-// out[k * mr + i]. mr <= 14.
-RECHUB_AVX512 void pack_a_panel(bool trans_a, const float* A, int64_t lda, int64_t mr, int64_t kc, float* out) {
-  const __mmask16 rm = low_mask(mr);
-  if (trans_a) {  // op(A)[i, k] = A[k * lda + i]: each k is a contiguous run of mr floats.
-    int64_t k = 0;
-    for (; k + 4 <= kc; k += 4) {
-      const __m512 v0 = _mm512_maskz_loadu_ps(rm, A + (k + 0) * lda);
-      const __m512 v1 = _mm512_maskz_loadu_ps(rm, A + (k + 1) * lda);
-      const __m512 v2 = _mm512_maskz_loadu_ps(rm, A + (k + 2) * lda);
-      const __m512 v3 = _mm512_maskz_loadu_ps(rm, A + (k + 3) * lda);
-      _mm512_mask_storeu_ps(out + (k + 0) * mr, rm, v0);
-      _mm512_mask_storeu_ps(out + (k + 1) * mr, rm, v1);
-      _mm512_mask_storeu_ps(out + (k + 2) * mr, rm, v2);
-      _mm512_mask_storeu_ps(out + (k + 3) * mr, rm, v3);
-    }
-    for (; k < kc; ++k) _mm512_mask_storeu_ps(out + k * mr, rm, _mm512_maskz_loadu_ps(rm, A + k * lda));
-    return;
-  }
-  // op(A)[i, k] = A[i * lda + k]: transpose 16-deep chunks of the mr rows.
+// Row panels of an A block: mc rows split evenly into ceil(mc / MR) panels of `base` or `base + 1`
+// rows (the first `extra` panels get the extra row), so no panel is much shorter than MR.
+struct PanelSplit {
+  int64_t count, base, extra;
+  explicit PanelSplit(int64_t mc) : count(ceil_div(mc, kMR)), base(mc / count), extra(mc % count) {}
+  int64_t rows(int64_t p) const { return base + (p < extra ? 1 : 0); }
+  int64_t first_row(int64_t p) const { return p * base + std::min(p, extra); }
+};
+
+// Packs op(A)[0:mr, 0:kc] of a non-transposed A (row i at A + i * lda) into out[k * mr + i] by
+// transposing 16-deep chunks of the mr rows. Full 16-float stores in increasing address order: each
+// tail is overwritten by the next store; the last one spills up to 16 - mr floats past the panel.
+RECHUB_AVX512 void pack_a_rows_panel(const float* A, int64_t lda, int64_t mr, int64_t kc, float* out) {
   for (int64_t k = 0; k < kc; k += 16) {
     const int64_t depth = std::min<int64_t>(16, kc - k);
     __m512 r[16];
     load_transposed(A + k, lda, mr, depth, r);
     if (depth == 16) {
 #pragma GCC unroll 16
-      for (int j = 0; j < 16; ++j) _mm512_mask_storeu_ps(out + (k + j) * mr, rm, r[j]);
+      for (int j = 0; j < 16; ++j) _mm512_storeu_ps(out + (k + j) * mr, r[j]);
     } else {
 #pragma GCC unroll 16
       for (int j = 0; j < 16; ++j)
-        if (j < depth) _mm512_mask_storeu_ps(out + (k + j) * mr, rm, r[j]);
+        if (j < depth) _mm512_storeu_ps(out + (k + j) * mr, r[j]);
     }
+  }
+}
+
+// Packs op(A)[0:mc, 0:kc] (A offset to the block origin) into row panels: panel p (rows r0.., mr rows)
+// lives at out + r0 * kc with layout [k * mr + i]. `row_room` is how many floats each stored row of A
+// holds from the block origin on (bounds full-width vector loads for trans_a).
+//
+// Stores are full 16-float vectors written in increasing address order within a panel, so each tail
+// is overwritten by the next store; the panel's last store is masked (trans_a, where panels are
+// written interleaved) or spills into the next panel before that one is packed / into the buffer's
+// 16-float slack (!trans_a, panels written one after another).
+RECHUB_AVX512 void pack_a_block(bool trans_a, const float* A, int64_t lda, int64_t mc, int64_t kc,
+                                int64_t row_room, float* out) {
+  const PanelSplit ps(mc);
+  if (trans_a) {
+    // op(A)[i, k] = A[k * lda + i]: row k of A holds all mc rows of the block contiguously; walk k
+    // outermost so each source line is read once, scattering mr-float runs to the panels.
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = A + k * lda;
+      const bool last = k + 1 == kc;
+      for (int64_t p = 0; p < ps.count; ++p) {
+        const int64_t r0 = ps.first_row(p), mr = ps.rows(p);
+        const __mmask16 rm = low_mask(mr);
+        const __m512 v = r0 + 16 <= row_room ? _mm512_loadu_ps(src + r0) : _mm512_maskz_loadu_ps(rm, src + r0);
+        float* dst = out + r0 * kc + k * mr;
+        if (last) {
+          _mm512_mask_storeu_ps(dst, rm, v);
+        } else {
+          _mm512_storeu_ps(dst, v);
+        }
+      }
+    }
+    return;
+  }
+  // op(A)[i, k] = A[i * lda + k]: one panel after another.
+  for (int64_t p = 0; p < ps.count; ++p) {
+    const int64_t r0 = ps.first_row(p);
+    pack_a_rows_panel(A + r0 * lda, lda, ps.rows(p), kc, out + r0 * kc);
   }
 }
 
@@ -208,11 +245,14 @@ RECHUB_AVX512 void pack_b_panel(bool trans_b, const float* B, int64_t ldb, int64
 }
 
 // ---- micro-kernel --------------------------------------------------------------------------------
-// C[0:MR, 0:16*NV] = alpha * sum_k a[k*MR + i] * b[k*32 + j] + beta * C; the last vector of each row
-// is limited to the lanes in last_mask. beta == 0: C is not read.
+// C[0:MR, 0:16*NV] = alpha * sum_k a[k*a_step + i] * b[k*b_step + j] + beta * C; the last vector of
+// each row is limited to the lanes in last_mask. beta == 0: C is not read. a/b are packed panels
+// (a_step = MR, b_step = 32) or, where packing would not pay off, the operands themselves
+// (a_step = lda of a transposed A, b_step = ldb of a plain B; see gemm_serial).
 template <int MR, int NV>
-RECHUB_AVX512 void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b,
-                                float* __restrict c, int64_t ldc, float alpha, float beta, unsigned last_mask) {
+RECHUB_AVX512 void micro_kernel(int64_t kc, const float* __restrict a, int64_t a_step, const float* __restrict b,
+                                int64_t b_step, float* __restrict c, int64_t ldc, float alpha, float beta,
+                                unsigned last_mask) {
   __m512 acc[MR][NV];
 #pragma GCC unroll 14
   for (int i = 0; i < MR; ++i)
@@ -225,15 +265,15 @@ RECHUB_AVX512 void micro_kernel(int64_t kc, const float* __restrict a, const flo
   for (int64_t k = 0; k < kc; ++k) {
     __m512 bv[NV];
 #pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(pb + 16 * v);
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(pb + 16 * v);
 #pragma GCC unroll 14
     for (int i = 0; i < MR; ++i) {
       const __m512 av = _mm512_set1_ps(pa[i]);
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
     }
-    pa += MR;
-    pb += kNR;
+    pa += a_step;
+    pb += b_step;
   }
 
   const __m512 va = _mm512_set1_ps(alpha);
@@ -269,7 +309,8 @@ RECHUB_AVX512 void micro_kernel(int64_t kc, const float* __restrict a, const flo
   }
 }
 
-using MicroKernel = void (*)(int64_t, const float*, const float*, float*, int64_t, float, float, unsigned);
+using MicroKernel = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, float, float,
+                             unsigned);
 
 template <int NV, int... I>
 constexpr std::array<MicroKernel, kMR> kernel_row(std::integer_sequence<int, I...>) {
@@ -279,8 +320,95 @@ constexpr std::array<MicroKernel, kMR> kernel_row(std::integer_sequence<int, I..
 const std::array<std::array<MicroKernel, kMR>, 2> kKernels = {
     kernel_row<1>(std::make_integer_sequence<int, kMR>{}), kernel_row<2>(std::make_integer_sequence<int, kMR>{})};
 
+// ---- software prefetch of the next block -------------------------------------------------------
+// While one block is being multiplied, the source rows of the block that will be packed next are
+// pulled towards L2 a few cache lines per micro-kernel call, so packing does not wait on DRAM.
+struct Region {
+  const char* base = nullptr;
+  int64_t rows = 0, row_bytes = 0, ld_bytes = 0;
+  int64_t lines() const { return rows * (row_bytes / 64 + 2); }
+};
+
+class Prefetcher {
+ public:
+  void clear() {
+    count_ = cur_ = 0;
+    total_lines_ = 0;
+    reset_position();
+  }
+  void add(const Region& r) {
+    if (count_ < 3 && r.rows > 0 && r.row_bytes > 0) {
+      regions_[count_++] = r;
+      total_lines_ += r.lines();
+      if (count_ == 1) reset_position();
+    }
+  }
+  int64_t total_lines() const { return total_lines_; }
+  RECHUB_AVX512 void pump(int64_t lines) {
+    while (lines-- > 0 && cur_ < count_) {
+      _mm_prefetch(addr_, _MM_HINT_T1);
+      addr_ += 64;
+      if (addr_ >= row_end_) {
+        const Region& r = regions_[cur_];
+        if (++row_ >= r.rows) {
+          ++cur_;
+          row_ = 0;
+        }
+        reset_position();
+      }
+    }
+  }
+
+ private:
+  void reset_position() {
+    if (cur_ >= count_) return;
+    const Region& r = regions_[cur_];
+    const char* start = r.base + row_ * r.ld_bytes;
+    addr_ = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(start) & ~uintptr_t{63});
+    row_end_ = start + r.row_bytes;
+  }
+  Region regions_[3];
+  int count_ = 0, cur_ = 0;
+  int64_t row_ = 0, total_lines_ = 0;
+  const char* addr_ = nullptr;
+  const char* row_end_ = nullptr;
+};
+
+// Source rows of op(A)[i0:i0+m, p0:p0+k] and op(B)[p0:p0+k, j0:j0+n].
+Region a_region(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t m, int64_t p0, int64_t k) {
+  const int64_t ldb = lda * int64_t{sizeof(float)};
+  if (trans_a) return Region{reinterpret_cast<const char*>(A + p0 * lda + i0), k, m * 4, ldb};
+  return Region{reinterpret_cast<const char*>(A + i0 * lda + p0), m, k * 4, ldb};
+}
+Region b_region(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t k, int64_t j0, int64_t n) {
+  const int64_t ld = ldb * int64_t{sizeof(float)};
+  if (trans_b) return Region{reinterpret_cast<const char*>(B + j0 * ldb + p0), n, k * 4, ld};
+  return Region{reinterpret_cast<const char*>(B + p0 * ldb + j0), k, n * 4, ld};
+}
+
+// Pulls the C tile rows [0, mr) x [0, ncols) into L1 ahead of the micro-kernel that updates it.
+RECHUB_AVX512_INLINE void prefetch_c_tile(const float* c, int64_t ldc, int64_t mr, int64_t ncols) {
+  for (int64_t i = 0; i < mr; ++i) {
+    const char* row = reinterpret_cast<const char*>(c + i * ldc);
+    _mm_prefetch(row, _MM_HINT_T0);
+    _mm_prefetch(row + (ncols * 4 - 1), _MM_HINT_T0);
+    if (ncols > 16) _mm_prefetch(row + 64, _MM_HINT_T0);
+  }
+}
+
 // ---- single-threaded blocked GEMM on a sub-problem ----------------------------------------------
+// Strides (in floats) at which an operand may be read in place by the micro-kernel: multiples of 2 KiB
+// put its rows into a handful of L1/L2 sets, and those operands are always packed.
+inline bool in_place_stride_ok(int64_t ld) { return ld % 512 != 0; }
+
 // A/B/C point at the sub-problem origin of op(A), op(B), C.
+//
+// Packing costs a read and a write of every element and, when the operand streams from memory, is not
+// overlapped with arithmetic. It pays for itself when the packed panel is reused many times. The
+// weight-gradient shapes (dW = X^T dY: trans_a, small M and N, long K) reuse each B panel only for the
+// few rows of one A block and each A panel only for N / 32 column panels, so there the micro-kernel
+// reads op(A) (trans_a: each k is a contiguous run of rows) and op(B) (!trans_b: each k is a
+// contiguous run of columns) in place, and the next depth block is prefetched into L2 instead.
 RECHUB_AVX512 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                                int64_t ldc) {
@@ -288,9 +416,14 @@ RECHUB_AVX512 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N,
   const int64_t kc_blk = ceil_div(K, ceil_div(K, kKCMax));
   const int64_t mc_blk = ceil_div(M, ceil_div(M, kMCMax));
   const int64_t nc_blk = round_up(ceil_div(N, ceil_div(N, kNCMax)), kNR);
+  // In-place B: one A block only (each B panel is used by at most MC rows). In-place A: at most 8
+  // column panels use each A panel.
+  const bool direct_b = !trans_b && M <= kMCMax && in_place_stride_ok(ldb);
+  const bool direct_a = trans_a && direct_b && nc_blk <= 8 * kNR && in_place_stride_ok(lda);
 
   float* bp = tl_pack_b.get(kc_blk * nc_blk);
-  float* ap = tl_pack_a.get(kc_blk * mc_blk + 16);
+  float* ap = direct_a ? nullptr : tl_pack_a.get(kc_blk * mc_blk + 16);
+  Prefetcher pf;
 
   for (int64_t jc = 0; jc < N; jc += nc_blk) {
     const int64_t nc = std::min(nc_blk, N - jc);
@@ -299,35 +432,56 @@ RECHUB_AVX512 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N,
       const int64_t kc = std::min(kc_blk, K - pc);
       for (int64_t jp = 0; jp < n_panels; ++jp) {
         const int64_t j = jc + jp * kNR;
+        const int64_t ncols = std::min<int64_t>(kNR, N - j);
+        if (direct_b && ncols == kNR) continue;  // read in place; only a partial panel is packed
         const float* src = trans_b ? B + j * ldb + pc : B + pc * ldb + j;
-        pack_b_panel(trans_b, src, ldb, kc, std::min<int64_t>(kNR, N - j), bp + jp * kc * kNR);
+        pack_b_panel(trans_b, src, ldb, kc, ncols, bp + jp * kc * kNR);
       }
       const float beta_eff = pc == 0 ? beta : 1.0f;
 
       for (int64_t ic = 0; ic < M; ic += mc_blk) {
         const int64_t mc = std::min(mc_blk, M - ic);
-        // Split the mc rows evenly into ceil(mc / MR) panels (each within one row of MR).
-        const int64_t m_panels = ceil_div(mc, kMR);
-        const int64_t base = mc / m_panels;
-        const int64_t extra = mc % m_panels;
-        for (int64_t p = 0, i = 0; p < m_panels; ++p) {
-          const int64_t mr = base + (p < extra ? 1 : 0);
-          const int64_t row = ic + i;
-          const float* src = trans_a ? A + pc * lda + row : A + row * lda + pc;
-          pack_a_panel(trans_a, src, lda, mr, kc, ap + i * kc);
-          i += mr;
+        const PanelSplit ps(mc);
+        if (!direct_a) {
+          pack_a_block(trans_a, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc, M - ic, ap);
         }
+
+        // What gets packed (or read in place) after this block: the next A block, else the next depth
+        // (or column) block's B and first A block.
+        pf.clear();
+        if (ic + mc < M) {
+          pf.add(a_region(trans_a, A, lda, ic + mc, std::min(mc_blk, M - ic - mc), pc, kc));
+        } else if (pc + kc < K) {
+          const int64_t kn = std::min(kc_blk, K - pc - kc);
+          pf.add(b_region(trans_b, B, ldb, pc + kc, kn, jc, nc));
+          pf.add(a_region(trans_a, A, lda, 0, std::min(mc_blk, M), pc + kc, kn));
+        } else if (jc + nc < N) {
+          pf.add(b_region(trans_b, B, ldb, 0, std::min(kc_blk, K), jc + nc, std::min(nc_blk, N - jc - nc)));
+          pf.add(a_region(trans_a, A, lda, 0, std::min(mc_blk, M), 0, std::min(kc_blk, K)));
+        }
+        const int64_t pf_per_call = ceil_div(pf.total_lines(), ps.count * n_panels);
+
         for (int64_t jp = 0; jp < n_panels; ++jp) {
           const int64_t j = jc + jp * kNR;
           const int64_t ncols = std::min<int64_t>(kNR, N - j);
           const int nv = ncols > 16 ? 2 : 1;
           const unsigned last_mask = low_mask(ncols > 16 ? ncols - 16 : ncols);
-          const float* bpanel = bp + jp * kc * kNR;
-          for (int64_t p = 0, i = 0; p < m_panels; ++p) {
-            const int64_t mr = base + (p < extra ? 1 : 0);
-            kKernels[nv - 1][mr - 1](kc, ap + i * kc, bpanel, C + (ic + i) * ldc + j, ldc, alpha, beta_eff,
+          const bool b_in_place = direct_b && ncols == kNR;
+          const float* bpanel = b_in_place ? B + pc * ldb + j : bp + jp * kc * kNR;
+          const int64_t b_step = b_in_place ? ldb : kNR;
+          for (int64_t p = 0; p < ps.count; ++p) {
+            const int64_t i = ps.first_row(p), mr = ps.rows(p);
+            float* ctile = C + (ic + i) * ldc + j;
+            // Next tile down the same column panel (or the top of the next one).
+            if (p + 1 < ps.count) {
+              prefetch_c_tile(ctile + mr * ldc, ldc, ps.rows(p + 1), ncols);
+            } else if (jp + 1 < n_panels) {
+              prefetch_c_tile(C + ic * ldc + j + kNR, ldc, ps.rows(0), std::min<int64_t>(kNR, N - j - kNR));
+            }
+            pf.pump(pf_per_call);
+            const float* apanel = direct_a ? A + pc * lda + ic + i : ap + i * kc;
+            kKernels[nv - 1][mr - 1](kc, apanel, direct_a ? lda : mr, bpanel, b_step, ctile, ldc, alpha, beta_eff,
                                      last_mask);
-            i += mr;
           }
         }
       }
@@ -357,7 +511,7 @@ Split choose_split(int64_t M, int64_t N, int64_t K, int nt) {
       const double pack = 0.5 * (m_t * k_t * static_cast<double>(ceil_div(static_cast<int64_t>(n_t), kNCMax)) +
                                  k_t * n_t);
       const double reduce =
-          pk > 1 ? 2000.0 + static_cast<double>(M) * static_cast<double>(N) * pk / nt : 0.0;
+          pk > 1 ? 2000.0 + 0.25 * static_cast<double>(M) * static_cast<double>(N) * pk / nt : 0.0;
       const double cost = compute + pack + reduce;
       if (cost < best_cost * 0.999) {
         best_cost = cost;
@@ -384,9 +538,11 @@ struct Partial {
   int64_t ld = 0;
 };
 
+// Runs inside the parallel region. An exception (scratch allocation) is parked in `error` rather than
+// thrown across the region; the thread still takes part in the barrier, and the caller rethrows.
 void parallel_body(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-                   std::vector<Partial>& partials) {
+                   std::vector<Partial>& partials, std::exception_ptr& error) {
   const int t = omp_get_thread_num();
   const int nt = omp_get_num_threads();
   const Split s = choose_split(M, N, K, nt);
@@ -401,25 +557,35 @@ void parallel_body(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 
   const float* a = trans_a ? A + k0 * lda + m0 : A + m0 * lda + k0;
   const float* b = trans_b ? B + n0 * ldb + k0 : B + k0 * ldb + n0;
-  if (ik == 0) {
-    if (k1 > k0) {
-      gemm_serial(trans_a, trans_b, m1 - m0, n1 - n0, k1 - k0, alpha, a, lda, b, ldb, beta, C + m0 * ldc + n0, ldc);
+  try {
+    if (ik == 0) {
+      if (k1 > k0) {
+        gemm_serial(trans_a, trans_b, m1 - m0, n1 - n0, k1 - k0, alpha, a, lda, b, ldb, beta, C + m0 * ldc + n0,
+                    ldc);
+      } else {
+        scale_only(m1 - m0, n1 - n0, beta, C + m0 * ldc + n0, ldc);
+      }
     } else {
-      scale_only(m1 - m0, n1 - n0, beta, C + m0 * ldc + n0, ldc);
+      const int64_t ld = round_up(std::max<int64_t>(n1 - n0, 1), 16);
+      float* part = tl_partial_c.get(std::max<int64_t>(m1 - m0, 1) * ld);
+      if (k1 > k0) {
+        gemm_serial(trans_a, trans_b, m1 - m0, n1 - n0, k1 - k0, alpha, a, lda, b, ldb, 0.0f, part, ld);
+      } else {
+        scale_only(m1 - m0, n1 - n0, 0.0f, part, ld);
+      }
+      partials[static_cast<size_t>(t)] = Partial{part, ld};
     }
-  } else {
-    const int64_t ld = round_up(std::max<int64_t>(n1 - n0, 1), 16);
-    float* part = tl_partial_c.get(std::max<int64_t>(m1 - m0, 1) * ld);
-    partials[static_cast<size_t>(t)] = Partial{part, ld};
-    if (k1 > k0) {
-      gemm_serial(trans_a, trans_b, m1 - m0, n1 - n0, k1 - k0, alpha, a, lda, b, ldb, 0.0f, part, ld);
-    } else {
-      scale_only(m1 - m0, n1 - n0, 0.0f, part, ld);
-    }
+  } catch (...) {
+#pragma omp critical(rechub_sgemm_error)
+    if (!error) error = std::current_exception();
   }
   if (s.pk == 1) return;
 
 #pragma omp barrier
+  bool failed = false;
+#pragma omp critical(rechub_sgemm_error)
+  failed = static_cast<bool>(error);
+  if (failed) return;
   // C += sum of the K-split partials; rows of C shared out over all threads.
   const int64_t r0 = M * t / nt, r1 = M * (t + 1) / nt;
   for (int64_t i = r0; i < r1; ++i) {
@@ -455,8 +621,10 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
     return;
   }
   std::vector<Partial> partials(static_cast<size_t>(nt));
+  std::exception_ptr error;
 #pragma omp parallel num_threads(nt)
-  parallel_body(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, partials);
+  parallel_body(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, partials, error);
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace rechub::kernels::cpu::detail
