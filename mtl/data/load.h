@@ -1,0 +1,67 @@
+#pragma once
+// One call from files to encoded splits: parse (through the binary cache), fit the preprocessor on
+// the training split only, transform every split.
+//
+//   auto data = load_data({.train = "train.csv", .val = "val.csv", .test = "test.csv"}, schema);
+//   DataLoader loader(data.train, {.batch_size = 4096, .seed = 7});
+//   model_features = data.preprocessor->schema().sparse;
+//
+// A JSON data config holds the same in one file (load_data_config):
+//   {"schema": {...}, "csv": {...}, "preprocess": {...}, "cache": {...},
+//    "files": {"train": "...", "val": "...", "test": "..."},
+//    "split": {"val": 0.1, "test": 0.1, "seed": 1}}
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "mtl/data/cache.h"
+#include "mtl/data/csv.h"
+#include "mtl/data/dataset.h"
+#include "mtl/data/preprocessor.h"
+#include "mtl/data/schema.h"
+
+namespace rechub::data {
+
+struct DataFiles {
+  std::string train{};
+  std::string val{};   // optional
+  std::string test{};  // optional
+};
+
+struct DataOptions {
+  CsvOptions csv{};
+  CacheOptions cache{};
+  PreprocessOptions preprocess{};
+  // For a split without its own file: this fraction of the training file's rows, drawn with
+  // split_seed (the rest stays training data).
+  double val_fraction = 0;
+  double test_fraction = 0;
+  uint64_t split_seed = 0;
+};
+
+struct LoadedData {
+  std::shared_ptr<Preprocessor> preprocessor{};
+  std::shared_ptr<const Dataset> train{};
+  std::shared_ptr<const Dataset> val{};   // null when there is none
+  std::shared_ptr<const Dataset> test{};  // null when there is none
+  std::vector<LoadReport> reports{};      // one per file read
+};
+
+LoadedData load_data(const DataFiles& files, const Schema& schema, const DataOptions& options = {});
+
+struct DataConfig {
+  Schema schema{};
+  DataFiles files{};
+  DataOptions options{};
+};
+// Relative file paths are taken relative to `base_dir`.
+DataConfig data_config_from_json(const nlohmann::json& j, const std::string& origin = "<json>",
+                                 const std::string& base_dir = "");
+DataConfig load_data_config(const std::string& path);
+nlohmann::json cache_options_to_json(const CacheOptions& o);
+CacheOptions cache_options_from_json(const nlohmann::json& j, const std::string& origin = "<json>");
+
+}  // namespace rechub::data

@@ -1,0 +1,133 @@
+#pragma once
+// DataLoader: batches from a BatchSource, in a seeded random order per epoch, prepared ahead by a
+// background thread.
+//
+//   DataLoader loader(train, {.batch_size = 4096, .shuffle = true, .seed = 42});
+//   for (int64_t epoch = 0; epoch < epochs; ++epoch) {
+//     loader.set_epoch(epoch);
+//     while (auto batch = loader.next()) train_step(*batch);
+//   }
+//
+// The order of epoch e depends only on (seed, e): a run resumed with restore(state) sees the same
+// remaining batches as the run that saved the state. The producer thread keeps up to `prefetch`
+// batches in a bounded queue; an exception it meets is rethrown by next() on the consumer.
+//
+// The shuffle is a Fisher-Yates pass run lazily: step i fixes position i (from the last down), so
+// the epoch is served from the last position down and a batch only waits for its own
+// batch_size swaps. A new epoch starts without an O(rows) pause.
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/rng.h"
+#include "mtl/data/big_buffer.h"
+#include "mtl/data/dataset.h"
+
+namespace rechub::data {
+
+struct LoaderOptions {
+  int64_t batch_size = 1024;
+  bool shuffle = true;
+  uint64_t seed = 0;
+  bool drop_last = false;  // drop the last, smaller batch of an epoch
+  int prefetch = 2;        // batches prepared ahead by the background thread; 0: no thread
+};
+
+// Where a loader stands: the next batch it hands out is batch `batch` of epoch `epoch`.
+struct LoaderState {
+  int64_t epoch = 0;
+  int64_t batch = 0;
+  nlohmann::json to_json() const;
+  static LoaderState from_json(const nlohmann::json& j);
+  bool operator==(const LoaderState&) const = default;
+};
+
+class DataLoader {
+ public:
+  DataLoader(std::shared_ptr<const BatchSource> source, LoaderOptions options = {});
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  int64_t rows() const { return source_->rows(); }
+  int64_t num_batches() const;
+  const LoaderOptions& options() const { return opts_; }
+  const BatchSource& source() const { return *source_; }
+  const Schema& schema() const { return source_->schema(); }
+
+  // Starts epoch `epoch` from its first batch.
+  void set_epoch(int64_t epoch);
+  int64_t epoch() const { return epoch_; }
+  // The next batch of the current epoch; nullopt once the epoch is over (until set_epoch/restore).
+  std::optional<Batch> next();
+
+  LoaderState state() const { return {epoch_, pos_}; }
+  void restore(const LoaderState& state);
+
+  // The row order of an epoch (identity when not shuffling): batch b is order[b*B, (b+1)*B).
+  std::vector<int64_t> order(int64_t epoch) const;
+
+  // Range-for over the rest of the current epoch.
+  class iterator {
+   public:
+    iterator() = default;
+    explicit iterator(DataLoader* l) : loader_(l) { advance(); }
+    Batch& operator*() { return *current_; }
+    Batch* operator->() { return &*current_; }
+    iterator& operator++() {
+      advance();
+      return *this;
+    }
+    bool operator==(const iterator& o) const { return done() == o.done(); }
+    bool operator!=(const iterator& o) const { return !(*this == o); }
+
+   private:
+    void advance() { current_ = loader_ ? loader_->next() : std::nullopt; }
+    bool done() const { return !current_.has_value(); }
+    DataLoader* loader_ = nullptr;
+    std::optional<Batch> current_;
+  };
+  iterator begin() { return iterator(this); }
+  iterator end() { return iterator(); }
+
+ private:
+  struct Item {
+    std::optional<Batch> batch;
+    std::exception_ptr error;
+  };
+  // An epoch's Fisher-Yates shuffle, advanced only as far as the batches asked for need.
+  struct Shuffle {
+    int64_t epoch = -1;
+    BigVector<int64_t> perm;  // positions >= fixed hold their final rows
+    size_t fixed = 0;
+    Generator gen{0};
+  };
+  void begin_shuffle(Shuffle& s, int64_t epoch) const;
+  Batch build(int64_t batch_index, Shuffle& s) const;
+  void start_worker();
+  void stop_worker();
+
+  std::shared_ptr<const BatchSource> source_;
+  LoaderOptions opts_;
+  int64_t epoch_ = 0;
+  int64_t pos_ = 0;
+  Shuffle sync_shuffle_;    // prefetch == 0: the current epoch's shuffle
+  Shuffle worker_shuffle_;  // the worker's, only touched by the worker while it runs (memory reused)
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Item> queue_;
+  bool stop_ = false;
+  bool running_ = false;
+  std::thread worker_;
+};
+
+}  // namespace rechub::data
