@@ -1,0 +1,122 @@
+#include "mtl/models/mmoe.h"
+
+#include "core/ops.h"
+#include "core/ops_fused.h"
+#include "mtl/models/config_io.h"
+
+namespace rechub::models {
+
+nlohmann::json to_json(const MMoEConfig& c) {
+  return {{"features", features_to_json(c.features)},
+          {"expert_units", c.expert_units},
+          {"num_experts", c.num_experts},
+          {"num_tasks", c.num_tasks},
+          {"task_types", detail::task_type_names(c.task_types)},
+          {"task_names", c.task_names},
+          {"expert_activation", c.expert_activation},
+          {"gate_activation", c.gate_activation},
+          {"tower_units", c.tower_units},
+          {"tower_activation", c.tower_activation},
+          {"dropout", c.dropout},
+          {"fused", c.fused},
+          {"seed", c.seed},
+          {"embedding_init_std", c.embedding_init_std},
+          {"sparse_embeddings", c.sparse_embeddings}};
+}
+
+MMoEConfig mmoe_config_from_json(const nlohmann::json& j, const std::string& kind) {
+  MMoEConfig c;
+  detail::ConfigReader r(j, kind);
+  r.features(c.features)
+      .get("expert_units", c.expert_units)
+      .get("num_experts", c.num_experts)
+      .get("num_tasks", c.num_tasks)
+      .task_types(c.task_types)
+      .get("task_names", c.task_names)
+      .get("expert_activation", c.expert_activation)
+      .get("gate_activation", c.gate_activation)
+      .get("tower_units", c.tower_units)
+      .get("tower_activation", c.tower_activation)
+      .get("dropout", c.dropout)
+      .get("fused", c.fused)
+      .get("seed", c.seed)
+      .get("embedding_init_std", c.embedding_init_std)
+      .get("sparse_embeddings", c.sparse_embeddings)
+      .finish();
+  return c;
+}
+
+MMoE::MMoE(const MMoEConfig& c, bool one_gate) : config_(c), one_gate_(one_gate) {
+  const std::string k = one_gate ? "OMoE" : "MMoE";
+  init_common(k, c.features, c.num_tasks, c.task_types, c.task_names, {}, c.embedding_init_std, c.seed,
+              c.sparse_embeddings);
+  RECHUB_CHECK(c.num_experts >= 1, k << ": num_experts must be at least 1, got " << c.num_experts);
+  RECHUB_CHECK(!c.expert_units.empty(), k << ": expert_units is empty (each expert needs at least one layer)");
+  RECHUB_CHECK(c.gate_activation == "softmax",
+               k << ": gate_activation '" << c.gate_activation << "' is not supported: the gate is a softmax");
+  ops::activation_from_name(c.expert_activation, k + ".expert_activation");
+  ops::activation_from_name(c.tower_activation, k + ".tower_activation");
+  fused_ = c.fused;
+  Generator init(c.seed);
+  const int64_t T = num_tasks();
+  experts_ = std::make_unique<MLPList>(*this, "experts", c.num_experts, input_dim(), c.expert_units,
+                                       c.expert_activation, c.dropout, false, &init);
+  if (one_gate) {
+    gates_.push_back(register_module("gate", std::make_shared<nn::Linear>(input_dim(), c.num_experts, true, &init)));
+  } else {
+    auto list = register_module("gates", std::make_shared<nn::Module>());
+    for (int64_t t = 0; t < T; ++t)
+      gates_.push_back(list->register_module(std::to_string(t),
+                                             std::make_shared<nn::Linear>(input_dim(), c.num_experts, true, &init)));
+  }
+  towers_ = std::make_unique<MLPList>(*this, "towers", T, c.expert_units.back(), c.tower_units, c.tower_activation,
+                                      c.dropout, true, &init);
+}
+
+ModelOutput MMoE::forward(const Tensor& sparse, const Tensor& dense) {
+  const Tensor x = embed_inputs(sparse, dense);
+  const int64_t h = config_.expert_units.back(), T = num_tasks();
+  const Tensor experts = experts_->forward_block(x, 0, config_.num_experts, fused_, dropout_generator());
+  std::vector<Tensor> logits;
+  std::map<std::string, Tensor> extras;
+  ops::GateMixOutput shared;
+  for (int64_t t = 0; t < T; ++t) {
+    const nn::Linear& g = *gates_[one_gate_ ? 0 : t];
+    ops::GateMixOutput m;
+    if (one_gate_ && t > 0) {
+      m = shared;
+    } else {
+      m = fused_ ? ops::gate_mix(x, g.weight(), g.bias(), {experts}, h)
+                 : ops::gate_mix_unfused(x, g.weight(), g.bias(), {experts}, h);
+      shared = m;
+      extras["gate." + (one_gate_ ? std::string("shared") : task_names()[t])] = m.gates;
+    }
+    logits.push_back(towers_->forward_one(t, m.mixed, fused_, dropout_generator()));
+  }
+  ModelOutput out = outputs_from_logits(logits);
+  out.extras = std::move(extras);
+  return out;
+}
+
+nlohmann::json MMoE::config_json() const {
+  nlohmann::json j = to_json(config_);
+  j["fused"] = fused_;
+  return j;
+}
+
+int64_t MMoE::task_of(const std::string& name) const {
+  if (!one_gate_) {
+    const int64_t t = detail::index_after(name, "gates.");
+    if (t >= 0) return t;
+  }
+  return detail::index_after(name, "towers.");
+}
+
+std::vector<Tensor> MMoE::last_shared_parameters() const {
+  std::vector<Tensor> out;
+  for (int64_t e = 0; e < experts_->size(); ++e)
+    for (const Tensor& p : experts_->last_layer_parameters(e)) out.push_back(p);
+  return out;
+}
+
+}  // namespace rechub::models

@@ -1,0 +1,67 @@
+#pragma once
+// MMoE (Ma et al., "Modeling Task Relationships in Multi-task Learning with Multi-gate
+// Mixture-of-Experts", KDD 2018) and OMoE (the same with One gate shared by all tasks).
+//
+//   x = [embeddings, dense];  f_e(x) = expert MLP e (Linear -> BatchNorm -> act -> Dropout per layer)
+//   g_t(x) = softmax(W_t x + b_t)  (one gate per task; OMoE: one gate g for every task)
+//   h_t = sum_e g_t(x)_e f_e(x);  logit_t = tower_t(h_t);  y_t = sigmoid(logit_t) | logit_t
+//
+// The experts run as one fused expert block (ops::experts_forward) and each gate with its weighted
+// sum as one ops::gate_mix. Names (torch-rechub's): "experts.<e>.mlp.<k>.*", "gates.<t>.weight",
+// "gates.<t>.bias" (OMoE: "gate.weight", "gate.bias"), "towers.<t>.mlp.<k>.*".
+// Shared: embedding, experts (and OMoE's gate); task t: gates.<t>, towers.<t>.
+// last_shared_parameters(): the last Linear (weight, bias) of every expert.
+#include "mtl/models/mlp_list.h"
+#include "mtl/models/model.h"
+#include "nn/linear.h"
+
+namespace rechub::models {
+
+struct MMoEConfig {
+  Features features{};
+  std::vector<int64_t> expert_units{256, 128};
+  int64_t num_experts = 8;
+  int64_t num_tasks = -1;                 // -1: from task_types / task_names, else 2
+  std::vector<TaskType> task_types{};     // empty: all binary
+  std::vector<std::string> task_names{};  // empty: task0, task1, ...
+  std::string expert_activation = "relu";
+  std::string gate_activation = "softmax";  // the only gate activation (a mixture needs weights summing to 1)
+  std::vector<int64_t> tower_units{64, 32};
+  std::string tower_activation = "relu";
+  double dropout = 0.0;  // in experts and towers
+  bool fused = true;     // false: the same model through basic ops (the reference for the fused ops)
+  uint64_t seed = 0x5eed;
+  double embedding_init_std = 1e-4;
+  bool sparse_embeddings = true;
+};
+using OMoEConfig = MMoEConfig;
+nlohmann::json to_json(const MMoEConfig& c);
+MMoEConfig mmoe_config_from_json(const nlohmann::json& j, const std::string& kind = "mmoe");
+
+class MMoE : public MultiTaskModel {
+ public:
+  explicit MMoE(const MMoEConfig& config) : MMoE(config, false) {}
+  ModelOutput forward(const Tensor& sparse, const Tensor& dense) override;
+  using MultiTaskModel::forward;
+  std::string kind() const override { return one_gate_ ? "omoe" : "mmoe"; }
+  nlohmann::json config_json() const override;
+  int64_t task_of(const std::string& name) const override;
+  std::vector<Tensor> last_shared_parameters() const override;
+  const MMoEConfig& config() const { return config_; }
+
+ protected:
+  MMoE(const MMoEConfig& config, bool one_gate);
+
+ private:
+  MMoEConfig config_;
+  bool one_gate_;
+  std::unique_ptr<MLPList> experts_, towers_;
+  std::vector<std::shared_ptr<nn::Linear>> gates_;
+};
+
+class OMoE : public MMoE {
+ public:
+  explicit OMoE(const OMoEConfig& config) : MMoE(config, true) {}
+};
+
+}  // namespace rechub::models

@@ -1,0 +1,137 @@
+#pragma once
+// The multi-task model interface shared by SharedBottom, ESMM, MMoE, OMoE, PLE and AITM.
+//
+//   auto f = models::Features{.sparse = schema.sparse, .dense = schema.dense};
+//   models::MMoE m({.features = f, .expert_units = {256, 128}, .num_experts = 8, .num_tasks = 2,
+//                   .expert_activation = "relu", .gate_activation = "softmax", .tower_units = {64, 32}});
+//   models::ModelOutput out = m.forward(batch.sparse, batch.dense);   // or m.forward(batch)
+//   std::vector<Tensor> losses = m.loss(out, batch.labels);           // one scalar per task
+//
+// Inputs: sparse ids [B, n_sparse] (i32/i64, column f = features.sparse[f]) and dense values
+// [B, n_dense] (f32; may be undefined or [B, 0] without dense features). Every model embeds the
+// sparse features with one EmbeddingCollection (registered as "embedding") and concatenates the
+// dense values after the embeddings, as torch-rechub's EmbeddingLayer does.
+//
+// Parameter names follow torch-rechub's modules (nn::MLP's "mlp.<k>" numbering), so a PyTorch
+// state_dict of the same model maps name for name; only the embeddings differ: one arena per
+// width ("embedding.arena_d16"; see nn/embedding.h for the per-feature rows).
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "mtl/data/dataset.h"
+#include "mtl/data/schema.h"
+#include "nn/embedding.h"
+#include "nn/module.h"
+
+namespace rechub::models {
+
+using data::TaskType;
+
+struct Features {
+  std::vector<data::SparseFeature> sparse{};
+  std::vector<data::DenseFeature> dense{};
+};
+Features features_from_schema(const data::Schema& schema);
+nlohmann::json features_to_json(const Features& f);
+Features features_from_json(const nlohmann::json& j, const std::string& origin);
+
+struct ModelOutput {
+  std::vector<Tensor> logits{};       // per task [B, 1]; undefined where a task has no logit (ESMM's ctcvr)
+  std::vector<Tensor> predictions{};  // per task [B, 1]: probability (binary) or value (regression)
+  // Model-specific outputs without history: "cvr" (ESMM's pCVR), "gate.<name>" gate weights [B, E].
+  std::map<std::string, Tensor> extras{};
+  // The predictions side by side, [B, n_tasks], without history (metrics, serving).
+  Tensor prediction_matrix() const;
+};
+
+struct LossOptions {
+  std::vector<double> weights{};      // per task factor on its loss (empty: all 1)
+  std::vector<double> pos_weights{};  // per binary task: weight of the positive term (empty: all 1)
+};
+
+class MultiTaskModel : public nn::Module {
+ public:
+  // sparse [B, n_sparse] ids, dense [B, n_dense] (undefined allowed when the model has no dense
+  // features). Training or evaluation behaviour follows is_training() (train() / eval()).
+  virtual ModelOutput forward(const Tensor& sparse, const Tensor& dense) = 0;
+  ModelOutput forward(const data::Batch& batch) { return forward(batch.sparse, batch.dense); }
+
+  // Per-task losses (scalars, batch means), labels [B, n_tasks] in task order: binary tasks
+  // BCE on the logits (numerically stable), regression tasks MSE. ESMM and AITM override it.
+  virtual std::vector<Tensor> loss(const ModelOutput& out, const Tensor& labels, const LossOptions& opts = {}) const;
+
+  virtual std::string kind() const = 0;  // "mmoe", "ple", ...
+  virtual nlohmann::json config_json() const = 0;
+
+  int64_t num_tasks() const { return static_cast<int64_t>(task_names_.size()); }
+  const std::vector<std::string>& task_names() const { return task_names_; }
+  const std::vector<TaskType>& task_types() const { return task_types_; }
+  const Features& features() const { return features_; }
+  const nn::EmbeddingCollection& embedding() const { return *embedding_; }
+
+  // Which task a parameter (by its dotted name) belongs to; -1 for shared parameters.
+  virtual int64_t task_of(const std::string& parameter_name) const = 0;
+  // The parameters of "the last shared layer", the W of GradNorm (see each model for its choice).
+  virtual std::vector<Tensor> last_shared_parameters() const = 0;
+
+  bool fused() const { return fused_; }
+  void set_fused(bool on) { fused_ = on; }
+
+  // Every dropout mask of the model (experts, towers, bottoms) is drawn from this generator, in
+  // forward order (the nn::Dropout modules inside the nn::MLP containers are not used): a trainer
+  // saves and restores its state for an exact resume. Seeded from the config's seed.
+  Generator& dropout_generator() { return dropout_gen_; }
+
+ protected:
+  // Sets up features, tasks and the embedding. `kind` names the model in error messages.
+  void init_common(const std::string& kind, const Features& features, int64_t num_tasks,
+                   const std::vector<TaskType>& task_types, const std::vector<std::string>& task_names,
+                   const std::vector<std::string>& default_names, double embedding_init_std, uint64_t seed,
+                   bool sparse_embeddings, int64_t embedding_dim_override = 0);
+  // [B, sum of embed dims + n_dense]: the embeddings, then the dense values.
+  Tensor embed_inputs(const Tensor& sparse, const Tensor& dense) const;
+  int64_t input_dim() const { return input_dim_; }
+  // Checks labels [B, n_tasks] and returns column t as [B, 1].
+  std::vector<Tensor> label_columns(const Tensor& labels, int64_t batch) const;
+  // sigmoid(logit) for a binary task t, the logit itself for regression.
+  Tensor predict(int64_t t, const Tensor& logit) const;
+  // Fills logits/predictions from per-task logits.
+  ModelOutput outputs_from_logits(const std::vector<Tensor>& logits) const;
+  nlohmann::json common_json() const;
+
+  bool fused_ = true;
+
+ private:
+  std::string kind_;
+  Features features_;
+  std::vector<std::string> task_names_;
+  std::vector<TaskType> task_types_;
+  std::shared_ptr<nn::EmbeddingCollection> embedding_;
+  int64_t input_dim_ = 0;
+  Generator dropout_gen_;
+};
+
+// The shared and the task-specific parameters (per-task learning rates, GradNorm, MetaBalance):
+// embeddings, shared experts and shared gates are shared; towers, task gates and task-specific
+// experts belong to their task.
+struct SharedTaskLayers {
+  std::vector<Tensor> shared{};
+  std::vector<std::string> shared_names{};
+  std::vector<std::vector<Tensor>> task{};  // [task][...]
+  std::vector<std::vector<std::string>> task_names{};
+};
+SharedTaskLayers shared_task_layers(const MultiTaskModel& model);
+
+// Rebuilds a model from kind() and config_json() (checkpoints). Unknown kinds and bad configs
+// throw rechub::Error.
+std::shared_ptr<MultiTaskModel> make_model(const std::string& kind, const nlohmann::json& config);
+// "shared_bottom", "esmm", "mmoe", "omoe", "ple", "aitm".
+std::vector<std::string> model_kinds();
+
+}  // namespace rechub::models

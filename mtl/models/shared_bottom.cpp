@@ -1,0 +1,72 @@
+#include "mtl/models/shared_bottom.h"
+
+#include "core/ops_fused.h"
+#include "mtl/models/config_io.h"
+
+namespace rechub::models {
+
+nlohmann::json to_json(const SharedBottomConfig& c) {
+  return {{"features", features_to_json(c.features)},
+          {"hidden_units", c.hidden_units},
+          {"task_hidden_units", c.task_hidden_units},
+          {"num_tasks", c.num_tasks},
+          {"task_types", detail::task_type_names(c.task_types)},
+          {"task_names", c.task_names},
+          {"activation", c.activation},
+          {"dropout", c.dropout},
+          {"fused", c.fused},
+          {"seed", c.seed},
+          {"embedding_init_std", c.embedding_init_std},
+          {"sparse_embeddings", c.sparse_embeddings}};
+}
+
+SharedBottomConfig shared_bottom_config_from_json(const nlohmann::json& j) {
+  SharedBottomConfig c;
+  detail::ConfigReader r(j, "shared_bottom");
+  r.features(c.features)
+      .get("hidden_units", c.hidden_units)
+      .get("task_hidden_units", c.task_hidden_units)
+      .get("num_tasks", c.num_tasks)
+      .task_types(c.task_types)
+      .get("task_names", c.task_names)
+      .get("activation", c.activation)
+      .get("dropout", c.dropout)
+      .get("fused", c.fused)
+      .get("seed", c.seed)
+      .get("embedding_init_std", c.embedding_init_std)
+      .get("sparse_embeddings", c.sparse_embeddings)
+      .finish();
+  return c;
+}
+
+SharedBottom::SharedBottom(const SharedBottomConfig& c) : config_(c) {
+  init_common("SharedBottom", c.features, c.num_tasks, c.task_types, c.task_names, {}, c.embedding_init_std, c.seed,
+              c.sparse_embeddings);
+  RECHUB_CHECK(!c.hidden_units.empty(), "SharedBottom: hidden_units is empty (the shared bottom needs a layer)");
+  ops::activation_from_name(c.activation, "SharedBottom.activation");
+  fused_ = c.fused;
+  Generator init(c.seed);
+  bottom_ = std::make_unique<MLPList>(*this, "bottom_mlp", 1, input_dim(), c.hidden_units, c.activation, c.dropout,
+                                      false, &init, false);
+  towers_ = std::make_unique<MLPList>(*this, "towers", num_tasks(), c.hidden_units.back(), c.task_hidden_units,
+                                      c.activation, c.dropout, true, &init);
+}
+
+ModelOutput SharedBottom::forward(const Tensor& sparse, const Tensor& dense) {
+  const Tensor z = bottom_->forward_block(embed_inputs(sparse, dense), 0, 1, fused_, dropout_generator());
+  std::vector<Tensor> logits;
+  for (int64_t t = 0; t < num_tasks(); ++t) logits.push_back(towers_->forward_one(t, z, fused_, dropout_generator()));
+  return outputs_from_logits(logits);
+}
+
+nlohmann::json SharedBottom::config_json() const {
+  nlohmann::json j = to_json(config_);
+  j["fused"] = fused_;
+  return j;
+}
+
+int64_t SharedBottom::task_of(const std::string& name) const { return detail::index_after(name, "towers."); }
+
+std::vector<Tensor> SharedBottom::last_shared_parameters() const { return bottom_->last_layer_parameters(0); }
+
+}  // namespace rechub::models

@@ -1,0 +1,46 @@
+#pragma once
+// SharedBottom (Caruana, "Multitask Learning", 1997): one MLP over the embedded input shared by
+// every task, then one tower per task.
+//   z = bottom(x);  logit_t = tower_t(z);  y_t = sigmoid(logit_t) | logit_t
+// Names (torch-rechub's): "bottom_mlp.mlp.<k>.*", "towers.<t>.mlp.<k>.*".
+// Shared: embedding and bottom_mlp; task t: towers.<t>.
+// last_shared_parameters(): the last Linear (weight, bias) of the bottom MLP.
+#include "mtl/models/mlp_list.h"
+#include "mtl/models/model.h"
+
+namespace rechub::models {
+
+struct SharedBottomConfig {
+  Features features{};
+  std::vector<int64_t> hidden_units{128, 64};  // the shared bottom MLP
+  std::vector<int64_t> task_hidden_units{32};  // hidden layers of each tower (then Linear(., 1))
+  int64_t num_tasks = -1;                      // -1: from task_types / task_names, else 2
+  std::vector<TaskType> task_types{};          // empty: all binary
+  std::vector<std::string> task_names{};       // empty: task0, task1, ...
+  std::string activation = "relu";
+  double dropout = 0.0;
+  bool fused = true;
+  uint64_t seed = 0x5eed;
+  double embedding_init_std = 1e-4;
+  bool sparse_embeddings = true;
+};
+nlohmann::json to_json(const SharedBottomConfig& c);
+SharedBottomConfig shared_bottom_config_from_json(const nlohmann::json& j);
+
+class SharedBottom : public MultiTaskModel {
+ public:
+  explicit SharedBottom(const SharedBottomConfig& config);
+  ModelOutput forward(const Tensor& sparse, const Tensor& dense) override;
+  using MultiTaskModel::forward;
+  std::string kind() const override { return "shared_bottom"; }
+  nlohmann::json config_json() const override;
+  int64_t task_of(const std::string& name) const override;
+  std::vector<Tensor> last_shared_parameters() const override;
+  const SharedBottomConfig& config() const { return config_; }
+
+ private:
+  SharedBottomConfig config_;
+  std::unique_ptr<MLPList> bottom_, towers_;
+};
+
+}  // namespace rechub::models
