@@ -1,0 +1,28 @@
+#pragma once
+// The rechub command's subcommands (examples/rechub): each registers its flags on a CLI11 app and
+// returns the function that runs it.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+namespace rechub::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_train(CLI::App& app);
+Runner add_eval(CLI::App& app);
+Runner add_predict(CLI::App& app);
+Runner add_synth(CLI::App& app);
+
+// Flag checks with short messages ("--lr: must be a positive number, got 'abc'").
+CLI::Validator positive();
+CLI::Validator non_negative();
+
+// "256,128" -> {256, 128}; "click=1e-3,purchase=5e-4" -> pairs. Throw rechub::Error naming the flag.
+std::vector<int64_t> parse_int_list(const std::string& flag, const std::string& s);
+std::vector<double> parse_double_list(const std::string& flag, const std::string& s);
+std::vector<std::string> parse_name_list(const std::string& flag, const std::string& s);
+
+}  // namespace rechub::cli

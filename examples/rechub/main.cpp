@@ -1,0 +1,248 @@
+// rechub: train, evaluate and serve multi-task recommendation models from the command line.
+//
+//   rechub synth --kind ali-ccp --rows 100000 --out data/
+//   rechub train --train data/ali_ccp_train.csv --val data/ali_ccp_val.csv --test data/ali_ccp_test.csv
+//                --tasks click,purchase --model mmoe --epochs 3 --out runs/mmoe
+//   rechub eval --model runs/mmoe/model.safetensors --data data/ali_ccp_test.csv --json
+//   rechub predict --model runs/mmoe/model.safetensors --data data/ali_ccp_test.csv --out preds.csv
+#include <omp.h>
+
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.h"
+#include "examples/rechub/cli.h"
+#include "mtl/data/csv.h"
+#include "mtl/data/synthetic.h"
+#include "mtl/metrics/evaluate.h"
+#include "mtl/predictor/predictor.h"
+#include "mtl/trainer/report.h"
+
+namespace rechub::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+CLI::Validator number_check(bool allow_zero) {
+  return CLI::Validator(
+      [allow_zero](std::string& s) -> std::string {
+        double v = 0;
+        const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+        const bool ok = r.ec == std::errc() && r.ptr == s.data() + s.size() && std::isfinite(v) &&
+                        (allow_zero ? v >= 0 : v > 0);
+        if (ok) return {};
+        return std::string(allow_zero ? "must be a non-negative number" : "must be a positive number") + ", got '" +
+               s + "'";
+      },
+      allow_zero ? "NUMBER>=0" : "NUMBER>0");
+}
+}  // namespace
+
+CLI::Validator positive() { return number_check(false); }
+CLI::Validator non_negative() { return number_check(true); }
+
+std::vector<std::string> parse_name_list(const std::string& flag, const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    RECHUB_CHECK(!item.empty(), flag << " '" << s << "': empty item in the comma-separated list");
+    out.push_back(item);
+  }
+  RECHUB_CHECK(!out.empty(), flag << ": expected a comma-separated list, got '" << s << "'");
+  return out;
+}
+
+std::vector<double> parse_double_list(const std::string& flag, const std::string& s) {
+  std::vector<double> out;
+  for (const auto& item : parse_name_list(flag, s)) {
+    double v = 0;
+    const auto r = std::from_chars(item.data(), item.data() + item.size(), v);
+    RECHUB_CHECK(r.ec == std::errc() && r.ptr == item.data() + item.size() && std::isfinite(v),
+                 flag << " '" << s << "': '" << item << "' is not a number");
+    out.push_back(v);
+  }
+  return out;
+}
+
+std::vector<int64_t> parse_int_list(const std::string& flag, const std::string& s) {
+  std::vector<int64_t> out;
+  for (const auto& item : parse_name_list(flag, s)) {
+    int64_t v = 0;
+    const auto r = std::from_chars(item.data(), item.data() + item.size(), v);
+    RECHUB_CHECK(r.ec == std::errc() && r.ptr == item.data() + item.size() && v > 0,
+                 flag << " '" << s << "': '" << item << "' is not a positive integer");
+    out.push_back(v);
+  }
+  return out;
+}
+
+// ---- eval ----------------------------------------------------------------------------------------
+
+Runner add_eval(CLI::App& app) {
+  struct Opts {
+    std::string model, data;
+    bool json = false;
+    int64_t batch_size = 4096;
+    int threads = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* c = app.add_subcommand("eval", "Evaluate a trained model on a labelled CSV file: per-task AUC and LogLoss");
+  c->add_option("--model", o->model, "Checkpoint written by `rechub train` (model.safetensors)")->required();
+  c->add_option("--data", o->data, "CSV file with the training columns and the label columns")->required();
+  c->add_flag("--json", o->json, "Print one JSON object {\"tasks\": {...}, \"rows\": n}");
+  c->add_option("--batch-size", o->batch_size, "Rows per forward pass")->check(positive());
+  c->add_option("--threads", o->threads, "OpenMP threads (0: all)")->check(non_negative());
+  return [o]() {
+    if (o->threads > 0) omp_set_num_threads(o->threads);
+    trainer::Predictor p(o->model);
+    const auto& prep = p.preprocessor();
+    const data::ColumnTable table = data::read_csv(o->data, prep.schema(), prep.csv_options());
+    const data::Dataset ds = prep.transform(table);
+    auto model = p.shared_model();
+    const auto r = metrics::evaluate_multi_task(*model, ds, {.batch_size = o->batch_size});
+    if (o->json) {
+      std::cout << r.to_json().dump() << "\n";
+    } else {
+      std::printf("%-12s %10s %10s %10s\n", "task", "AUC", "LogLoss", "rows");
+      for (const auto& t : r.tasks) {
+        if (t.type == data::TaskType::regression)
+          std::printf("%-12s %10s %10s %10lld  (MSE %.6f, MAE %.6f)\n", t.task.c_str(), "-", "-",
+                      static_cast<long long>(t.rows), t.mse, t.mae);
+        else
+          std::printf("%-12s %10.6f %10.6f %10lld\n", t.task.c_str(), t.auc, t.logloss, static_cast<long long>(t.rows));
+      }
+    }
+    return 0;
+  };
+}
+
+// ---- predict -------------------------------------------------------------------------------------
+
+Runner add_predict(CLI::App& app) {
+  struct Opts {
+    std::string model, data, out;
+    int64_t batch_size = 4096;
+    int threads = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* c = app.add_subcommand("predict", "Predict every task for the rows of a CSV file (labels not needed)");
+  c->add_option("--model", o->model, "Checkpoint written by `rechub train` (model.safetensors)")->required();
+  c->add_option("--data", o->data, "CSV file with the feature columns")->required();
+  c->add_option("--out", o->out, "Output CSV: one column per task, rows in input order (written atomically)")
+      ->required();
+  c->add_option("--batch-size", o->batch_size, "Rows per forward pass")->check(positive());
+  c->add_option("--threads", o->threads, "OpenMP threads (0: all)")->check(non_negative());
+  return [o]() {
+    if (o->threads > 0) omp_set_num_threads(o->threads);
+    trainer::Predictor p(o->model);
+    const data::RawRows raw = data::read_raw_rows(o->data, p.preprocessor().csv_options());
+    const auto preds = p.predict(raw.rows, raw.header, o->batch_size);
+    std::ostringstream os;
+    os.precision(9);
+    const auto& tasks = p.task_names();
+    for (size_t t = 0; t < tasks.size(); ++t) os << (t ? "," : "") << tasks[t];
+    os << "\n";
+    for (const auto& row : preds) {
+      for (size_t t = 0; t < row.size(); ++t) os << (t ? "," : "") << row[t];
+      os << "\n";
+    }
+    const fs::path out(o->out);
+    RECHUB_CHECK(out.parent_path().empty() || fs::is_directory(out.parent_path()),
+                 "--out '" << o->out << "': the directory '" << out.parent_path().string() << "' does not exist");
+    trainer::write_file_atomic(o->out, os.str());
+    std::cerr << "wrote " << preds.size() << " rows x " << tasks.size() << " tasks to " << o->out << "\n";
+    return 0;
+  };
+}
+
+// ---- synth ---------------------------------------------------------------------------------------
+
+Runner add_synth(CLI::App& app) {
+  struct Opts {
+    std::string kind = "ali-ccp", out;
+    int64_t rows = 100000;
+    double correlation = 0.5;
+    double val_fraction = 0.1, test_fraction = 0.1;
+    uint64_t seed = 1;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* c = app.add_subcommand("synth", "Write a synthetic dataset with a planted signal as train/val/test CSV files");
+  c->add_option("--kind", o->kind, "ali-ccp (click/purchase, sparse ids) or mmoe (two regression tasks)")
+      ->check(CLI::IsMember({"ali-ccp", "mmoe"}));
+  c->add_option("--rows", o->rows, "Rows in all (split into train/val/test)")->check(positive());
+  c->add_option("--correlation", o->correlation, "mmoe: the task correlation p in [-1, 1]")->check(CLI::Range(-1.0, 1.0));
+  c->add_option("--val-fraction", o->val_fraction, "Fraction of rows for validation")->check(CLI::Range(0.0, 0.5));
+  c->add_option("--test-fraction", o->test_fraction, "Fraction of rows for test")->check(CLI::Range(0.0, 0.5));
+  c->add_option("--seed", o->seed, "Generator seed");
+  c->add_option("--out", o->out, "Output directory (created)")->required();
+  return [o]() {
+    const int64_t n_val = static_cast<int64_t>(std::llround(static_cast<double>(o->rows) * o->val_fraction));
+    const int64_t n_test = static_cast<int64_t>(std::llround(static_cast<double>(o->rows) * o->test_fraction));
+    const int64_t n_train = o->rows - n_val - n_test;
+    RECHUB_CHECK(n_train > 0, "--rows " << o->rows << " leaves no training rows");
+    fs::create_directories(o->out);
+    // Written into a temporary folder first, then moved into place: no half-written files.
+    std::string tmp_name = ".synth-tmp-";
+    tmp_name.append(std::to_string(::getpid()));
+    const fs::path tmp = fs::path(o->out) / tmp_name;
+    fs::create_directories(tmp);
+    std::vector<std::string> paths;
+    try {
+      const std::string stem = o->kind == "mmoe" ? "mmoe" : "ali_ccp";
+      if (o->kind == "mmoe")
+        paths = data::write_mmoe_synthetic((tmp / stem).string(), {.seed = o->seed, .correlation = o->correlation},
+                                           n_train, n_val, n_test);
+      else
+        paths = data::write_ali_ccp_synthetic((tmp / stem).string(), {.seed = o->seed}, n_train, n_val, n_test);
+    } catch (...) {
+      fs::remove_all(tmp);
+      throw;
+    }
+    for (const auto& p : paths) {
+      const fs::path dst = fs::path(o->out) / fs::path(p).filename();
+      fs::rename(p, dst);
+      std::cout << dst.string() << "\n";
+    }
+    fs::remove_all(tmp);
+    std::cerr << "wrote " << n_train << " / " << n_val << " / " << n_test << " train/val/test rows ("
+              << o->kind << ") to " << o->out << "\n";
+    return 0;
+  };
+}
+
+}  // namespace rechub::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"rechub: multi-task recommendation models (SharedBottom, ESMM, MMoE, OMoE, PLE, AITM)", "rechub"};
+  app.require_subcommand(1);
+  std::vector<std::pair<CLI::App*, rechub::cli::Runner>> cmds;
+  auto add = [&](rechub::cli::Runner (*f)(CLI::App&)) {
+    const size_t before = app.get_subcommands({}).size();
+    auto r = f(app);
+    cmds.emplace_back(app.get_subcommands({})[before], std::move(r));
+  };
+  add(rechub::cli::add_train);
+  add(rechub::cli::add_eval);
+  add(rechub::cli::add_predict);
+  add(rechub::cli::add_synth);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  for (auto& [sub, run] : cmds) {
+    if (!sub->parsed()) continue;
+    try {
+      return run();
+    } catch (const std::exception& e) {
+      std::cerr << "rechub " << sub->get_name() << ": error: " << e.what() << "\n";
+      return 1;
+    }
+  }
+  return 1;
+}

@@ -1,0 +1,249 @@
+// rechub train: CSV files in, a trained model, metrics.jsonl, report.svg and a per-task table out.
+#include <omp.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <set>
+
+#include "core/error.h"
+#include "examples/rechub/cli.h"
+#include "mtl/data/infer.h"
+#include "mtl/data/load.h"
+#include "mtl/metrics/evaluate.h"
+#include "mtl/trainer/model_builder.h"
+#include "mtl/trainer/report.h"
+#include "mtl/trainer/trainer.h"
+
+namespace rechub::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TrainFlags {
+  std::string train, val, test, schema, sparse, dense, tasks, task_types, separator = ",", missing;
+  double val_fraction = 0, test_fraction = 0;
+  std::string model = "mmoe";
+  int64_t embed_dim = 16, num_experts = 4, num_shared_experts = 2, num_layers = 2;
+  std::string hidden_units = "128,64", expert_units = "128,64", tower_units = "64,32";
+  double dropout = 0;
+  int64_t epochs = 10, batch_size = 1024;
+  double lr = 1e-3, weight_decay = 0, clip = 0;
+  std::string optimizer = "adam";
+  uint64_t seed = 1;
+  int threads = 0;
+  std::string balance = "fixed", task_weights, task_lr, pos_weights, main_task, early_stop_task, early_stop_metric;
+  double gradnorm_alpha = 1.5, gradnorm_lr = 0.025, relax_factor = 0.7, beta = 0.9;
+  int64_t early_stop = 0;
+  std::string out;
+  bool resume = false, quiet = false, no_cache = false;
+};
+
+data::Schema make_schema(const TrainFlags& f, const data::CsvOptions& csv) {
+  if (!f.schema.empty()) {
+    RECHUB_CHECK(f.sparse.empty() && f.dense.empty(), "--schema and --sparse/--dense exclude each other");
+    data::Schema s = data::load_schema(f.schema);
+    if (!f.tasks.empty()) {
+      const auto want = parse_name_list("--tasks", f.tasks);
+      std::vector<std::string> cols;
+      for (const auto& l : s.labels) cols.push_back(l.column);
+      RECHUB_CHECK(cols == want, "--tasks " << f.tasks << " differs from the label columns of --schema " << f.schema);
+    }
+    if (f.embed_dim > 0)
+      for (auto& sp : s.sparse) sp.embed_dim = f.embed_dim;
+    return s;
+  }
+  RECHUB_CHECK(!f.tasks.empty(), "--tasks is required (the label columns, e.g. --tasks click,purchase) unless --schema is given");
+  const auto tasks = parse_name_list("--tasks", f.tasks);
+  data::InferOptions io{.embed_dim = f.embed_dim};
+  if (!f.task_types.empty()) {
+    const auto types = parse_name_list("--task-types", f.task_types);
+    RECHUB_CHECK(types.size() == tasks.size(),
+                 "--task-types has " << types.size() << " entries for " << tasks.size() << " tasks in --tasks");
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      RECHUB_CHECK(types[i] == "binary" || types[i] == "regression",
+                   "--task-types: '" << types[i] << "' must be binary or regression");
+      io.labels.push_back({.task = tasks[i], .column = tasks[i],
+                           .type = types[i] == "binary" ? data::TaskType::binary : data::TaskType::regression});
+    }
+  } else {
+    io.label_columns = tasks;
+  }
+  if (!f.sparse.empty() || !f.dense.empty()) {
+    if (!f.sparse.empty()) io.sparse = parse_name_list("--sparse", f.sparse);
+    if (!f.dense.empty()) io.dense = parse_name_list("--dense", f.dense);
+    // Columns named in neither list (nor as labels) are not features.
+    const data::RawRows head = data::read_raw_rows(f.train, csv, 0);
+    std::set<std::string> keep(io.sparse.begin(), io.sparse.end());
+    keep.insert(io.dense.begin(), io.dense.end());
+    keep.insert(tasks.begin(), tasks.end());
+    for (const auto& name : io.sparse)
+      RECHUB_CHECK(std::find(head.header.begin(), head.header.end(), name) != head.header.end(),
+                   "--sparse: column '" << name << "' is not in " << f.train);
+    for (const auto& name : io.dense)
+      RECHUB_CHECK(std::find(head.header.begin(), head.header.end(), name) != head.header.end(),
+                   "--dense: column '" << name << "' is not in " << f.train);
+    for (const auto& c : head.header)
+      if (!keep.count(c)) io.ignore.push_back(c);
+  }
+  auto inferred = data::infer_schema(f.train, io, csv);
+  if (!f.quiet) std::cerr << inferred.report;
+  return inferred.schema;
+}
+
+std::map<std::string, double> parse_task_lr(const std::string& s) {
+  std::map<std::string, double> m;
+  for (const auto& item : parse_name_list("--task-lr", s)) {
+    const auto eq = item.find('=');
+    RECHUB_CHECK(eq != std::string::npos && eq > 0,
+                 "--task-lr '" << s << "': '" << item << "' must be task=rate, e.g. click=1e-3");
+    const auto v = parse_double_list("--task-lr", item.substr(eq + 1));
+    m[item.substr(0, eq)] = v.at(0);
+  }
+  return m;
+}
+
+void print_table(const metrics::EvalResult& r, const std::string& split) {
+  std::printf("\n%s metrics (%lld rows)\n", split.c_str(), static_cast<long long>(r.rows));
+  std::printf("%-12s %10s %10s %10s\n", "task", "AUC", "LogLoss", "rows");
+  for (const auto& t : r.tasks) {
+    if (t.type == data::TaskType::regression)
+      std::printf("%-12s %10s %10s %10lld  (MSE %.6f, MAE %.6f)\n", t.task.c_str(), "-", "-",
+                  static_cast<long long>(t.rows), t.mse, t.mae);
+    else
+      std::printf("%-12s %10.4f %10.4f %10lld\n", t.task.c_str(), t.auc, t.logloss, static_cast<long long>(t.rows));
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+Runner add_train(CLI::App& app) {
+  auto f = std::make_shared<TrainFlags>();
+  auto* c = app.add_subcommand("train", "Train a multi-task model on CSV files");
+  c->add_option("--train", f->train, "Training CSV file (with a header)")->required();
+  c->add_option("--val", f->val, "Validation CSV file (metrics per epoch, early stopping)");
+  c->add_option("--test", f->test, "Test CSV file (metrics printed at the end)");
+  c->add_option("--val-fraction", f->val_fraction, "Without --val: this fraction of --train for validation")
+      ->check(CLI::Range(0.0, 0.9));
+  c->add_option("--test-fraction", f->test_fraction, "Without --test: this fraction of --train for test")
+      ->check(CLI::Range(0.0, 0.9));
+  c->add_option("--tasks", f->tasks, "Label columns, one task each, e.g. click,purchase");
+  c->add_option("--task-types", f->task_types, "binary|regression per task (default: inferred from the values)");
+  c->add_option("--schema", f->schema, "JSON schema file (sparse, dense, labels) instead of inference");
+  c->add_option("--sparse", f->sparse, "Sparse (id) feature columns, comma-separated");
+  c->add_option("--dense", f->dense, "Dense (float) feature columns, comma-separated");
+  c->add_option("--separator", f->separator, "CSV field separator");
+  c->add_option("--model", f->model, "shared_bottom|esmm|mmoe|omoe|ple|aitm")
+      ->check(CLI::IsMember({"shared_bottom", "esmm", "mmoe", "omoe", "ple", "aitm"}));
+  c->add_option("--embed-dim", f->embed_dim, "Embedding width of every sparse feature")->check(positive());
+  c->add_option("--hidden-units", f->hidden_units, "Shared bottom MLP (shared_bottom, aitm), e.g. 256,128");
+  c->add_option("--expert-units", f->expert_units, "Expert MLP (mmoe, omoe, ple), e.g. 256,128");
+  c->add_option("--num-experts", f->num_experts, "Experts (mmoe/omoe); task-specific experts per task (ple)")
+      ->check(positive());
+  c->add_option("--num-shared-experts", f->num_shared_experts, "Shared experts per level (ple)")->check(positive());
+  c->add_option("--num-layers", f->num_layers, "CGC levels (ple)")->check(positive());
+  c->add_option("--tower-units", f->tower_units, "Tower MLP per task, e.g. 64,32");
+  c->add_option("--dropout", f->dropout, "Dropout in experts and towers")->check(CLI::Range(0.0, 0.99));
+  c->add_option("--epochs", f->epochs, "Epochs")->check(positive());
+  c->add_option("--batch-size", f->batch_size, "Rows per batch")->check(positive());
+  c->add_option("--lr", f->lr, "Learning rate")->check(positive());
+  c->add_option("--weight-decay", f->weight_decay, "Weight decay")->check(non_negative());
+  c->add_option("--optimizer", f->optimizer, "adam|adamw|sgd|adagrad")->check(CLI::IsMember({"adam", "adamw", "sgd", "adagrad"}));
+  c->add_option("--clip-grad-norm", f->clip, "Clip the global gradient norm (0: off)")->check(non_negative());
+  c->add_option("--seed", f->seed, "Seed (shuffling, initialisation, PCGrad's order)");
+  c->add_option("--threads", f->threads, "OpenMP threads (0: all)")->check(non_negative());
+  c->add_option("--balance", f->balance, "Task balancing: fixed|gradnorm|metabalance|uwl|dwa|pcgrad")
+      ->check(CLI::IsMember({"fixed", "gradnorm", "metabalance", "uwl", "dwa", "pcgrad"}));
+  c->add_option("--task-weights", f->task_weights, "Fixed loss weights per task, e.g. 1,0.5");
+  c->add_option("--gradnorm-alpha", f->gradnorm_alpha, "GradNorm's asymmetry alpha")->check(non_negative());
+  c->add_option("--gradnorm-lr", f->gradnorm_lr, "Learning rate of GradNorm's task weights")->check(positive());
+  c->add_option("--relax-factor", f->relax_factor, "MetaBalance relax factor r")->check(CLI::Range(0.0, 1.0));
+  c->add_option("--beta", f->beta, "MetaBalance moving-average factor")->check(CLI::Range(0.0, 0.999999));
+  c->add_option("--main-task", f->main_task, "MetaBalance's main task (default: the first)");
+  c->add_option("--task-lr", f->task_lr, "Per-task learning rates of the task layers, e.g. click=1e-3,purchase=5e-4");
+  c->add_option("--pos-weights", f->pos_weights, "Positive-class weight per task, e.g. 1,20");
+  c->add_option("--early-stop", f->early_stop, "Stop after this many epochs without validation improvement (0: off)")
+      ->check(non_negative());
+  c->add_option("--early-stop-task", f->early_stop_task, "Task whose validation metric decides (default: the first)");
+  c->add_option("--early-stop-metric", f->early_stop_metric, "auc|logloss|mse|mae")
+      ->check(CLI::IsMember({"auc", "logloss", "mse", "mae"}));
+  c->add_option("--out", f->out, "Output directory: checkpoint, model.safetensors, metrics.jsonl, report.svg")->required();
+  c->add_flag("--resume", f->resume, "Continue from --out/checkpoint.safetensors");
+  c->add_flag("--quiet", f->quiet, "No progress output");
+  c->add_flag("--no-cache", f->no_cache, "Do not write or use binary caches next to the CSV files");
+  return [f]() {
+    if (f->threads > 0) omp_set_num_threads(f->threads);
+    RECHUB_CHECK(f->val.empty() || f->val_fraction == 0, "--val and --val-fraction exclude each other");
+    RECHUB_CHECK(f->test.empty() || f->test_fraction == 0, "--test and --test-fraction exclude each other");
+    // Everything the options decide is checked before any data is read.
+    trainer::ModelSizes sizes{.embed_dim = f->embed_dim,
+                              .hidden_units = parse_int_list("--hidden-units", f->hidden_units),
+                              .expert_units = parse_int_list("--expert-units", f->expert_units),
+                              .num_experts = f->num_experts,
+                              .num_shared_experts = f->num_shared_experts,
+                              .num_layers = f->num_layers,
+                              .tower_units = parse_int_list("--tower-units", f->tower_units),
+                              .dropout = f->dropout,
+                              .seed = f->seed};
+    trainer::TrainerOptions to{.optimizer_params = {.lr = f->lr, .weight_decay = f->weight_decay,
+                                                    .kind = trainer::optimizer_kind_from_name(f->optimizer)},
+                               .n_epochs = f->epochs,
+                               .task_weights = f->task_weights.empty() ? std::vector<double>{}
+                                                                       : parse_double_list("--task-weights", f->task_weights),
+                               .task_weights_strategy = f->balance,
+                               .gradnorm_alpha = f->gradnorm_alpha,
+                               .gradnorm_lr = f->gradnorm_lr,
+                               .relax_factor = f->relax_factor,
+                               .beta = f->beta,
+                               .main_task = f->main_task,
+                               .task_specific_lr = f->task_lr.empty() ? std::map<std::string, double>{} : parse_task_lr(f->task_lr),
+                               .pos_weights = f->pos_weights.empty() ? std::vector<double>{}
+                                                                     : parse_double_list("--pos-weights", f->pos_weights),
+                               .clip_grad_norm = f->clip,
+                               .earlystop_patience = f->early_stop,
+                               .earlystop_task = f->early_stop_task,
+                               .earlystop_metric = f->early_stop_metric,
+                               .out_dir = f->out,
+                               .resume = f->resume,
+                               .seed = f->seed,
+                               .progress = !f->quiet};
+    RECHUB_CHECK(fs::exists(f->train), "--train '" << f->train << "': no such file");
+    for (const auto* p : {&f->val, &f->test})
+      RECHUB_CHECK(p->empty() || fs::exists(*p), "'" << *p << "': no such file");
+    data::CsvOptions csv{.separator = f->separator};
+    const data::Schema schema = make_schema(*f, csv);
+    data::DataOptions dopt{.csv = csv, .val_fraction = f->val_fraction, .test_fraction = f->test_fraction,
+                           .split_seed = f->seed};
+    dopt.cache.enabled = !f->no_cache;
+    auto d = data::load_data({.train = f->train, .val = f->val, .test = f->test}, schema, dopt);
+    to.preprocessor = d.preprocessor;
+    const auto& fitted = d.preprocessor->schema();
+    auto model = trainer::build_model(f->model, models::features_from_schema(fitted), fitted.task_names(),
+                                      fitted.task_types(), sizes);
+    if (!f->quiet)
+      std::cerr << model->kind() << ": " << model->parameter_count() << " parameters, " << d.train->rows()
+                << " training rows, tasks";
+    if (!f->quiet)
+      for (const auto& t : model->task_names()) std::cerr << " " << t;
+    if (!f->quiet) std::cerr << "\n";
+    trainer::MTLTrainer trainer(model, to);
+    data::DataLoader train(d.train, {.batch_size = f->batch_size, .seed = f->seed});
+    std::unique_ptr<data::DataLoader> val;
+    if (d.val) val = std::make_unique<data::DataLoader>(d.val, data::LoaderOptions{.batch_size = 4096, .shuffle = false, .prefetch = 0});
+    trainer.fit(train, val.get());
+    const auto eval_set = d.test ? d.test : d.val;
+    if (eval_set) {
+      const auto r = metrics::evaluate_multi_task(*model, *eval_set);
+      print_table(r, d.test ? "test" : "validation");
+      trainer::write_file_atomic((fs::path(f->out) / (d.test ? "test_metrics.json" : "val_metrics.json")).string(),
+                                 r.to_json().dump(2) + "\n");
+    }
+    std::cerr << "model: " << (fs::path(f->out) / "model.safetensors").string() << "  report: "
+              << (fs::path(f->out) / "report.svg").string() << "\n";
+    return 0;
+  };
+}
+
+}  // namespace rechub::cli

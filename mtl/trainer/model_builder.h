@@ -1,0 +1,34 @@
+#pragma once
+// One place that turns a model name and the command line's sizes into a model: what the `rechub`
+// command, the examples and the trainer tests use.
+//
+//   auto m = trainer::build_model("mmoe", features, {"ctr", "ctcvr"}, {}, {.expert_units = {64, 32}});
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mtl/models/model.h"
+
+namespace rechub::trainer {
+
+struct ModelSizes {
+  int64_t embed_dim = 0;                     // > 0: every sparse feature's embedding width
+  std::vector<int64_t> hidden_units{128, 64};  // shared_bottom's bottom, aitm's per-task bottom, esmm's optional shared MLP (empty)
+  std::vector<int64_t> expert_units{128, 64};  // mmoe, omoe, ple
+  int64_t num_experts = 4;                   // mmoe/omoe; ple: per task and level
+  int64_t num_shared_experts = 2;            // ple
+  int64_t num_layers = 2;                    // ple
+  std::vector<int64_t> tower_units{64, 32};
+  double dropout = 0;
+  uint64_t seed = 0x5eed;
+};
+
+// kind: shared_bottom | esmm | mmoe | omoe | ple | aitm. ESMM needs exactly two binary tasks
+// (click, then click-and-convert). Throws rechub::Error on an unknown kind or a bad size.
+std::shared_ptr<models::MultiTaskModel> build_model(const std::string& kind, const models::Features& features,
+                                                    const std::vector<std::string>& task_names,
+                                                    const std::vector<data::TaskType>& task_types,
+                                                    const ModelSizes& sizes);
+
+}  // namespace rechub::trainer

@@ -1,0 +1,349 @@
+#include "mtl/trainer/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <set>
+
+#include "core/autograd.h"
+#include "core/error.h"
+#include "nn/checkpoint.h"
+#include "nn/dropout.h"
+
+namespace rechub::trainer {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<nn::Dropout*> dropouts(models::MultiTaskModel& m) {
+  std::vector<nn::Dropout*> d;
+  for (auto& [name, mod] : m.named_modules())
+    if (auto* p = dynamic_cast<nn::Dropout*>(mod.get())) d.push_back(p);
+  return d;
+}
+
+nlohmann::json gen_json(const Generator& g) {
+  const auto st = g.state();
+  return {{"s", {st.s[0], st.s[1], st.s[2], st.s[3]}}, {"has_spare", st.has_spare}, {"spare", st.spare}};
+}
+void gen_load(Generator& g, const nlohmann::json& j) {
+  Generator::State st{};
+  const auto s = j.at("s").get<std::vector<uint64_t>>();
+  RECHUB_CHECK(s.size() == 4, "a generator state needs 4 words, got " << s.size());
+  for (size_t k = 0; k < 4; ++k) st.s[k] = s[k];
+  st.has_spare = j.at("has_spare").get<bool>();
+  st.spare = j.at("spare").get<double>();
+  g.set_state(st);
+}
+
+}  // namespace
+
+MTLTrainer::MTLTrainer(std::shared_ptr<models::MultiTaskModel> model, TrainerOptions options)
+    : model_(std::move(model)), opts_(std::move(options)) {
+  RECHUB_CHECK(model_ != nullptr, "MTLTrainer: no model");
+  RECHUB_CHECK(opts_.n_epochs >= 1, "MTLTrainer: n_epochs must be at least 1, got " << opts_.n_epochs);
+  const auto& tasks = model_->task_names();
+  const int64_t T = model_->num_tasks();
+  RECHUB_CHECK(opts_.pos_weights.empty() || static_cast<int64_t>(opts_.pos_weights.size()) == T,
+               "MTLTrainer: " << opts_.pos_weights.size() << " pos_weights for " << T << " tasks");
+  for (double w : opts_.pos_weights) RECHUB_CHECK(std::isfinite(w) && w > 0, "MTLTrainer: pos_weights must be > 0, got " << w);
+  RECHUB_CHECK(opts_.clip_grad_norm >= 0, "MTLTrainer: clip_grad_norm must be >= 0, got " << opts_.clip_grad_norm);
+  RECHUB_CHECK(opts_.earlystop_patience >= 0, "MTLTrainer: earlystop_patience must be >= 0");
+  auto task_index = [&](const std::string& name, const char* what) -> int64_t {
+    auto it = std::find(tasks.begin(), tasks.end(), name);
+    if (it == tasks.end()) {
+      std::string known;
+      for (const auto& t : tasks) known += (known.empty() ? "" : ", ") + t;
+      RECHUB_FAIL("MTLTrainer: " << what << " names task '" << name << "', but the model's tasks are " << known);
+    }
+    return it - tasks.begin();
+  };
+  for (const auto& [name, lr] : opts_.task_specific_lr) {
+    task_index(name, "task_specific_lr");
+    RECHUB_CHECK(std::isfinite(lr) && lr > 0, "MTLTrainer: task_specific_lr of '" << name << "' must be > 0, got " << lr);
+  }
+  if (!opts_.earlystop_task.empty()) task_index(opts_.earlystop_task, "earlystop_task");
+  if (!opts_.earlystop_metric.empty())
+    RECHUB_CHECK(opts_.earlystop_metric == "auc" || opts_.earlystop_metric == "logloss" ||
+                     opts_.earlystop_metric == "mse" || opts_.earlystop_metric == "mae",
+                 "MTLTrainer: earlystop_metric must be auc, logloss, mse or mae, got '" << opts_.earlystop_metric << "'");
+
+  build_optimizer();
+
+  BalanceOptions bo{.strategy = opts_.task_weights_strategy,
+                    .task_weights = opts_.task_weights,
+                    .task_types = model_->task_types(),
+                    .gradnorm_alpha = opts_.gradnorm_alpha,
+                    .gradnorm_lr = opts_.gradnorm_lr,
+                    .relax_factor = opts_.relax_factor,
+                    .beta = opts_.beta,
+                    .main_task = opts_.main_task.empty() ? 0 : task_index(opts_.main_task, "main_task"),
+                    .dwa_temperature = opts_.dwa_temperature,
+                    .uwl_lr = opts_.optimizer_params.lr,
+                    .seed = opts_.seed};
+  balancer_ = make_balancer(T, bo);
+  if (!opts_.gradnorm_layer.empty()) {
+    for (const auto& n : opts_.gradnorm_layer) balance_params_.last_shared.push_back(model_->parameter(n));
+  } else {
+    balance_params_.last_shared = model_->last_shared_parameters();
+  }
+  if (opts_.task_weights_strategy == "gradnorm")
+    RECHUB_CHECK(!balance_params_.last_shared.empty(),
+                 "MTLTrainer: gradnorm needs the last shared layer; the model names none (set gradnorm_layer)");
+}
+
+MTLTrainer::~MTLTrainer() = default;
+
+void MTLTrainer::build_optimizer() {
+  const auto layers = models::shared_task_layers(*model_);
+  const auto& tasks = model_->task_names();
+  std::vector<nn::ParamGroup> groups;
+  std::set<const TensorImpl*> seen;
+  nn::ParamGroup shared{.params = layers.shared, .lr = opts_.optimizer_params.lr,
+                        .weight_decay = opts_.optimizer_params.weight_decay, .name = "shared"};
+  for (const Tensor& p : layers.shared) seen.insert(p.impl());
+  std::vector<nn::ParamGroup> task_groups;
+  for (size_t t = 0; t < layers.task.size(); ++t) {
+    auto it = opts_.task_specific_lr.find(tasks[t]);
+    nn::ParamGroup g{.params = {}, .lr = it != opts_.task_specific_lr.end() ? it->second : opts_.optimizer_params.lr,
+                     .weight_decay = opts_.optimizer_params.weight_decay, .name = "task:" + tasks[t]};
+    for (const Tensor& p : layers.task[t])
+      if (seen.insert(p.impl()).second) g.params.push_back(p);
+    task_groups.push_back(std::move(g));
+  }
+  // Anything shared_task_layers did not list trains with the shared group.
+  for (const Tensor& p : model_->parameters())
+    if (seen.insert(p.impl()).second) shared.params.push_back(p);
+  balance_params_.params.clear();
+  balance_params_.shared.clear();
+  if (!shared.params.empty()) {
+    for (const Tensor& p : shared.params) balance_params_.params.push_back(p), balance_params_.shared.push_back(true);
+    groups.push_back(std::move(shared));
+  }
+  for (auto& g : task_groups) {
+    if (g.params.empty()) continue;
+    for (const Tensor& p : g.params) balance_params_.params.push_back(p), balance_params_.shared.push_back(false);
+    groups.push_back(std::move(g));
+  }
+  switch (opts_.optimizer_params.kind) {
+    case OptimizerKind::adam: optimizer_ = std::make_unique<nn::Adam>(std::move(groups)); break;
+    case OptimizerKind::adamw: optimizer_ = std::make_unique<nn::AdamW>(std::move(groups)); break;
+    case OptimizerKind::sgd: optimizer_ = std::make_unique<nn::SGD>(std::move(groups)); break;
+    case OptimizerKind::adagrad: optimizer_ = std::make_unique<nn::Adagrad>(std::move(groups)); break;
+  }
+}
+
+OptimizerKind optimizer_kind_from_name(const std::string& k) {
+  if (k == "adam") return OptimizerKind::adam;
+  if (k == "adamw") return OptimizerKind::adamw;
+  if (k == "sgd") return OptimizerKind::sgd;
+  if (k == "adagrad") return OptimizerKind::adagrad;
+  RECHUB_FAIL("unknown optimizer '" << k << "' (expected adam, adamw, sgd or adagrad)");
+}
+
+std::string MTLTrainer::path(const char* file) const { return (fs::path(opts_.out_dir) / file).string(); }
+
+nlohmann::json MTLTrainer::model_metadata() const {
+  std::vector<std::string> types;
+  for (auto t : model_->task_types()) types.push_back(data::task_type_name(t));
+  nlohmann::json j = {{"format", "rechub-mtl-model"},
+                      {"model", {{"kind", model_->kind()}, {"config", model_->config_json()}}},
+                      {"tasks", model_->task_names()},
+                      {"task_types", types}};
+  j["preprocessor"] = opts_.preprocessor ? opts_.preprocessor->to_json() : nlohmann::json(nullptr);
+  return j;
+}
+
+void MTLTrainer::save_model(const std::string& p) const { nn::save_checkpoint(p, *model_, nullptr, model_metadata()); }
+
+nlohmann::json MTLTrainer::trainer_state(int64_t epochs_done) const {
+  nlohmann::json hist = nlohmann::json::array();
+  for (const auto& r : history_) hist.push_back(r.to_json(model_->task_names()));
+  nlohmann::json drop = nlohmann::json::array();
+  for (nn::Dropout* d : dropouts(*model_)) drop.push_back(gen_json(d->generator()));
+  return {{"epochs_done", epochs_done},
+          {"strategy", balancer_->name()},
+          {"strategy_state", balancer_->state()},
+          {"history", hist},
+          {"best_epoch", best_epoch_},
+          {"best_metric", best_metric_},
+          {"bad_epochs", bad_epochs_},
+          {"stopped_early", stopped_early_},
+          {"dropout_generators", drop}};
+}
+
+void MTLTrainer::save_checkpoint(int64_t epochs_done) {
+  nlohmann::json md = model_metadata();
+  md["trainer"] = trainer_state(epochs_done);
+  nn::save_checkpoint(path("checkpoint.safetensors"), *model_, optimizer_.get(), md);
+}
+
+bool MTLTrainer::load_checkpoint() {
+  const std::string p = path("checkpoint.safetensors");
+  if (!fs::exists(p)) return false;
+  const nlohmann::json md = nn::load_checkpoint(p, *model_, optimizer_.get());
+  RECHUB_CHECK(md.contains("trainer"), p << ": not a trainer checkpoint (no 'trainer' record)");
+  const auto& st = md.at("trainer");
+  RECHUB_CHECK(st.at("strategy").get<std::string>() == balancer_->name(),
+               p << ": the checkpoint was trained with task balancing '" << st.at("strategy").get<std::string>()
+                 << "', this run uses '" << balancer_->name() << "'");
+  balancer_->load_state(st.at("strategy_state"));
+  start_epoch_ = st.at("epochs_done").get<int64_t>();
+  history_.clear();
+  for (const auto& r : st.at("history"))
+    history_.push_back(EpochRecord::from_json(r, model_->task_names(), model_->task_types()));
+  best_epoch_ = st.at("best_epoch").get<int64_t>();
+  best_metric_ = st.at("best_metric").get<double>();
+  bad_epochs_ = st.at("bad_epochs").get<int64_t>();
+  stopped_early_ = st.value("stopped_early", false);
+  const auto drops = dropouts(*model_);
+  const auto& dj = st.at("dropout_generators");
+  RECHUB_CHECK(dj.size() == drops.size(), p << ": " << dj.size() << " dropout generators saved, the model has "
+                                            << drops.size());
+  for (size_t i = 0; i < drops.size(); ++i) gen_load(drops[i]->generator(), dj[i]);
+  if (best_epoch_ >= 0 && fs::exists(path("best.safetensors"))) {
+    best_state_.clear();
+    const auto contents = nn::read_checkpoint(path("best.safetensors"));
+    for (const auto& [name, t] : contents.tensors) best_state_.emplace_back(name, t);
+  }
+  return true;
+}
+
+double MTLTrainer::metric_of(const metrics::EvalResult& r, bool& higher_better) const {
+  const std::string task = opts_.earlystop_task.empty() ? model_->task_names()[0] : opts_.earlystop_task;
+  const auto& m = r.at(task);
+  std::string metric = opts_.earlystop_metric;
+  if (metric.empty()) metric = m.type == data::TaskType::regression ? "mse" : "auc";
+  higher_better = metric == "auc";
+  if (metric == "auc") return m.auc;
+  if (metric == "logloss") return m.logloss;
+  if (metric == "mse") return m.mse;
+  return m.mae;
+}
+
+void MTLTrainer::snapshot_best() {
+  NoGradGuard ng;
+  best_state_.clear();
+  for (auto& [n, t] : model_->named_parameters()) best_state_.emplace_back(n, t.clone());
+  for (auto& [n, t] : model_->named_buffers()) best_state_.emplace_back(n, t.clone());
+  if (!opts_.out_dir.empty()) nn::save_checkpoint(path("best.safetensors"), *model_, nullptr, model_metadata());
+}
+
+void MTLTrainer::restore_best() {
+  if (best_state_.empty()) return;
+  NoGradGuard ng;
+  for (auto& [n, t] : best_state_) {
+    Tensor dst;
+    try {
+      dst = model_->parameter(n);
+    } catch (const Error&) {
+      dst = model_->buffer(n);
+    }
+    dst.copy_(t);
+  }
+}
+
+void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
+  const auto& tasks = model_->task_names();
+  const size_t T = tasks.size();
+  RECHUB_CHECK(train.source().num_tasks() == static_cast<int64_t>(T),
+               "MTLTrainer::fit: the training data has " << train.source().num_tasks() << " label columns, the model "
+                                                         << T << " tasks");
+  RECHUB_CHECK(train.rows() > 0, "MTLTrainer::fit: the training data has no rows");
+  if (!opts_.out_dir.empty()) fs::create_directories(opts_.out_dir);
+  start_epoch_ = 0;
+  history_.clear();
+  best_epoch_ = -1;
+  bad_epochs_ = 0;
+  stopped_early_ = false;
+  best_state_.clear();
+  if (opts_.resume) {
+    RECHUB_CHECK(!opts_.out_dir.empty(), "MTLTrainer: resume needs out_dir (where checkpoint.safetensors is)");
+    if (!load_checkpoint() && opts_.progress)
+      std::cerr << "resume: no checkpoint in '" << opts_.out_dir << "', starting from scratch\n";
+  }
+  const bool early = opts_.earlystop_patience > 0 && val != nullptr;
+  models::LossOptions lopts{.weights = {}, .pos_weights = opts_.pos_weights};
+  ProgressLine progress(opts_.progress, tasks);
+  // A run that stopped early and is resumed stays stopped.
+  bool& stopped_early = stopped_early_;
+  for (int64_t epoch = start_epoch_; epoch < opts_.n_epochs && !stopped_early; ++epoch) {
+    model_->train();
+    train.set_epoch(epoch);
+    const auto t0 = std::chrono::steady_clock::now();
+    progress.start_epoch(epoch, opts_.n_epochs, train.rows());
+    std::vector<double> sum(T, 0.0);
+    int64_t rows = 0, b = 0;
+    while (auto batch = train.next()) {
+      if (opts_.stop_after_batches >= 0 && batches_run_ >= opts_.stop_after_batches)
+        RECHUB_FAIL("training stopped after " << batches_run_ << " batches (stop_after_batches)");
+      const models::ModelOutput out = model_->forward(*batch);
+      const std::vector<Tensor> losses = model_->loss(out, batch->labels, lopts);
+      RECHUB_CHECK(losses.size() == T, "the model returned " << losses.size() << " losses for " << T << " tasks");
+      const int64_t B = batch->size();
+      std::vector<double> lv(T);
+      for (size_t t = 0; t < T; ++t) {
+        lv[t] = losses[t].item();
+        if (!std::isfinite(lv[t]))
+          RECHUB_FAIL("training stopped: epoch " << epoch + 1 << ", batch " << b + 1 << ": the loss of task '"
+                                                 << tasks[t] << "' is " << lv[t]
+                                                 << (opts_.out_dir.empty() ? std::string()
+                                                                           : "; the checkpoint of the last finished epoch in '" +
+                                                                                 opts_.out_dir + "' is unchanged")
+                                                 << " (try a lower learning rate or gradient clipping)");
+      }
+      optimizer_->zero_grad();
+      balancer_->backward(losses, balance_params_);
+      if (opts_.clip_grad_norm > 0) nn::clip_grad_norm(balance_params_.params, opts_.clip_grad_norm);
+      optimizer_->step();
+      for (size_t t = 0; t < T; ++t) sum[t] += lv[t] * static_cast<double>(B);
+      rows += B;
+      ++b;
+      ++batches_run_;
+      std::vector<double> running(T);
+      for (size_t t = 0; t < T; ++t) running[t] = sum[t] / static_cast<double>(rows);
+      progress.update(rows, running, balancer_->weights());
+    }
+    EpochRecord rec;
+    rec.epoch = epoch;
+    for (size_t t = 0; t < T; ++t) rec.train_loss.push_back(rows > 0 ? sum[t] / static_cast<double>(rows) : NAN);
+    balancer_->end_epoch(rec.train_loss);
+    rec.weights = balancer_->weights();
+    rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rec.rows_per_s = rec.seconds > 0 ? static_cast<double>(rows) / rec.seconds : 0;
+    if (val) {
+      rec.has_val = true;
+      rec.val = metrics::evaluate_multi_task(*model_, *val, {.quiet = !opts_.progress});
+    }
+    if (early) {
+      bool higher = true;
+      const double m = metric_of(rec.val, higher);
+      const bool better = best_epoch_ < 0 || (std::isfinite(m) && (higher ? m > best_metric_ : m < best_metric_));
+      if (better) {
+        best_epoch_ = epoch, best_metric_ = m, bad_epochs_ = 0;
+        snapshot_best();
+      } else if (++bad_epochs_ >= opts_.earlystop_patience) {
+        stopped_early = true;
+      }
+    }
+    history_.push_back(rec);
+    progress.end_epoch(rec);
+    if (!opts_.out_dir.empty()) {
+      save_checkpoint(epoch + 1);
+      write_file_atomic(path("metrics.jsonl"), metrics_jsonl(history_, tasks));
+      write_file_atomic(path("report.svg"),
+                        report_svg(history_, tasks, model_->task_types(),
+                                   model_->kind() + " · " + balancer_->name() + " task balancing"));
+    }
+    if (stopped_early && opts_.progress)
+      std::cerr << "early stopping after epoch " << epoch + 1 << ": best epoch " << best_epoch_ + 1 << "\n";
+  }
+  if (early) restore_best();
+  model_->eval();
+  if (!opts_.out_dir.empty()) save_model(path("model.safetensors"));
+}
+
+}  // namespace rechub::trainer

@@ -1,0 +1,132 @@
+#pragma once
+// MTLTrainer: the training loop of a multi-task model.
+//
+//   trainer::MTLTrainer t(model, {.optimizer_params = {.lr = 1e-3, .weight_decay = 1e-6},
+//                                 .n_epochs = 10,
+//                                 .task_weights_strategy = "gradnorm", .gradnorm_alpha = 1.5,
+//                                 .task_specific_lr = {{"ctr", 1e-3}, {"ctcvr", 5e-4}},
+//                                 .earlystop_patience = 2, .out_dir = "runs/mmoe"});
+//   t.fit(train_loader, &val_loader);
+//   auto test = metrics::evaluate_multi_task(*model, *data.test);
+//
+// Per batch: one forward, per-task losses (BCE with the task's positive-class weight, or MSE),
+// the task-balancing strategy turns them into gradients (mtl/trainer/balance.h), optional
+// clipping, one optimizer step. Parameters are split into optimizer groups by
+// shared_task_layers(model): "shared" at the base learning rate, "task:<name>" at the task's own
+// (task_specific_lr) or the base rate.
+//
+// With out_dir, every epoch writes (each atomically): checkpoint.safetensors (model, optimizer,
+// trainer state: epoch, strategy state, history, early-stopping state, dropout generators),
+// metrics.jsonl, report.svg; the best epoch's weights go to best.safetensors when early stopping
+// is on; at the end model.safetensors holds the final (or best) weights with the metadata a
+// Predictor needs. resume = true continues from out_dir/checkpoint.safetensors and ends with the
+// same weights as an uninterrupted run (the loader's order depends only on its seed and epoch).
+//
+// A NaN or infinite loss stops training with an Error naming epoch, batch and task; the
+// checkpoint of the last finished epoch is left as it was.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "mtl/data/loader.h"
+#include "mtl/data/preprocessor.h"
+#include "mtl/metrics/evaluate.h"
+#include "mtl/models/model.h"
+#include "mtl/trainer/balance.h"
+#include "mtl/trainer/report.h"
+#include "nn/optim.h"
+
+namespace rechub::trainer {
+
+enum class OptimizerKind : uint8_t { adam, adamw, sgd, adagrad };
+// "adam", "adamw", "sgd", "adagrad"; throws rechub::Error naming the valid ones.
+OptimizerKind optimizer_kind_from_name(const std::string& name);
+
+struct OptimizerParams {
+  double lr = 1e-3;
+  double weight_decay = 0;
+  OptimizerKind kind = OptimizerKind::adam;
+};
+
+struct TrainerOptions {
+  OptimizerParams optimizer_params{};
+  int64_t n_epochs = 10;
+  // Task weighting: "fixed" (task_weights, default all 1), "gradnorm", "metabalance", "uwl", "dwa", "pcgrad".
+  std::vector<double> task_weights{};
+  std::string task_weights_strategy = "fixed";
+  double gradnorm_alpha = 1.5;
+  double gradnorm_lr = 0.025;
+  // GradNorm's W: parameter names (empty: the model's last_shared_parameters()).
+  std::vector<std::string> gradnorm_layer{};
+  double relax_factor = 0.7;  // MetaBalance
+  double beta = 0.9;          // MetaBalance
+  std::string main_task{};    // MetaBalance (empty: the first task)
+  double dwa_temperature = 2.0;
+  std::map<std::string, double> task_specific_lr{};
+  std::vector<double> pos_weights{};  // per binary task (empty: all 1)
+  double clip_grad_norm = 0;          // 0: off
+  // Early stopping on a task's validation metric (auc, logloss; mse for regression tasks).
+  int64_t earlystop_patience = 0;  // epochs without improvement; 0: off
+  std::string earlystop_task{};    // empty: the first task
+  std::string earlystop_metric{};  // empty: auc (binary) or mse (regression)
+  std::string out_dir{};           // empty: nothing written
+  bool resume = false;
+  uint64_t seed = 1;  // the strategies' generator (PCGrad's task order)
+  bool progress = true;
+  // Carried into every checkpoint so that a Predictor encodes raw rows as training did.
+  std::shared_ptr<const data::Preprocessor> preprocessor{};
+  // Stops after this many batches of the run (counting from the start of fit; -1: never) by
+  // throwing an Error, as if the process were killed: tests of resume use it.
+  int64_t stop_after_batches = -1;
+};
+
+class MTLTrainer {
+ public:
+  MTLTrainer(std::shared_ptr<models::MultiTaskModel> model, TrainerOptions options);
+  ~MTLTrainer();
+
+  // Trains for n_epochs (from the checkpoint's epoch when resuming). `val` may be null.
+  void fit(data::DataLoader& train, data::DataLoader* val = nullptr);
+
+  const std::vector<EpochRecord>& history() const { return history_; }
+  const TrainerOptions& options() const { return opts_; }
+  models::MultiTaskModel& model() { return *model_; }
+  nn::Optimizer& optimizer() { return *optimizer_; }
+  TaskBalancer& balancer() { return *balancer_; }
+  int64_t best_epoch() const { return best_epoch_; }  // -1 without early stopping or validation
+
+  // The checkpoint metadata record of this model (kind, config, tasks, preprocessor).
+  nlohmann::json model_metadata() const;
+  // Writes the model (no optimizer) with model_metadata() to `path`.
+  void save_model(const std::string& path) const;
+
+ private:
+  void build_optimizer();
+  void save_checkpoint(int64_t epochs_done);
+  bool load_checkpoint();
+  nlohmann::json trainer_state(int64_t epochs_done) const;
+  std::string path(const char* file) const;
+  double metric_of(const metrics::EvalResult& r, bool& higher_better) const;
+  void snapshot_best();
+  void restore_best();
+
+  std::shared_ptr<models::MultiTaskModel> model_;
+  TrainerOptions opts_;
+  std::unique_ptr<nn::Optimizer> optimizer_;
+  std::unique_ptr<TaskBalancer> balancer_;
+  BalanceParams balance_params_;
+  std::vector<EpochRecord> history_;
+  int64_t start_epoch_ = 0;
+  int64_t best_epoch_ = -1;
+  double best_metric_ = 0;
+  int64_t bad_epochs_ = 0;
+  bool stopped_early_ = false;
+  std::vector<std::pair<std::string, Tensor>> best_state_;
+  int64_t batches_run_ = 0;
+};
+
+}  // namespace rechub::trainer

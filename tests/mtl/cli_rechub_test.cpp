@@ -1,0 +1,186 @@
+// The rechub command, run as a program: every subcommand's --help, the error paths (non-zero
+// exit, a message naming the flag or file, no crash, no half-written output) and the
+// synth -> train -> eval -> predict flow.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "mtl/predictor/predictor.h"
+
+namespace rechub {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int code = -1;
+  bool signaled = false;
+  std::string out;  // stdout and stderr together
+};
+
+Result run(const std::string& args) {
+#ifndef RECHUB_CLI
+  return {};
+#else
+  const std::string cmd = std::string(RECHUB_CLI) + " " + args + " 2>&1";
+  Result r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int st = ::pclose(p);
+  r.signaled = WIFSIGNALED(st);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+#endif
+}
+
+class RechubCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("rechub_cli_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  void SetUp() override {
+#ifndef RECHUB_CLI
+    GTEST_SKIP() << "the rechub command is not built (RECHUB_BUILD_EXAMPLES=OFF)";
+#endif
+  }
+  // Fails unless the command exited non-zero without a crash and its output holds `needle`.
+  static void expect_error(const std::string& args, const std::string& needle) {
+    const Result r = run(args);
+    EXPECT_FALSE(r.signaled) << args << "\n" << r.out;
+    EXPECT_NE(r.code, 0) << args << "\n" << r.out;
+    EXPECT_NE(r.out.find(needle), std::string::npos) << "rechub " << args << "\nexpected '" << needle << "' in:\n" << r.out;
+  }
+  static inline fs::path dir_;
+};
+
+TEST_F(RechubCli, HelpForEverySubcommand) {
+  for (const std::string sub : {"train", "eval", "predict", "synth"}) {
+    const Result r = run(sub + " --help");
+    EXPECT_EQ(r.code, 0) << sub << "\n" << r.out;
+    EXPECT_NE(r.out.find("--"), std::string::npos) << r.out;
+  }
+  const Result t = run("train --help");
+  for (const char* flag : {"--balance", "--task-lr", "--gradnorm-alpha", "--relax-factor", "--expert-units",
+                           "--num-shared-experts", "--resume", "--task-types", "--schema"})
+    EXPECT_NE(t.out.find(flag), std::string::npos) << flag;
+  EXPECT_EQ(run("--help").code, 0);
+}
+
+TEST_F(RechubCli, BadFlagsAreClearErrors) {
+  expect_error("", "subcommand");
+  expect_error("fly", "subcommand");
+  expect_error("train --out x", "--train");
+  expect_error("train --train a.csv --out x --bogus 1", "--bogus");
+  expect_error("train --train a.csv --out x --model transformer", "--model");
+  expect_error("train --train a.csv --out x --balance magic", "--balance");
+  expect_error("train --train a.csv --out x --epochs 0", "--epochs");
+  expect_error("train --train a.csv --out x --lr abc", "--lr");
+  expect_error("train --train a.csv --out x --tasks click --hidden-units 64,x", "--hidden-units");
+  expect_error("train --train a.csv --out x --tasks click --task-lr click", "--task-lr");
+  expect_error("train --train a.csv --out x --tasks click --task-weights 1,z", "--task-weights");
+  expect_error("train --train " + (dir_ / "missing.csv").string() + " --out x --tasks click", "no such file");
+  expect_error("eval --data x.csv", "--model");
+  expect_error("eval --model " + (dir_ / "none.safetensors").string() + " --data x.csv", "none.safetensors");
+  expect_error("predict --model m --data d", "--out");
+  expect_error("synth --kind movielens --out x", "--kind");
+  expect_error("synth --rows -5 --out x", "--rows");
+  expect_error("synth --kind mmoe --correlation 2 --out x", "--correlation");
+}
+
+TEST_F(RechubCli, SynthTrainEvalPredictFlow) {
+  const fs::path data = dir_ / "data", out = dir_ / "run";
+  Result r = run("synth --kind ali-ccp --rows 4000 --seed 2 --out " + data.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* f : {"ali_ccp_train.csv", "ali_ccp_val.csv", "ali_ccp_test.csv"}) EXPECT_TRUE(fs::exists(data / f)) << f;
+  const std::string train = (data / "ali_ccp_train.csv").string(), val = (data / "ali_ccp_val.csv").string(),
+                    test = (data / "ali_ccp_test.csv").string();
+
+  // Data errors: a label column that is not in the file, a feature list naming a missing column.
+  expect_error("train --train " + train + " --tasks click,bought --out " + out.string() + " --quiet --no-cache", "bought");
+  expect_error("train --train " + train + " --tasks click,purchase --sparse nope --out " + out.string() + " --quiet",
+               "nope");
+  expect_error("train --train " + train + " --tasks click,purchase --task-lr views=1e-3 --out " + out.string() +
+                   " --quiet --no-cache",
+               "views");
+  expect_error("train --train " + train + " --tasks click,purchase --task-types binary --out " + out.string() +
+                   " --quiet --no-cache",
+               "--task-types");
+
+  r = run("train --train " + train + " --val " + val + " --test " + test +
+          " --tasks click,purchase --model mmoe --epochs 1 --batch-size 512 --embed-dim 4 --expert-units 16"
+          " --num-experts 2 --tower-units 8 --balance gradnorm --task-lr click=2e-3,purchase=1e-3 --out " +
+          out.string() + " --quiet --no-cache");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("test metrics"), std::string::npos) << r.out;
+  for (const char* f : {"model.safetensors", "checkpoint.safetensors", "metrics.jsonl", "report.svg", "test_metrics.json"})
+    EXPECT_TRUE(fs::exists(out / f)) << f;
+  const std::string model = (out / "model.safetensors").string();
+
+  r = run("eval --model " + model + " --data " + test + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["rows"].get<int64_t>(), 400);
+  for (const char* t : {"click", "purchase"}) {
+    EXPECT_TRUE(j["tasks"][t]["auc"].is_number()) << r.out;
+    EXPECT_TRUE(j["tasks"][t]["logloss"].is_number()) << r.out;
+  }
+  // The same numbers as the table written at the end of training.
+  const auto tm = nlohmann::json::parse(std::ifstream(out / "test_metrics.json"));
+  EXPECT_DOUBLE_EQ(tm["tasks"]["click"]["auc"].get<double>(), j["tasks"]["click"]["auc"].get<double>());
+
+  // predict: one column per task, rows in input order (compared with the in-process Predictor).
+  const fs::path preds = dir_ / "preds.csv";
+  r = run("predict --model " + model + " --data " + test + " --out " + preds.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream pf(preds);
+  std::string line;
+  std::getline(pf, line);
+  EXPECT_EQ(line, "click,purchase");
+  trainer::Predictor p(model);
+  const auto raw = data::read_raw_rows(test, p.preprocessor().csv_options());
+  const auto want = p.predict(raw.rows, raw.header);
+  size_t row = 0;
+  while (std::getline(pf, line)) {
+    ASSERT_LT(row, want.size());
+    double a = 0, b = 0;
+    ASSERT_EQ(std::sscanf(line.c_str(), "%lf,%lf", &a, &b), 2) << line;
+    EXPECT_NEAR(a, want[row][0], 1e-8);
+    EXPECT_NEAR(b, want[row][1], 1e-8);
+    ++row;
+  }
+  EXPECT_EQ(row, want.size());
+
+  // Errors after loading: predict into a missing directory leaves nothing behind; a corrupt
+  // checkpoint is refused.
+  expect_error("predict --model " + model + " --data " + test + " --out " + (dir_ / "no/such/dir/p.csv").string(),
+               "does not exist");
+  EXPECT_FALSE(fs::exists(dir_ / "no"));
+  const fs::path bad = dir_ / "bad.safetensors";
+  {
+    std::ifstream in(model, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string bytes = ss.str();
+    bytes.resize(bytes.size() / 2);
+    std::ofstream(bad, std::ios::binary) << bytes;
+  }
+  expect_error("eval --model " + bad.string() + " --data " + test, "bad.safetensors");
+  expect_error("eval --model " + model + " --data " + (dir_ / "nothing.csv").string(), "nothing.csv");
+  // resume with a different strategy is refused, naming both
+  expect_error("train --train " + train + " --tasks click,purchase --model mmoe --epochs 2 --embed-dim 4"
+               " --expert-units 16 --num-experts 2 --tower-units 8 --balance pcgrad --resume --out " +
+                   out.string() + " --quiet --no-cache",
+               "gradnorm");
+}
+
+}  // namespace
+}  // namespace rechub
