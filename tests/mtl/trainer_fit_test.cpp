@@ -74,7 +74,9 @@ TEST(MTLTrainer, EveryModelLearnsBothTasksOnPlantedSignal) {
       EXPECT_GT(r.at(task).auc, 0.70) << kind << " task " << task;
       EXPECT_TRUE(std::isfinite(r.at(task).logloss));
     }
-    if (kind == "esmm") EXPECT_TRUE(std::isfinite(r.at("cvr").auc)) << "ESMM reports CVR on clicked rows";
+    if (kind == "esmm") {
+      EXPECT_TRUE(std::isfinite(r.at("cvr").auc)) << "ESMM reports CVR on clicked rows";
+    }
   }
 }
 
@@ -235,7 +237,9 @@ TEST(MTLTrainer, TaskSpecificLearningRatesGoToTheTasksOwnGroups) {
   bool saw_ctr = false, saw_ctcvr = false;
   for (size_t g = 0; g < opt.num_groups(); ++g) {
     const auto& grp = opt.group(g);
-    if (grp.name == "shared") EXPECT_DOUBLE_EQ(grp.lr, 1e-3);
+    if (grp.name == "shared") {
+      EXPECT_DOUBLE_EQ(grp.lr, 1e-3);
+    }
     if (grp.name == "task:ctr") {
       saw_ctr = true;
       EXPECT_DOUBLE_EQ(grp.lr, 2e-3);
