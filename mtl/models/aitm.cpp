@@ -8,40 +8,24 @@
 
 namespace rechub::models {
 
+// Every field of AITMConfig, once: to_json and the JSON reader both walk this list.
+template <class C, class V>
+void aitm_fields(C& c, V& v) {
+  detail::common_fields(c, v);
+  v("hidden_units", c.hidden_units);
+  v("tower_units", c.tower_units);
+  v("num_tasks", c.num_tasks);
+  v("task_types", c.task_types);
+  v("activation", c.activation);
+  v("calibrator_weight", c.calibrator_weight);
+}
+
 nlohmann::json to_json(const AITMConfig& c) {
-  return {{"features", features_to_json(c.features)},
-          {"hidden_units", c.hidden_units},
-          {"tower_units", c.tower_units},
-          {"num_tasks", c.num_tasks},
-          {"task_types", detail::task_type_names(c.task_types)},
-          {"task_names", c.task_names},
-          {"activation", c.activation},
-          {"calibrator_weight", c.calibrator_weight},
-          {"dropout", c.dropout},
-          {"fused", c.fused},
-          {"seed", c.seed},
-          {"embedding_init_std", c.embedding_init_std},
-          {"sparse_embeddings", c.sparse_embeddings}};
+  return detail::write_config(c, aitm_fields<const AITMConfig, detail::ConfigWriter>);
 }
 
 AITMConfig aitm_config_from_json(const nlohmann::json& j) {
-  AITMConfig c;
-  detail::ConfigReader r(j, "aitm");
-  r.features(c.features)
-      .get("hidden_units", c.hidden_units)
-      .get("tower_units", c.tower_units)
-      .get("num_tasks", c.num_tasks)
-      .task_types(c.task_types)
-      .get("task_names", c.task_names)
-      .get("activation", c.activation)
-      .get("calibrator_weight", c.calibrator_weight)
-      .get("dropout", c.dropout)
-      .get("fused", c.fused)
-      .get("seed", c.seed)
-      .get("embedding_init_std", c.embedding_init_std)
-      .get("sparse_embeddings", c.sparse_embeddings)
-      .finish();
-  return c;
+  return detail::read_config<AITMConfig>(j, "aitm", aitm_fields<AITMConfig, detail::ConfigReader>);
 }
 
 AITM::AITM(const AITMConfig& c) : config_(c) {

@@ -11,6 +11,29 @@
 
 namespace rechub::models::detail {
 
+inline std::vector<std::string> task_type_names(const std::vector<TaskType>& v) {
+  std::vector<std::string> out;
+  for (TaskType t : v) out.push_back(data::task_type_name(t));
+  return out;
+}
+
+// Each model lists its config's fields once, in a function template `fields(config, visitor)`
+// that calls `visitor("key", config.member)` per field; ConfigWriter and ConfigReader are the two
+// visitors, so to_json and from_json can never disagree on a key.
+class ConfigWriter {
+ public:
+  template <class T>
+  void operator()(const char* key, const T& v) {
+    j_[key] = v;
+  }
+  void operator()(const char* key, const Features& f) { j_[key] = features_to_json(f); }
+  void operator()(const char* key, const std::vector<TaskType>& t) { j_[key] = task_type_names(t); }
+  nlohmann::json take() { return std::move(j_); }
+
+ private:
+  nlohmann::json j_ = nlohmann::json::object();
+};
+
 class ConfigReader {
  public:
   ConfigReader(const nlohmann::json& j, std::string kind) : j_(j), kind_(std::move(kind)) {
@@ -18,29 +41,27 @@ class ConfigReader {
   }
 
   template <class T>
-  ConfigReader& get(const char* key, T& out) {
+  void operator()(const char* key, T& out) {
     seen_.insert(key);
-    if (!j_.contains(key)) return *this;
+    if (!j_.contains(key)) return;
     try {
       out = j_.at(key).get<T>();
     } catch (const nlohmann::json::exception& e) {
       RECHUB_FAIL(kind_ << " config: '" << key << "' = " << j_.at(key).dump() << " has the wrong type (" << e.what()
                         << ")");
     }
-    return *this;
   }
 
-  ConfigReader& features(Features& f) {
-    seen_.insert("features");
-    if (j_.contains("features")) f = features_from_json(j_.at("features"), kind_ + " config");
-    return *this;
+  void operator()(const char* key, Features& f) {
+    seen_.insert(key);
+    if (j_.contains(key)) f = features_from_json(j_.at(key), kind_ + " config");
   }
 
-  ConfigReader& task_types(std::vector<TaskType>& out) {
-    seen_.insert("task_types");
-    if (!j_.contains("task_types")) return *this;
+  void operator()(const char* key, std::vector<TaskType>& out) {
+    seen_.insert(key);
+    if (!j_.contains(key)) return;
     out.clear();
-    for (const auto& t : j_.at("task_types")) {
+    for (const auto& t : j_.at(key)) {
       const std::string s = t.is_string() ? t.get<std::string>() : t.dump();
       if (s == "binary" || s == "classification")
         out.push_back(TaskType::binary);
@@ -49,7 +70,6 @@ class ConfigReader {
       else
         RECHUB_FAIL(kind_ << " config: task type '" << s << "': expected binary or regression");
     }
-    return *this;
   }
 
   // Unknown keys are errors (a typo would otherwise silently fall back to a default).
@@ -63,10 +83,32 @@ class ConfigReader {
   std::set<std::string> seen_;
 };
 
-inline std::vector<std::string> task_type_names(const std::vector<TaskType>& v) {
-  std::vector<std::string> out;
-  for (TaskType t : v) out.push_back(data::task_type_name(t));
-  return out;
+// The fields every model config has.
+template <class C, class V>
+void common_fields(C& c, V& v) {
+  v("features", c.features);
+  v("task_names", c.task_names);
+  v("dropout", c.dropout);
+  v("fused", c.fused);
+  v("seed", c.seed);
+  v("embedding_init_std", c.embedding_init_std);
+  v("sparse_embeddings", c.sparse_embeddings);
+}
+
+template <class C, class Fields>
+nlohmann::json write_config(const C& c, Fields fields) {
+  ConfigWriter w;
+  fields(c, w);
+  return w.take();
+}
+
+template <class C, class Fields>
+C read_config(const nlohmann::json& j, const std::string& kind, Fields fields) {
+  C c;
+  ConfigReader r(j, kind);
+  fields(c, r);
+  r.finish();
+  return c;
 }
 
 // The task index in "<prefix><t>." at the start of `name`, or -1.

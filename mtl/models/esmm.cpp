@@ -8,36 +8,22 @@
 
 namespace rechub::models {
 
+// Every field of ESMMConfig, once: to_json and the JSON reader both walk this list.
+template <class C, class V>
+void esmm_fields(C& c, V& v) {
+  detail::common_fields(c, v);
+  v("hidden_units", c.hidden_units);
+  v("tower_units", c.tower_units);
+  v("embedding_dim", c.embedding_dim);
+  v("activation", c.activation);
+}
+
 nlohmann::json to_json(const ESMMConfig& c) {
-  return {{"features", features_to_json(c.features)},
-          {"hidden_units", c.hidden_units},
-          {"tower_units", c.tower_units},
-          {"embedding_dim", c.embedding_dim},
-          {"task_names", c.task_names},
-          {"activation", c.activation},
-          {"dropout", c.dropout},
-          {"fused", c.fused},
-          {"seed", c.seed},
-          {"embedding_init_std", c.embedding_init_std},
-          {"sparse_embeddings", c.sparse_embeddings}};
+  return detail::write_config(c, esmm_fields<const ESMMConfig, detail::ConfigWriter>);
 }
 
 ESMMConfig esmm_config_from_json(const nlohmann::json& j) {
-  ESMMConfig c;
-  detail::ConfigReader r(j, "esmm");
-  r.features(c.features)
-      .get("hidden_units", c.hidden_units)
-      .get("tower_units", c.tower_units)
-      .get("embedding_dim", c.embedding_dim)
-      .get("task_names", c.task_names)
-      .get("activation", c.activation)
-      .get("dropout", c.dropout)
-      .get("fused", c.fused)
-      .get("seed", c.seed)
-      .get("embedding_init_std", c.embedding_init_std)
-      .get("sparse_embeddings", c.sparse_embeddings)
-      .finish();
-  return c;
+  return detail::read_config<ESMMConfig>(j, "esmm", esmm_fields<ESMMConfig, detail::ConfigReader>);
 }
 
 ESMM::ESMM(const ESMMConfig& c) : config_(c) {

@@ -6,44 +6,26 @@
 
 namespace rechub::models {
 
+// Every field of MMoEConfig, once: to_json and the JSON reader both walk this list.
+template <class C, class V>
+void mmoe_fields(C& c, V& v) {
+  detail::common_fields(c, v);
+  v("expert_units", c.expert_units);
+  v("num_experts", c.num_experts);
+  v("num_tasks", c.num_tasks);
+  v("task_types", c.task_types);
+  v("expert_activation", c.expert_activation);
+  v("gate_activation", c.gate_activation);
+  v("tower_units", c.tower_units);
+  v("tower_activation", c.tower_activation);
+}
+
 nlohmann::json to_json(const MMoEConfig& c) {
-  return {{"features", features_to_json(c.features)},
-          {"expert_units", c.expert_units},
-          {"num_experts", c.num_experts},
-          {"num_tasks", c.num_tasks},
-          {"task_types", detail::task_type_names(c.task_types)},
-          {"task_names", c.task_names},
-          {"expert_activation", c.expert_activation},
-          {"gate_activation", c.gate_activation},
-          {"tower_units", c.tower_units},
-          {"tower_activation", c.tower_activation},
-          {"dropout", c.dropout},
-          {"fused", c.fused},
-          {"seed", c.seed},
-          {"embedding_init_std", c.embedding_init_std},
-          {"sparse_embeddings", c.sparse_embeddings}};
+  return detail::write_config(c, mmoe_fields<const MMoEConfig, detail::ConfigWriter>);
 }
 
 MMoEConfig mmoe_config_from_json(const nlohmann::json& j, const std::string& kind) {
-  MMoEConfig c;
-  detail::ConfigReader r(j, kind);
-  r.features(c.features)
-      .get("expert_units", c.expert_units)
-      .get("num_experts", c.num_experts)
-      .get("num_tasks", c.num_tasks)
-      .task_types(c.task_types)
-      .get("task_names", c.task_names)
-      .get("expert_activation", c.expert_activation)
-      .get("gate_activation", c.gate_activation)
-      .get("tower_units", c.tower_units)
-      .get("tower_activation", c.tower_activation)
-      .get("dropout", c.dropout)
-      .get("fused", c.fused)
-      .get("seed", c.seed)
-      .get("embedding_init_std", c.embedding_init_std)
-      .get("sparse_embeddings", c.sparse_embeddings)
-      .finish();
-  return c;
+  return detail::read_config<MMoEConfig>(j, kind, mmoe_fields<MMoEConfig, detail::ConfigReader>);
 }
 
 MMoE::MMoE(const MMoEConfig& c, bool one_gate) : config_(c), one_gate_(one_gate) {

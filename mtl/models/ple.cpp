@@ -6,46 +6,27 @@
 
 namespace rechub::models {
 
+// Every field of PLEConfig, once: to_json and the JSON reader both walk this list.
+template <class C, class V>
+void ple_fields(C& c, V& v) {
+  detail::common_fields(c, v);
+  v("expert_units", c.expert_units);
+  v("num_experts", c.num_experts);
+  v("num_layers", c.num_layers);
+  v("num_shared_experts", c.num_shared_experts);
+  v("num_tasks", c.num_tasks);
+  v("task_types", c.task_types);
+  v("expert_activation", c.expert_activation);
+  v("tower_units", c.tower_units);
+  v("tower_activation", c.tower_activation);
+}
+
 nlohmann::json to_json(const PLEConfig& c) {
-  return {{"features", features_to_json(c.features)},
-          {"expert_units", c.expert_units},
-          {"num_experts", c.num_experts},
-          {"num_layers", c.num_layers},
-          {"num_shared_experts", c.num_shared_experts},
-          {"num_tasks", c.num_tasks},
-          {"task_types", detail::task_type_names(c.task_types)},
-          {"task_names", c.task_names},
-          {"expert_activation", c.expert_activation},
-          {"tower_units", c.tower_units},
-          {"tower_activation", c.tower_activation},
-          {"dropout", c.dropout},
-          {"fused", c.fused},
-          {"seed", c.seed},
-          {"embedding_init_std", c.embedding_init_std},
-          {"sparse_embeddings", c.sparse_embeddings}};
+  return detail::write_config(c, ple_fields<const PLEConfig, detail::ConfigWriter>);
 }
 
 PLEConfig ple_config_from_json(const nlohmann::json& j) {
-  PLEConfig c;
-  detail::ConfigReader r(j, "ple");
-  r.features(c.features)
-      .get("expert_units", c.expert_units)
-      .get("num_experts", c.num_experts)
-      .get("num_layers", c.num_layers)
-      .get("num_shared_experts", c.num_shared_experts)
-      .get("num_tasks", c.num_tasks)
-      .task_types(c.task_types)
-      .get("task_names", c.task_names)
-      .get("expert_activation", c.expert_activation)
-      .get("tower_units", c.tower_units)
-      .get("tower_activation", c.tower_activation)
-      .get("dropout", c.dropout)
-      .get("fused", c.fused)
-      .get("seed", c.seed)
-      .get("embedding_init_std", c.embedding_init_std)
-      .get("sparse_embeddings", c.sparse_embeddings)
-      .finish();
-  return c;
+  return detail::read_config<PLEConfig>(j, "ple", ple_fields<PLEConfig, detail::ConfigReader>);
 }
 
 PLE::PLE(const PLEConfig& c) : config_(c) {

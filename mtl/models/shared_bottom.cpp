@@ -5,38 +5,24 @@
 
 namespace rechub::models {
 
+// Every field of SharedBottomConfig, once: to_json and the JSON reader both walk this list.
+template <class C, class V>
+void shared_bottom_fields(C& c, V& v) {
+  detail::common_fields(c, v);
+  v("hidden_units", c.hidden_units);
+  v("task_hidden_units", c.task_hidden_units);
+  v("num_tasks", c.num_tasks);
+  v("task_types", c.task_types);
+  v("activation", c.activation);
+}
+
 nlohmann::json to_json(const SharedBottomConfig& c) {
-  return {{"features", features_to_json(c.features)},
-          {"hidden_units", c.hidden_units},
-          {"task_hidden_units", c.task_hidden_units},
-          {"num_tasks", c.num_tasks},
-          {"task_types", detail::task_type_names(c.task_types)},
-          {"task_names", c.task_names},
-          {"activation", c.activation},
-          {"dropout", c.dropout},
-          {"fused", c.fused},
-          {"seed", c.seed},
-          {"embedding_init_std", c.embedding_init_std},
-          {"sparse_embeddings", c.sparse_embeddings}};
+  return detail::write_config(c, shared_bottom_fields<const SharedBottomConfig, detail::ConfigWriter>);
 }
 
 SharedBottomConfig shared_bottom_config_from_json(const nlohmann::json& j) {
-  SharedBottomConfig c;
-  detail::ConfigReader r(j, "shared_bottom");
-  r.features(c.features)
-      .get("hidden_units", c.hidden_units)
-      .get("task_hidden_units", c.task_hidden_units)
-      .get("num_tasks", c.num_tasks)
-      .task_types(c.task_types)
-      .get("task_names", c.task_names)
-      .get("activation", c.activation)
-      .get("dropout", c.dropout)
-      .get("fused", c.fused)
-      .get("seed", c.seed)
-      .get("embedding_init_std", c.embedding_init_std)
-      .get("sparse_embeddings", c.sparse_embeddings)
-      .finish();
-  return c;
+  return detail::read_config<SharedBottomConfig>(j, "shared_bottom",
+                                                 shared_bottom_fields<SharedBottomConfig, detail::ConfigReader>);
 }
 
 SharedBottom::SharedBottom(const SharedBottomConfig& c) : config_(c) {

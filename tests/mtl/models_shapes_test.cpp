@@ -164,6 +164,15 @@ TEST(Models, ConfigJsonRebuildsTheSameModel) {
       EXPECT_EQ(testing::max_rel_diff(n1[i].second, n2[i].second), 0.0) << n1[i].first;  // same seed, same init
     }
     EXPECT_EQ(m->task_names(), m2->task_names());
+    // Every key the test set comes back with its value; writing the rebuilt model's config gives
+    // the same JSON (the reader and the writer walk the same field list).
+    const nlohmann::json written = m->config_json();
+    for (const auto& [key, value] : cfg.items()) {
+      if (key == "features") continue;  // written in its canonical form, with defaults filled in
+      ASSERT_TRUE(written.contains(key)) << key;
+      EXPECT_EQ(written.at(key), value) << key;
+    }
+    EXPECT_EQ(m2->config_json(), written);
   }
 }
 
