@@ -153,7 +153,8 @@ AliCcpSynth::AliCcpSynth(AliCcpSynthConfig config) : cfg_(std::move(config)) {
   const auto nf = cfg_.vocab_sizes.size();
   if (nf < 2) throw Error("AliCcpSynth: at least two sparse fields (one user-side, one item-side) are needed");
   for (int64_t v : cfg_.vocab_sizes)
-    if (v < 2 || v > 100000000) throw Error("AliCcpSynth: vocabulary sizes must be in [2, 1e8], got " + std::to_string(v));
+    if (v < 2 || v > 100000000)
+      throw Error("AliCcpSynth: vocabulary sizes must be in [2, 1e8], got " + std::to_string(v));
   if (cfg_.num_dense < 0 || cfg_.latent_dim < 1) throw Error("AliCcpSynth: num_dense >= 0 and latent_dim >= 1 needed");
   if (!(cfg_.click_rate > 0 && cfg_.click_rate < 1) || !(cfg_.conversion_rate > 0 && cfg_.conversion_rate < 1))
     throw Error("AliCcpSynth: click_rate and conversion_rate must be in (0, 1)");
@@ -373,18 +374,28 @@ void AliCcpSynth::write_csv(const std::string& path, int64_t first, int64_t n) c
       });
 }
 
-std::vector<std::string> write_ali_ccp_synthetic(const std::string& prefix, const AliCcpSynthConfig& config,
-                                                 int64_t train_rows, int64_t val_rows, int64_t test_rows) {
-  const AliCcpSynth gen(config);
+namespace {
+// <prefix>_train.csv, _val.csv, _test.csv from consecutive row ranges of one generator (a split
+// with 0 rows is not written); returns the paths written.
+template <class Gen>
+std::vector<std::string> write_splits(const Gen& gen, const std::string& prefix, int64_t train_rows, int64_t val_rows,
+                                      int64_t test_rows) {
   std::vector<std::string> out;
   int64_t at = 0;
-  for (auto [name, n] : {std::pair<const char*, int64_t>{"train", train_rows}, {"val", val_rows}, {"test", test_rows}}) {
+  for (auto [name, n] :
+       {std::pair<const char*, int64_t>{"train", train_rows}, {"val", val_rows}, {"test", test_rows}}) {
     if (n <= 0) continue;
     out.push_back(prefix + "_" + name + ".csv");
     gen.write_csv(out.back(), at, n);
     at += n;
   }
   return out;
+}
+}  // namespace
+
+std::vector<std::string> write_ali_ccp_synthetic(const std::string& prefix, const AliCcpSynthConfig& config,
+                                                 int64_t train_rows, int64_t val_rows, int64_t test_rows) {
+  return write_splits(AliCcpSynth(config), prefix, train_rows, val_rows, test_rows);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -497,16 +508,7 @@ void MmoeSynth::write_csv(const std::string& path, int64_t first, int64_t n) con
 
 std::vector<std::string> write_mmoe_synthetic(const std::string& prefix, const MmoeSynthConfig& config,
                                               int64_t train_rows, int64_t val_rows, int64_t test_rows) {
-  const MmoeSynth gen(config);
-  std::vector<std::string> out;
-  int64_t at = 0;
-  for (auto [name, n] : {std::pair<const char*, int64_t>{"train", train_rows}, {"val", val_rows}, {"test", test_rows}}) {
-    if (n <= 0) continue;
-    out.push_back(prefix + "_" + name + ".csv");
-    gen.write_csv(out.back(), at, n);
-    at += n;
-  }
-  return out;
+  return write_splits(MmoeSynth(config), prefix, train_rows, val_rows, test_rows);
 }
 
 }  // namespace rechub::data
