@@ -84,6 +84,17 @@ void BM_lookup_only(benchmark::State& st) {
   for (auto _ : st) benchmark::DoNotOptimize(s.emb.forward(s.batches[i++ % kBatches]).raw_data());
 }
 
+// Lookup + backward (the row-sparse gradient), no optimizer step.
+void BM_lookup_backward(benchmark::State& st) {
+  omp_set_num_threads(static_cast<int>(st.range(0)));
+  Setup s(true);
+  int64_t i = 0;
+  for (auto _ : st) {
+    s.opt.zero_grad();
+    backward(s.emb.forward(s.batches[i++ % kBatches]), s.gy);
+  }
+}
+
 // The optimizer step alone, on a gradient computed once.
 void adam_only(benchmark::State& st, bool sparse) {
   omp_set_num_threads(static_cast<int>(st.range(0)));
@@ -98,6 +109,7 @@ void BM_adam_only_dense(benchmark::State& st) { adam_only(st, false); }
 BENCHMARK(BM_step_sparse) ARGS;
 BENCHMARK(BM_step_dense) ARGS;
 BENCHMARK(BM_lookup_only) ARGS;
+BENCHMARK(BM_lookup_backward) ARGS;
 BENCHMARK(BM_adam_only_sparse) ARGS;
 BENCHMARK(BM_adam_only_dense) ARGS;
 

@@ -295,8 +295,20 @@ Tensor embedding_lookup(const Tensor& table, const Tensor& ids, const EmbeddingC
   RECHUB_CHECK(ids.defined() && (ids.dtype() == DType::i32 || ids.dtype() == DType::i64) && ids.dim() == 2,
                "embedding_lookup: ids must be a 2-D integer tensor [batch, features]");
   const int64_t B = ids.size(0), F = ids.size(1), D = table.size(1), V = table.size(0);
-  // Validate every id: against its feature's row range when given, else against the table.
+  // Validate every id: against its feature's row range when given, else against the table. One
+  // tight pass; the offender is looked for only when it fails.
   auto validate = [&](auto* p) {
+    std::vector<int64_t> col_lo(F, 0), col_hi(F, V);
+    if (check)
+      for (int64_t f = 0; f < F && static_cast<size_t>(f) < check->row_ranges.size(); ++f)
+        std::tie(col_lo[f], col_hi[f]) = check->row_ranges[f];
+    bool ok = true;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t f = 0; f < F; ++f) {
+        const int64_t id = static_cast<int64_t>(p[b * F + f]);
+        ok &= (id >= col_lo[f]) & (id < col_hi[f]);
+      }
+    if (ok) return;
     for (int64_t b = 0; b < B; ++b)
       for (int64_t f = 0; f < F; ++f) {
         const int64_t id = static_cast<int64_t>(p[b * F + f]);
@@ -370,17 +382,20 @@ Tensor embedding_lookup(const Tensor& table, const Tensor& ids, const EmbeddingC
       return std::vector<Tensor>{Tensor::sparse_rows(make_view(uniq, 0, {u}), make_view(rows, 0, {u, D}), {V, D})};
     }
 #endif
-    std::vector<int64_t> uniq;
-    Tensor result;
+    // The kernel asks for the outputs once it knows how many distinct rows there are.
+    Tensor uniq, rows;
     RECHUB_FLOAT_DISPATCH(g.dtype(), "embedding_lookup backward", {
-      std::vector<scalar_t> rows;
+      const kernels::cpu::RowsAlloc<scalar_t> alloc = [&](int64_t u) {
+        uniq = empty({u}, {.dtype = DType::i64});
+        rows = empty({u, D}, {.dtype = g.dtype()});
+        return std::pair<int64_t*, scalar_t*>(uniq.data<int64_t>(), rows.data<scalar_t>());
+      };
       if (ids.dtype() == DType::i32)
-        kernels::cpu::embedding_backward(g.data<scalar_t>(), D, ids.data<int32_t>(), B, F, uniq, rows);
+        kernels::cpu::embedding_backward(g.data<scalar_t>(), D, ids.data<int32_t>(), B, F, V, alloc);
       else
-        kernels::cpu::embedding_backward(g.data<scalar_t>(), D, ids.data<int64_t>(), B, F, uniq, rows);
-      const int64_t u = static_cast<int64_t>(uniq.size());
-      result = Tensor::sparse_rows(from_vector(uniq, {u}), from_vector(rows, {u, D}, {.dtype = g.dtype()}), {V, D});
+        kernels::cpu::embedding_backward(g.data<scalar_t>(), D, ids.data<int64_t>(), B, F, V, alloc);
     });
+    const Tensor result = Tensor::sparse_rows(uniq, rows, {V, D});
     return std::vector<Tensor>{result};
   });
 }

@@ -139,20 +139,33 @@ nlohmann::json EmbeddingCollection::layout_json() const {
 }
 
 namespace {
+// dst[b, j] = offset of feature feats[j] + src[b, feats[j]]: one tight pass, and a second one to
+// name the offender only when some id is outside its feature's vocabulary.
 template <class I>
 void offset_ids(const I* src, int64_t B, int64_t F, const std::vector<int64_t>& feats,
                 const std::vector<EmbeddingCollection::Slot>& slots, const std::vector<EmbeddingSpec>& specs,
                 const std::string& who, int64_t* dst) {
   const int64_t Fa = static_cast<int64_t>(feats.size());
+  std::vector<int64_t> offset(Fa);
+  std::vector<uint64_t> rows(Fa);
+  for (int64_t j = 0; j < Fa; ++j) {
+    offset[j] = slots[feats[j]].offset;
+    rows[j] = static_cast<uint64_t>(slots[feats[j]].rows);
+  }
+  bool ok = true;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t j = 0; j < Fa; ++j) {
-      const int64_t f = feats[j];
-      const int64_t id = static_cast<int64_t>(src[b * F + f]);
-      const auto& s = slots[f];
-      if (id < 0 || id >= s.rows)
-        RECHUB_FAIL(who << ": feature '" << specs[f].name << "', row " << b << ": id " << id
-                        << " is outside the vocabulary of size " << s.rows);
-      dst[b * Fa + j] = s.offset + id;
+      const int64_t id = static_cast<int64_t>(src[b * F + feats[j]]);
+      ok &= static_cast<uint64_t>(id) < rows[j];  // (a negative id wraps to a huge one)
+      dst[b * Fa + j] = offset[j] + id;
+    }
+  if (ok) return;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < Fa; ++j) {
+      const int64_t id = static_cast<int64_t>(src[b * F + feats[j]]);
+      if (static_cast<uint64_t>(id) >= rows[j])
+        RECHUB_FAIL(who << ": feature '" << specs[feats[j]].name << "', row " << b << ": id " << id
+                        << " is outside the vocabulary of size " << rows[j]);
     }
 }
 }  // namespace

@@ -70,7 +70,8 @@ const Optimizer::ParamState* Optimizer::state(const Tensor& p) const {
 namespace {
 bool sorted_unique(const Tensor& idx) {
   const int64_t* p = idx.data<int64_t>();
-  for (int64_t i = 1; i < idx.numel(); ++i)
+  const int64_t n = idx.numel();
+  for (int64_t i = 1; i < n; ++i)
     if (p[i] <= p[i - 1]) return false;
   return true;
 }

@@ -3,7 +3,6 @@
 // parameter's dtype in PyTorch's order of operations, so float32 results track torch closely.
 #include <algorithm>
 #include <cmath>
-#include <initializer_list>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -108,6 +107,39 @@ void adam_sparse_row(T* p, T* m, T* v, const T* g, int64_t n, const AdamCoef<T>&
   }
 }
 
+// float rows of a multiple of 16: each 16-float piece is one register, with the operations of
+// adam_sparse_row in the same order (no buffer, no separate square-root pass).
+inline bool adam_sparse_row_fast(float* p, float* m, float* v, const float* g, int64_t n, const AdamCoef<float>& c) {
+#if defined(__AVX512F__)
+  if (n % 16 != 0) return false;
+  const __m512 omb1 = _mm512_set1_ps(c.omb1), omb2 = _mm512_set1_ps(c.omb2), eps = _mm512_set1_ps(c.eps),
+               neg_step = _mm512_set1_ps(-c.step_size), wd = _mm512_set1_ps(c.wd), decay = _mm512_set1_ps(c.decay);
+  for (int64_t j = 0; j < n; j += 16) {
+    __m512 gi = _mm512_loadu_ps(g + j), pi = _mm512_loadu_ps(p + j);
+    if (c.has_wd) {
+      if (c.decoupled)
+        pi = _mm512_mul_ps(pi, decay);
+      else
+        gi = _mm512_add_ps(gi, _mm512_mul_ps(wd, pi));
+    }
+    const __m512 old_m = _mm512_loadu_ps(m + j), old_v = _mm512_loadu_ps(v + j);
+    const __m512 new_m = _mm512_add_ps(old_m, _mm512_mul_ps(_mm512_sub_ps(gi, old_m), omb1));
+    const __m512 new_v = _mm512_add_ps(old_v, _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(gi, gi), old_v), omb2));
+    _mm512_storeu_ps(m + j, new_m);
+    _mm512_storeu_ps(v + j, new_v);
+    const __m512 den = _mm512_add_ps(_mm512_maskz_sqrt_ps(0xFFFF, new_v), eps);
+    _mm512_storeu_ps(p + j, _mm512_add_ps(pi, _mm512_mul_ps(neg_step, _mm512_div_ps(new_m, den))));
+  }
+  return true;
+#else
+  (void)p, (void)m, (void)v, (void)g, (void)n, (void)c;
+  return false;
+#endif
+}
+inline bool adam_sparse_row_fast(double*, double*, double*, const double*, int64_t, const AdamCoef<double>&) {
+  return false;
+}
+
 // torch.optim.Adagrad (dense, or one row of the sparse form: the same arithmetic).
 template <class T>
 void adagrad_block(T* p, T* sum, const T* g, int64_t n, T clr, T eps, T wd, bool has_wd) {
@@ -151,7 +183,7 @@ Rows rows_of(const Tensor& grad) {
 // (`ahead(row_offset)`): without it the update waits on memory for every row.
 template <class F, class P>
 void for_rows(const Rows& r, F f, P ahead) {
-  constexpr int64_t kAhead = 8;
+  constexpr int64_t kAhead = 16;
   parallel_for(r.n, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, r.d)), [&](int64_t lo, int64_t hi) {
     for (int64_t k = lo; k < hi; ++k) {
       if (k + kAhead < hi) ahead(r.idx[k + kAhead] * r.d);
@@ -159,11 +191,14 @@ void for_rows(const Rows& r, F f, P ahead) {
     }
   });
 }
-// Prefetches n elements of each array at offset off (for writing).
-template <class T>
-void prefetch_rows(int64_t off, int64_t n, std::initializer_list<T*> arrays) {
-  for (T* a : arrays)
-    for (int64_t j = 0; j < n; j += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(a + off + j, 1, 3);
+// Prefetches n elements of each array at offset off (for writing). (Variadic: GCC 12 dropped the
+// prefetches of a loop over a std::initializer_list of the arrays.)
+template <class T, class... U>
+void prefetch_rows(int64_t off, int64_t n, T* first, U*... rest) {
+  for (int64_t j = 0; j < n; j += 64 / static_cast<int64_t>(sizeof(T))) {
+    __builtin_prefetch(first + off + j, 1, 3);
+    (__builtin_prefetch(rest + off + j, 1, 3), ...);
+  }
 }
 
 }  // namespace
@@ -213,9 +248,9 @@ void SGD::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamState&
           r, [&](int64_t k, int64_t off) { one(pp + off, v + k * r.d, pb ? pb + off : nullptr, r.d); },
           [&](int64_t off) {
             if (pb)
-              prefetch_rows(off, r.d, {pp, pb});
+              prefetch_rows(off, r.d, pp, pb);
             else
-              prefetch_rows(off, r.d, {pp});
+              prefetch_rows(off, r.d, pp);
           });
     } else {
       const T* gr = grad.data<T>();
@@ -274,9 +309,13 @@ void Adam::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamState
       c.step_size = static_cast<T>(g.lr * std::sqrt(bc2) / bc1);
       const T* gv = grad.sparse_values().data<T>();
       for_rows(
-          r, [&](int64_t k, int64_t off) { adam_sparse_row(pp + off, pm + off, pv + off, gv + k * r.d, r.d, c); },
+          r,
+          [&](int64_t k, int64_t off) {
+            if (!adam_sparse_row_fast(pp + off, pm + off, pv + off, gv + k * r.d, r.d, c))
+              adam_sparse_row(pp + off, pm + off, pv + off, gv + k * r.d, r.d, c);
+          },
           [&](int64_t off) {
-            prefetch_rows(off, r.d, {pp, pm, pv});
+            prefetch_rows(off, r.d, pp, pm, pv);
           });
     }
   });
@@ -313,7 +352,7 @@ void Adagrad::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamSt
           r,
           [&](int64_t k, int64_t off) { adagrad_block(pp + off, ps + off, gv + k * r.d, r.d, clr, eps, wd, has_wd); },
           [&](int64_t off) {
-            prefetch_rows(off, r.d, {pp, ps});
+            prefetch_rows(off, r.d, pp, ps);
           });
     } else {
       const T* gr = grad.data<T>();

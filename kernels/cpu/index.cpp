@@ -1,8 +1,11 @@
 #include "kernels/cpu/index.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
+#include <limits>
 #include <numeric>
+#include <type_traits>
 
 #include "kernels/cpu/parallel.h"
 
@@ -74,26 +77,129 @@ void gather_rows(const T* src, const int64_t* idx, int64_t n, int64_t d, T* out)
   });
 }
 
-template <class T, class I>
-void embedding_forward(const T* table, int64_t dim, const I* ids, int64_t batch, int64_t nfeat, T* out) {
-  parallel_for(batch, kParallelGrain / (nfeat * dim > 0 ? nfeat * dim : 1), [&](int64_t lo, int64_t hi) {
-    for (int64_t b = lo; b < hi; ++b)
-      for (int64_t f = 0; f < nfeat; ++f)
-        std::memcpy(out + (b * nfeat + f) * dim, table + static_cast<int64_t>(ids[b * nfeat + f]) * dim,
-                    sizeof(T) * dim);
-  });
+// Row copies and sums of width W (0: the runtime width d). The embedding rows are short (16 floats
+// is one 64-byte line), where a memcpy call per row costs more than the copy; a compile-time width
+// makes each row a few vector instructions.
+template <int64_t W, class T>
+inline void copy_row(T* __restrict__ o, const T* __restrict__ s, int64_t d) {
+  if constexpr (W > 0) d = W;
+#pragma omp simd
+  for (int64_t j = 0; j < d; ++j) o[j] = s[j];
+}
+template <int64_t W, class T>
+inline void add_row(T* __restrict__ o, const T* __restrict__ s, int64_t d) {
+  if constexpr (W > 0) d = W;
+#pragma omp simd
+  for (int64_t j = 0; j < d; ++j) o[j] += s[j];
+}
+// f(std::integral_constant<int64_t, W>) with W = dim for the common embedding widths, else W = 0.
+template <class F>
+void with_width(int64_t dim, F f) {
+  switch (dim) {
+    case 8: return f(std::integral_constant<int64_t, 8>());
+    case 16: return f(std::integral_constant<int64_t, 16>());
+    case 32: return f(std::integral_constant<int64_t, 32>());
+    case 64: return f(std::integral_constant<int64_t, 64>());
+    default: return f(std::integral_constant<int64_t, 0>());
+  }
 }
 
 template <class T, class I>
-void embedding_backward(const T* grad_out, int64_t dim, const I* ids, int64_t batch, int64_t nfeat,
-                        std::vector<int64_t>& uniq, std::vector<T>& rows) {
-  const int64_t n = batch * nfeat;
-  std::vector<int64_t> idx(n), inverse(n);
+void embedding_forward(const T* table, int64_t dim, const I* ids, int64_t batch, int64_t nfeat, T* out) {
+  // out is [batch * nfeat, dim] row for row with ids.
+  with_width(dim, [&](auto w) {
+    constexpr int64_t W = decltype(w)::value;
+    parallel_for(batch * nfeat, kParallelGrain / (dim > 0 ? dim : 1), [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) copy_row<W>(out + i * dim, table + static_cast<int64_t>(ids[i]) * dim, dim);
+    });
+  });
+}
+
+namespace {
+
+// The distinct rows of a backward that touches n of num_rows rows are marked in a bitmap over all
+// rows, which then lists them in ascending order and gives each its rank (its position in that
+// list) from a popcount: no sort, and everything but the gradient rows stays in L1/L2. Used while
+// the map's scan (num_rows / 64 words) costs no more than the n ids; larger tables: radix sort.
+bool use_row_bitmap(int64_t n, int64_t num_rows) {
+  return num_rows <= std::max<int64_t>(64 * n, 1 << 16) && num_rows <= (int64_t{1} << 26) &&
+         n <= std::numeric_limits<int32_t>::max();
+}
+
+// Per-thread scratch reused across calls, all clear between calls: `seen` has a bit per row the
+// ids touch, `done` one per row whose sum is started; before[w] = set bits of seen[0 .. w).
+struct RowBitmap {
+  std::vector<uint64_t> seen, done;
+  std::vector<int32_t> before;
+};
+
+template <int64_t W, class T, class I>
+void backward_bitmap(const T* grad_out, int64_t dim, const I* ids, int64_t n, int64_t num_rows,
+                     const RowsAlloc<T>& alloc) {
+  thread_local RowBitmap scratch;
+  auto& [seen, done, before] = scratch;
+  const int64_t words = (num_rows + 63) / 64;
+  if (static_cast<int64_t>(seen.size()) < words) {
+    seen.resize(words, 0);
+    done.resize(words, 0);
+    before.resize(words);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const auto id = static_cast<uint64_t>(ids[i]);
+    seen[id >> 6] |= uint64_t{1} << (id & 63);
+  }
+  int32_t u = 0;
+  for (int64_t w = 0; w < words; ++w) {
+    before[w] = u;
+    u += static_cast<int32_t>(std::popcount(seen[w]));
+  }
+  std::pair<int64_t*, T*> out;
+  try {
+    out = alloc(u);
+  } catch (...) {
+    std::fill(seen.begin(), seen.begin() + words, 0);
+    throw;
+  }
+  auto [uniq, rows] = out;
+  for (int64_t w = 0, k = 0; w < words; ++w)
+    for (uint64_t bits = seen[w]; bits != 0; bits &= bits - 1) uniq[k++] = w * 64 + std::countr_zero(bits);
+  // grad_out is [n, dim] row for row with ids. A row's first gradient is copied, the later ones
+  // added, in the order of the ids.
+  for (int64_t i = 0; i < n; ++i) {
+    const auto id = static_cast<uint64_t>(ids[i]);
+    const uint64_t w = id >> 6, bit = uint64_t{1} << (id & 63);
+    T* o = rows + (before[w] + std::popcount(seen[w] & (bit - 1))) * dim;
+    if (done[w] & bit) {
+      add_row<W>(o, grad_out + i * dim, dim);
+    } else {
+      done[w] |= bit;
+      copy_row<W>(o, grad_out + i * dim, dim);
+    }
+  }
+  std::fill(seen.begin(), seen.begin() + words, 0);
+  std::fill(done.begin(), done.begin() + words, 0);
+}
+
+template <class T, class I>
+void backward_sorted(const T* grad_out, int64_t dim, const I* ids, int64_t n, const RowsAlloc<T>& alloc) {
+  std::vector<int64_t> idx(n), inverse(n), uniq;
   for (int64_t i = 0; i < n; ++i) idx[i] = static_cast<int64_t>(ids[i]);
   unique_rows(idx.data(), n, uniq, inverse.data());
-  rows.assign(uniq.size() * dim, T(0));
-  // grad_out is [batch*nfeat, dim] row for row with idx, so one scatter sums duplicates.
-  scatter_add_rows(grad_out, inverse.data(), n, dim, rows.data());
+  const int64_t u = static_cast<int64_t>(uniq.size());
+  auto [uq, rows] = alloc(u);
+  std::copy(uniq.begin(), uniq.end(), uq);
+  std::fill(rows, rows + u * dim, T(0));
+  scatter_add_rows(grad_out, inverse.data(), n, dim, rows);
+}
+
+}  // namespace
+
+template <class T, class I>
+void embedding_backward(const T* grad_out, int64_t dim, const I* ids, int64_t batch, int64_t nfeat, int64_t num_rows,
+                        const RowsAlloc<T>& alloc) {
+  const int64_t n = batch * nfeat;
+  if (!use_row_bitmap(n, num_rows)) return backward_sorted(grad_out, dim, ids, n, alloc);
+  with_width(dim, [&](auto w) { backward_bitmap<decltype(w)::value>(grad_out, dim, ids, n, num_rows, alloc); });
 }
 
 void copy_block(const void* src, void* dst, int64_t outer, int64_t n_src, int64_t n_dst, int64_t at, int64_t inner,
@@ -119,13 +225,13 @@ template void embedding_forward<float, int32_t>(const float*, int64_t, const int
 template void embedding_forward<float, int64_t>(const float*, int64_t, const int64_t*, int64_t, int64_t, float*);
 template void embedding_forward<double, int32_t>(const double*, int64_t, const int32_t*, int64_t, int64_t, double*);
 template void embedding_forward<double, int64_t>(const double*, int64_t, const int64_t*, int64_t, int64_t, double*);
-template void embedding_backward<float, int32_t>(const float*, int64_t, const int32_t*, int64_t, int64_t,
-                                                 std::vector<int64_t>&, std::vector<float>&);
-template void embedding_backward<float, int64_t>(const float*, int64_t, const int64_t*, int64_t, int64_t,
-                                                 std::vector<int64_t>&, std::vector<float>&);
-template void embedding_backward<double, int32_t>(const double*, int64_t, const int32_t*, int64_t, int64_t,
-                                                  std::vector<int64_t>&, std::vector<double>&);
-template void embedding_backward<double, int64_t>(const double*, int64_t, const int64_t*, int64_t, int64_t,
-                                                  std::vector<int64_t>&, std::vector<double>&);
+template void embedding_backward<float, int32_t>(const float*, int64_t, const int32_t*, int64_t, int64_t, int64_t,
+                                                 const RowsAlloc<float>&);
+template void embedding_backward<float, int64_t>(const float*, int64_t, const int64_t*, int64_t, int64_t, int64_t,
+                                                 const RowsAlloc<float>&);
+template void embedding_backward<double, int32_t>(const double*, int64_t, const int32_t*, int64_t, int64_t, int64_t,
+                                                 const RowsAlloc<double>&);
+template void embedding_backward<double, int64_t>(const double*, int64_t, const int64_t*, int64_t, int64_t, int64_t,
+                                                 const RowsAlloc<double>&);
 
 }  // namespace rechub::kernels::cpu
