@@ -9,9 +9,10 @@ cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/release -j"$(nproc)" --target rechub_cli
 rechub=./build/release/examples/rechub/rechub
 out=build/quickstart
-"$rechub" synth --kind ali-ccp --rows ${ROWS:-100000} --seed 1 --out "$out/data"
+"$rechub" synth --kind ali-ccp --rows ${ROWS:-400000} --seed 1 --out "$out/data"
 "$rechub" train --train "$out/data/ali_ccp_train.csv" --val "$out/data/ali_ccp_val.csv" \
   --test "$out/data/ali_ccp_test.csv" --tasks click,purchase --model mmoe \
-  --expert-units 128,64 --num-experts 4 --tower-units 32 --epochs ${EPOCHS:-3} --batch-size 1024 \
+  --expert-units 128,64 --num-experts 4 --tower-units 32 --epochs ${EPOCHS:-5} --batch-size 1024 \
+  --early-stop 1 \
   --out "$out/mmoe"
 "$rechub" eval --model "$out/mmoe/model.safetensors" --data "$out/data/ali_ccp_test.csv" --json

@@ -19,7 +19,7 @@ echo "== Release tests"
 if [ "${SANITIZE:-1}" != 0 ]; then
   echo "== ASan + UBSan build (CPU backend)"
   # -O1 -g1 (ASan's advice: fast enough to run, line numbers in reports) and only the test binaries
-  # (the Release pass already built the examples and benchmarks): about half the build time of -O2 -g.
+  # (the Release pass already built the examples and benchmarks), to keep CI short.
   cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
         -DRECHUB_SANITIZE=address,undefined -DRECHUB_CUDA=OFF -DRECHUB_BUILD_BENCH=OFF -DRECHUB_WERROR=ON \
         -DCMAKE_CXX_FLAGS="-DRECHUB_NO_CACHING_ALLOCATOR" >/dev/null
