@@ -1,40 +1,26 @@
 // The binary cache: CSV -> table -> cache -> table round trips, and stale or damaged caches found
 // and rebuilt.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <thread>
-#include <unistd.h>
 
 #include "core/error.h"
 #include "mtl/data/cache.h"
 #include "mtl/data/checksum.h"
 #include "mtl/data/csv.h"
+#include "support/test_util.h"
 
 namespace rechub::data {
 namespace {
 
-namespace fs = std::filesystem;
+using testing::TempDir;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() /
-           ("rechub_data_cache_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string write(const std::string& name, const std::string& text) const {
-    const std::string p = (path / name).string();
-    std::ofstream(p, std::ios::binary) << text;
-    return p;
-  }
-};
+namespace fs = std::filesystem;
 
 std::string slurp(const std::string& p) {
   std::ifstream in(p, std::ios::binary);
@@ -51,8 +37,9 @@ std::string sample_csv(int rows, uint64_t seed = 5) {
   std::mt19937_64 rng(seed);
   std::string s = "a,b,c,y,m\n";
   for (int r = 0; r < rows; ++r)
-    s += std::string("u") + std::to_string(rng() % 1000) + "," + std::to_string(static_cast<double>(rng() % 10000) / 64) + "," +
-         std::to_string(rng() % 7) + "," + std::to_string(rng() % 2) + "," + (rng() % 3 ? "no" : "yes") + "\n";
+    s += std::string("u") + std::to_string(rng() % 1000) + "," +
+         std::to_string(static_cast<double>(rng() % 10000) / 64) + "," + std::to_string(rng() % 7) + "," +
+         std::to_string(rng() % 2) + "," + (rng() % 3 ? "no" : "yes") + "\n";
   return s;
 }
 

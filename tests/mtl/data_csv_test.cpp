@@ -1,6 +1,7 @@
 // CSV ingestion: the format rules (quotes, CRLF, blank lines, separators, gzip) and every kind of
 // bad input, each reported with file, line and column.
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <charconv>
@@ -9,45 +10,22 @@
 #include <fstream>
 #include <random>
 #include <string>
-#include <unistd.h>
 
 #include "core/error.h"
 #include "mtl/data/csv.h"
 #include "mtl/data/csv_tokenizer.h"
+#include "support/test_util.h"
 
 namespace rechub::data {
 namespace {
 
-namespace fs = std::filesystem;
+using testing::error_of;
+using testing::TempDir;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() /
-           ("rechub_data_csv_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string write(const std::string& name, const std::string& text) const {
-    const std::string p = (path / name).string();
-    std::ofstream(p, std::ios::binary) << text;
-    return p;
-  }
-};
+namespace fs = std::filesystem;
 
 Schema abc_schema() {
   return {.sparse = {{.name = "a"}}, .dense = {{.name = "b"}}, .labels = {{.task = "y", .column = "y"}}};
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
 }
 
 std::vector<std::string> sparse_values(const ColumnTable& t, const std::string& col) {
@@ -81,7 +59,9 @@ TEST(CsvReader, QuotedFieldsHoldSeparatorsQuotesAndNewlines) {
 }
 
 TEST(CsvReader, HandlesCrlfBlankLinesBomAndMissingFinalNewline) {
-  const std::string text = "\xEF\xBB\xBF" "a,b,y\r\n\r\nx,1,0\r\n\n\ny,2,1\r\n\r\nz,3,1";
+  const std::string text =
+      "\xEF\xBB\xBF"
+      "a,b,y\r\n\r\nx,1,0\r\n\n\ny,2,1\r\n\r\nz,3,1";
   const auto t = read_csv_bytes(text, "crlf.csv", abc_schema());
   EXPECT_EQ(sparse_values(t, "a"), (std::vector<std::string>{"x", "y", "z"}));
   EXPECT_EQ(numbers(t, "y"), (std::vector<float>{0, 1, 1}));
@@ -183,8 +163,9 @@ TEST(CsvReader, ErrorsOnDiskNameTheFilePath) {
   const std::string p = dir.write("ali_ccp_train.csv", "a,b,y\nx,1,0\nx,1,2\n");
   const std::string msg = error_of([&] { read_csv(p, abc_schema()); });
   EXPECT_NE(msg.find(p + ":3: column 'y' = '2': a binary label must be 0 or 1"), std::string::npos) << msg;
-  EXPECT_NE(error_of([&] { read_csv((dir.path / "absent.csv").string(), abc_schema()); }).find("absent.csv: cannot open"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { read_csv((dir.path / "absent.csv").string(), abc_schema()); }).find("absent.csv: cannot open"),
+      std::string::npos);
 }
 
 TEST(CsvReader, CollectsUpToMaxErrorsProblemsInOneMessage) {
@@ -236,9 +217,9 @@ TEST(CsvReader, BinaryLabelsAcceptZeroPointZeroAndRegressionAnyFinite) {
 TEST(CsvReader, LabelMappingByValueOrPredicate) {
   Schema s{.sparse = {{.name = "a"}},
            .labels = {{.task = "rich", .column = "income", .positive_values = {"50000+."}},
-                      {.task = "single",
-                       .column = "marital",
-                       .positive_if = [](std::string_view v) { return v.starts_with("Never"); }}}};
+                      {.task = "single", .column = "marital", .positive_if = [](std::string_view v) {
+                         return v.starts_with("Never");
+                       }}}};
   const auto t = read_csv_bytes("a,income,marital\nx,- 50000.,Never married\ny,50000+.,Divorced\n", "m.csv", s);
   const int inc = t.require("income"), mar = t.require("marital");
   EXPECT_EQ(t.spec(inc).role, ColumnRole::mapped_label);
@@ -320,8 +301,8 @@ TEST(CsvReader, LineNumbersStayRightAcrossWindowsAndThreads) {
 TEST(CsvReader, NeverCrashesOnRandomBytes) {
   // Random pieces of valid and broken CSV, and raw random bytes: a table or an Error, nothing else.
   std::mt19937_64 rng(11);
-  const std::vector<std::string> pieces = {"x,1,0\n", "\"q\"\"r\",2.5,1\r\n", "\n", ",", "\"", "zz", "\r",
-                                           "\xff\xfe", std::string(1, '\0'), "1e9", "nan", "?", " ", "y,-3,1\n"};
+  const std::vector<std::string> pieces = {"x,1,0\n",  "\"q\"\"r\",2.5,1\r\n", "\n",  ",",   "\"", "zz", "\r",
+                                           "\xff\xfe", std::string(1, '\0'),   "1e9", "nan", "?",  " ",  "y,-3,1\n"};
   int ok = 0, errors = 0;
   for (int it = 0; it < 3000; ++it) {
     std::string s = (it % 3) ? "a,b,y\n" : "";
@@ -332,8 +313,10 @@ TEST(CsvReader, NeverCrashesOnRandomBytes) {
       else
         s += pieces[rng() % pieces.size()];
     }
-    for (const auto& opts : {CsvOptions{}, CsvOptions{.separator = ", ", .trim = true, .missing = "?",
-                                                      .allow_missing_dense = true, .skip_bad_rows = true}}) {
+    for (const auto& opts :
+         {CsvOptions{},
+          CsvOptions{
+              .separator = ", ", .trim = true, .missing = "?", .allow_missing_dense = true, .skip_bad_rows = true}}) {
       try {
         const auto t = read_csv_bytes(s, "fuzz.csv", abc_schema(), opts);
         ++ok;

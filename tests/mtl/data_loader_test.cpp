@@ -4,10 +4,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
-
-#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "mtl/data/loader.h"

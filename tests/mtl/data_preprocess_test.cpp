@@ -1,28 +1,21 @@
 // Vocabularies (OOV id 0, min_freq, caps, shared tables), dense normalisation fitted on the
 // training split only, and the encoders: transform, view, encode_rows, JSON round trip.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
-#include <unistd.h>
-
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "mtl/data/csv.h"
 #include "mtl/data/preprocessor.h"
+#include "support/test_util.h"
 
 namespace rechub::data {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using testing::error_of;
 
 Schema schema() {
   return {.sparse = {{.name = "user"}, {.name = "item"}},
@@ -133,7 +126,8 @@ TEST(Preprocessor, MissingDenseValuesFilledWithTheTrainingMean) {
 }
 
 TEST(Preprocessor, SharedFeaturesShareOneVocabulary) {
-  const Schema s{.sparse = {{.name = "src"}, {.name = "dst", .shared_with = "src"}}, .labels = {{.task = "y", .column = "y"}}};
+  const Schema s{.sparse = {{.name = "src"}, {.name = "dst", .shared_with = "src"}},
+                 .labels = {{.task = "y", .column = "y"}}};
   const ColumnTable t = read_csv_bytes("src,dst,y\nparis,rome,1\nrome,oslo,0\nrome,paris,1\n", "s.csv", s);
   Preprocessor p(s);
   p.fit(t);
@@ -149,8 +143,9 @@ TEST(Preprocessor, SharedFeaturesShareOneVocabulary) {
 TEST(Preprocessor, LabelMappingAppliesToRawValues) {
   const Schema s{.sparse = {{.name = "a"}},
                  .labels = {{.task = "rich", .column = "income", .positive_values = {"50000+."}},
-                            {.task = "single", .column = "marital",
-                             .positive_if = [](std::string_view v) { return v == "Never married"; }}}};
+                            {.task = "single", .column = "marital", .positive_if = [](std::string_view v) {
+                               return v == "Never married";
+                             }}}};
   const ColumnTable t = read_csv_bytes(
       "a,income,marital\nx,- 50000.,Never married\ny,50000+.,Divorced\nz,50000+.,Never married\n", "m.csv", s);
   Preprocessor p(s);
@@ -189,7 +184,9 @@ TEST(Preprocessor, EncodeRowsMatchesTransformForAPredictor) {
   EXPECT_EQ(b.labels.shape(), (Shape{3, 0}));
   const Batch missing = p.encode_rows({{"?", "i1", "u1"}}, header);
   EXPECT_FLOAT_EQ(missing.dense.to_vector<float>()[0], 0.5f);  // train mean 30 -> 0.5
-  EXPECT_NE(error_of([&] { p.encode_rows({{"abc", "i1", "u1"}}, header); }).find("row 0, column 'price' = 'abc'"),
+  EXPECT_NE(error_of([&] {
+              p.encode_rows({{"abc", "i1", "u1"}}, header);
+            }).find("row 0, column 'price' = 'abc'"),
             std::string::npos);
   EXPECT_NE(error_of([&] { p.encode_rows({{"1", "i1"}}, header); }).find("row 0 has 2 fields"), std::string::npos);
   EXPECT_NE(error_of([&] { p.encode_rows({{"1"}}, {"price"}); }).find("no column 'user'"), std::string::npos);
@@ -200,7 +197,8 @@ TEST(Preprocessor, JsonRoundTripEncodesTheSame) {
   const ColumnTable test = read_csv_bytes(kTest, "test.csv", schema());
   Preprocessor p(schema(), {.min_freq = 1, .normalization = Normalization::standard});
   p.fit(train);
-  const std::string path = (std::filesystem::temp_directory_path() / ("rechub_prep_" + std::to_string(::getpid()) + ".json")).string();
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("rechub_prep_" + std::to_string(::getpid()) + ".json")).string();
   p.save(path);
   const Preprocessor q = Preprocessor::load(path);
   std::filesystem::remove(path);

@@ -1,35 +1,26 @@
 // The bundled real data: the raw UCI census-income file loads with label mapping and no
 // conversion script; the Ali-CCP, census and AliExpress samples load with their configs.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <numeric>
 #include <filesystem>
-#include <unistd.h>
+#include <numeric>
 
 #include "core/error.h"
 #include "mtl/data/load.h"
 #include "mtl/data/loader.h"
+#include "support/test_util.h"
 
 namespace rechub::data {
 namespace {
 
+using testing::TempDir;
+
 namespace fs = std::filesystem;
 
 std::string data_dir() { return std::string(RECHUB_SOURCE_DIR) + "/examples/data"; }
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() /
-           ("rechub_data_real_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 // Rows, income > 50K and never-married counts of the raw file, computed by Python's gzip module
 // at test time; the values measured when the test was written when no Python is at hand.
@@ -174,7 +165,7 @@ TEST(RealData, AliExpressSampleLoads) {
   EXPECT_EQ(data.train->rows(), 100);
   EXPECT_EQ(data.test->rows(), 20);
   EXPECT_EQ(data.val, nullptr);
-  EXPECT_EQ(sum(data.train->label_column(0)), 2);   // conversion first, as the examples order it
+  EXPECT_EQ(sum(data.train->label_column(0)), 2);  // conversion first, as the examples order it
   EXPECT_EQ(sum(data.train->label_column(1)), 60);
   EXPECT_EQ(sum(data.test->label_column(1)), 10);
   EXPECT_EQ(data.train->num_sparse(), 16);

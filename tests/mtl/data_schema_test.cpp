@@ -1,37 +1,33 @@
 // Schemas: written in code, read from JSON, inferred from a CSV header; the checks that refuse a
 // leaking or inconsistent schema.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
-
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "mtl/data/infer.h"
 #include "mtl/data/schema.h"
+#include "support/test_util.h"
 
 namespace rechub::data {
 namespace {
 
-namespace fs = std::filesystem;
+using testing::error_of;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+namespace fs = std::filesystem;
 
 std::string data_dir() { return std::string(RECHUB_SOURCE_DIR) + "/examples/data"; }
 
 TEST(Schema, DesignatedInitialisersAndLookups) {
-  const Schema s{.sparse = {{.name = "user"}, {.name = "item", .embed_dim = 8}, {.name = "item2", .embed_dim = 8, .shared_with = "item"}},
+  const Schema s{.sparse = {{.name = "user"},
+                            {.name = "item", .embed_dim = 8},
+                            {.name = "item2", .embed_dim = 8, .shared_with = "item"}},
                  .dense = {{.name = "price"}},
-                 .labels = {{.task = "ctr", .column = "click"}, {.task = "time", .column = "dwell", .type = TaskType::regression}}};
+                 .labels = {{.task = "ctr", .column = "click"},
+                            {.task = "time", .column = "dwell", .type = TaskType::regression}}};
   validate_schema(s);
   EXPECT_EQ(s.find_sparse("item")->embed_dim, 8);
   EXPECT_EQ(s.find_sparse("user")->embed_dim, 16);
@@ -47,32 +43,40 @@ TEST(Schema, ALabelColumnCanNeverAlsoBeAFeature) {
   const std::string m1 = error_of([&] { validate_schema(sparse_leak); });
   EXPECT_NE(m1.find("column 'click' is the label of task 'ctr' and also a sparse feature"), std::string::npos) << m1;
   EXPECT_NE(m1.find("AUC 1.0"), std::string::npos);
-  const Schema dense_leak{.sparse = {{.name = "a"}}, .dense = {{.name = "y"}}, .labels = {{.task = "t", .column = "y"}}};
-  EXPECT_NE(error_of([&] { validate_schema(dense_leak); }).find("column 'y' is the label of task 't' and also a dense feature"),
+  const Schema dense_leak{
+      .sparse = {{.name = "a"}}, .dense = {{.name = "y"}}, .labels = {{.task = "t", .column = "y"}}};
+  EXPECT_NE(error_of([&] {
+              validate_schema(dense_leak);
+            }).find("column 'y' is the label of task 't' and also a dense feature"),
             std::string::npos);
 }
 
 TEST(Schema, RefusesInconsistentDefinitions) {
   EXPECT_NE(error_of([] { validate_schema({}); }).find("no features"), std::string::npos);
-  EXPECT_NE(error_of([] { validate_schema({.sparse = {{.name = "a"}}, .dense = {{.name = "a"}}}); }).find("listed twice"),
-            std::string::npos);
-  EXPECT_NE(error_of([] { validate_schema({.sparse = {{.name = "a", .shared_with = "zz"}}}); }).find("not a sparse feature"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([] { validate_schema({.sparse = {{.name = "a"}}, .dense = {{.name = "a"}}}); }).find("listed twice"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of([] { validate_schema({.sparse = {{.name = "a", .shared_with = "zz"}}}); }).find("not a sparse feature"),
+      std::string::npos);
   EXPECT_NE(error_of([] {
               validate_schema({.sparse = {{.name = "a", .shared_with = "b"}, {.name = "b", .shared_with = "a"}}});
             }).find("cycle"),
             std::string::npos);
+  EXPECT_NE(
+      error_of([] {
+        validate_schema({.sparse = {{.name = "a", .embed_dim = 4, .shared_with = "b"}, {.name = "b", .embed_dim = 8}}});
+      }).find("embed_dim"),
+      std::string::npos);
   EXPECT_NE(error_of([] {
-              validate_schema({.sparse = {{.name = "a", .embed_dim = 4, .shared_with = "b"}, {.name = "b", .embed_dim = 8}}});
-            }).find("embed_dim"),
-            std::string::npos);
-  EXPECT_NE(error_of([] {
-              validate_schema({.sparse = {{.name = "a"}},
-                               .labels = {{.task = "r", .column = "r", .type = TaskType::regression, .positive_values = {"x"}}}});
+              validate_schema(
+                  {.sparse = {{.name = "a"}},
+                   .labels = {{.task = "r", .column = "r", .type = TaskType::regression, .positive_values = {"x"}}}});
             }).find("regression"),
             std::string::npos);
   EXPECT_NE(error_of([] {
-              validate_schema({.sparse = {{.name = "a"}}, .labels = {{.task = "t", .column = "y"}, {.task = "t", .column = "z"}}});
+              validate_schema(
+                  {.sparse = {{.name = "a"}}, .labels = {{.task = "t", .column = "y"}, {.task = "t", .column = "z"}}});
             }).find("task 't' is listed twice"),
             std::string::npos);
   EXPECT_NE(error_of([] { validate_schema({.sparse = {{.name = "a"}}, .columns = {"b"}}); }).find("not in 'columns'"),
@@ -80,11 +84,12 @@ TEST(Schema, RefusesInconsistentDefinitions) {
 }
 
 TEST(Schema, JsonRoundTrip) {
-  const Schema s{.sparse = {{.name = "u", .vocab_size = 10, .embed_dim = 4}, {.name = "v", .embed_dim = 4, .shared_with = "u"}},
-                 .dense = {{.name = "d"}},
-                 .labels = {{.task = "inc", .column = "income", .positive_values = {"50000+."}},
-                            {.task = "r", .column = "r", .type = TaskType::regression}},
-                 .columns = {"u", "v", "d", "income", "r", "extra"}};
+  const Schema s{
+      .sparse = {{.name = "u", .vocab_size = 10, .embed_dim = 4}, {.name = "v", .embed_dim = 4, .shared_with = "u"}},
+      .dense = {{.name = "d"}},
+      .labels = {{.task = "inc", .column = "income", .positive_values = {"50000+."}},
+                 {.task = "r", .column = "r", .type = TaskType::regression}},
+      .columns = {"u", "v", "d", "income", "r", "extra"}};
   const Schema t = schema_from_json(schema_to_json(s));
   ASSERT_EQ(t.sparse.size(), 2u);
   EXPECT_EQ(t.sparse[0].vocab_size, 10);
@@ -102,22 +107,30 @@ TEST(Schema, JsonShorthandAndErrorsNameTheOrigin) {
   EXPECT_EQ(s.sparse[1].embed_dim, 8);
   EXPECT_EQ(s.labels[0].task, "y");
   EXPECT_EQ(s.labels[1].task, "z");
-  EXPECT_NE(error_of([] { schema_from_json(nlohmann::json::parse(R"({"sparse": [3]})"), "cfg.json"); }).find("cfg.json: sparse[0]"),
+  EXPECT_NE(error_of([] {
+              schema_from_json(nlohmann::json::parse(R"({"sparse": [3]})"), "cfg.json");
+            }).find("cfg.json: sparse[0]"),
             std::string::npos);
-  EXPECT_NE(error_of([] { schema_from_json(nlohmann::json::parse(R"({"sparse": ["a"], "labels": [{"column": "y", "type": "ordinal"}]})"), "cfg.json"); })
-                .find("cfg.json: labels[0]: \"type\""),
+  EXPECT_NE(error_of([] {
+              schema_from_json(
+                  nlohmann::json::parse(R"({"sparse": ["a"], "labels": [{"column": "y", "type": "ordinal"}]})"),
+                  "cfg.json");
+            }).find("cfg.json: labels[0]: \"type\""),
             std::string::npos);
-  EXPECT_NE(error_of([] { schema_from_json(nlohmann::json::parse(R"({"sparse": ["a"], "bogus": 1})"), "cfg.json"); })
-                .find("unknown key \"bogus\""),
+  EXPECT_NE(error_of([] {
+              schema_from_json(nlohmann::json::parse(R"({"sparse": ["a"], "bogus": 1})"), "cfg.json");
+            }).find("unknown key \"bogus\""),
             std::string::npos);
-  EXPECT_NE(error_of([] { schema_from_json(nlohmann::json::parse(R"({"sparse": ["y"], "labels": ["y"]})"), "cfg.json"); })
-                .find("cfg.json: schema: column 'y' is the label"),
+  EXPECT_NE(error_of([] {
+              schema_from_json(nlohmann::json::parse(R"({"sparse": ["y"], "labels": ["y"]})"), "cfg.json");
+            }).find("cfg.json: schema: column 'y' is the label"),
             std::string::npos);
 }
 
 TEST(Schema, PredicateLabelsSurviveJsonOnlyAsARefusal) {
-  const Schema s{.sparse = {{.name = "a"}},
-                 .labels = {{.task = "t", .column = "y", .positive_if = [](std::string_view v) { return v == "yes"; }}}};
+  const Schema s{
+      .sparse = {{.name = "a"}},
+      .labels = {{.task = "t", .column = "y", .positive_if = [](std::string_view v) { return v == "yes"; }}}};
   const Schema t = schema_from_json(schema_to_json(s));
   ASSERT_TRUE(t.labels[0].is_mapped());
   const std::string msg = error_of([&] { t.labels[0].is_positive("yes"); });
@@ -134,13 +147,15 @@ TEST(Schema, LoadsTheBundledConfigs) {
   const Schema ali = load_schema(data_dir() + "/ali-ccp/ali_ccp.json");
   EXPECT_EQ(ali.sparse.size(), 23u);
   EXPECT_EQ(ali.dense.size(), 8u);
-  EXPECT_NE(error_of([] { load_schema("/nonexistent/x.json"); }).find("/nonexistent/x.json: cannot open"), std::string::npos);
+  EXPECT_NE(error_of([] { load_schema("/nonexistent/x.json"); }).find("/nonexistent/x.json: cannot open"),
+            std::string::npos);
 }
 
 TEST(SchemaInference, IntegersSparseFloatsDenseWithAReport) {
   const RawRows raw = read_raw_rows_bytes(
       "click,user,city,price,score\n0,17,paris,1.5,3\n1,42,rome,2.25,4\n0,17,oslo,3,5\n", "shop.csv", {});
-  const InferredSchema inf = infer_schema_from_rows(raw, "shop.csv", {.label_columns = {"click"}, .dense = {"score"}}, {});
+  const InferredSchema inf =
+      infer_schema_from_rows(raw, "shop.csv", {.label_columns = {"click"}, .dense = {"score"}}, {});
   ASSERT_EQ(inf.schema.sparse.size(), 2u);
   EXPECT_EQ(inf.schema.sparse[0].name, "user");
   EXPECT_EQ(inf.schema.sparse[1].name, "city");
@@ -163,9 +178,12 @@ TEST(SchemaInference, LabelsNeverBecomeFeaturesAndTextLabelsNeedAMapping) {
   EXPECT_EQ(inf.schema.sparse.size(), 1u);
   EXPECT_TRUE(inf.schema.dense.empty());
   const RawRows text = read_raw_rows_bytes("inc,x\nhigh,1\nlow,2\n", "t.csv", {});
-  EXPECT_NE(error_of([&] { infer_schema_from_rows(text, "t.csv", {.label_columns = {"inc"}}, {}); }).find("positive_values"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] { infer_schema_from_rows(text, "t.csv", {.label_columns = {"nope"}}, {}); }).find("not in the header"),
+  EXPECT_NE(
+      error_of([&] { infer_schema_from_rows(text, "t.csv", {.label_columns = {"inc"}}, {}); }).find("positive_values"),
+      std::string::npos);
+  EXPECT_NE(error_of([&] {
+              infer_schema_from_rows(text, "t.csv", {.label_columns = {"nope"}}, {});
+            }).find("not in the header"),
             std::string::npos);
 }
 
@@ -181,9 +199,10 @@ TEST(SchemaInference, InfersTheAliCcpSampleFromItsHeader) {
 TEST(SchemaInference, RawCensusFileWithoutHeader) {
   const Schema census = load_schema(data_dir() + "/census-income-kdd/census_income_kdd.json");
   Label income{.task = "income", .column = "income", .positive_values = {"50000+."}};
-  const InferredSchema inf = infer_schema(data_dir() + "/census-income-kdd/census-income.test.gz",
-                                          {.labels = {income}, .dense = {"age"}, .ignore = {"instance weight"}, .sample_rows = 2000},
-                                          {.separator = ", ", .header = false, .trim = true, .missing = "?"}, census.columns);
+  const InferredSchema inf =
+      infer_schema(data_dir() + "/census-income-kdd/census-income.test.gz",
+                   {.labels = {income}, .dense = {"age"}, .ignore = {"instance weight"}, .sample_rows = 2000},
+                   {.separator = ", ", .header = false, .trim = true, .missing = "?"}, census.columns);
   EXPECT_EQ(inf.schema.columns.size(), 42u);
   EXPECT_NE(inf.schema.find_dense("age"), nullptr);
   EXPECT_NE(inf.schema.find_sparse("education"), nullptr);

@@ -1,11 +1,11 @@
 // Synthetic data: the planted statistics (click rate, conversions only after clicks, the MMoE
 // task correlation), determinism from the seed, and CSV output the reader takes back.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
 #include <numeric>
-#include <unistd.h>
 
 #include "core/error.h"
 #include "mtl/data/csv.h"

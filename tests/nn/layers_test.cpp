@@ -12,18 +12,12 @@
 #include "nn/init.h"
 #include "nn/linear.h"
 #include "nn/mlp.h"
+#include "support/test_util.h"
 
 namespace rechub::nn {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using testing::error_of;
 
 TEST(Linear, DefaultInitIsUniformInPlusMinusOneOverSqrtFanIn) {
   Generator g(3);
