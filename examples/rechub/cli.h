@@ -1,11 +1,12 @@
 #pragma once
 // The rechub command's subcommands (examples/rechub): each registers its flags on a CLI11 app and
 // returns the function that runs it.
+#include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
+#include "mtl/metrics/evaluate.h"
 
 namespace rechub::cli {
 
@@ -24,5 +25,9 @@ CLI::Validator non_negative();
 std::vector<int64_t> parse_int_list(const std::string& flag, const std::string& s);
 std::vector<double> parse_double_list(const std::string& flag, const std::string& s);
 std::vector<std::string> parse_name_list(const std::string& flag, const std::string& s);
+
+// The per-task table of `rechub train` and `rechub eval`: a header, then one row per task with AUC
+// and LogLoss at `decimals` places (MSE and MAE for regression tasks).
+void print_task_rows(const metrics::EvalResult& r, int decimals);
 
 }  // namespace rechub::cli

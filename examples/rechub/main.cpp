@@ -32,11 +32,11 @@ CLI::Validator number_check(bool allow_zero) {
       [allow_zero](std::string& s) -> std::string {
         double v = 0;
         const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
-        const bool ok = r.ec == std::errc() && r.ptr == s.data() + s.size() && std::isfinite(v) &&
-                        (allow_zero ? v >= 0 : v > 0);
+        const bool ok =
+            r.ec == std::errc() && r.ptr == s.data() + s.size() && std::isfinite(v) && (allow_zero ? v >= 0 : v > 0);
         if (ok) return {};
-        return std::string(allow_zero ? "must be a non-negative number" : "must be a positive number") + ", got '" +
-               s + "'";
+        return std::string(allow_zero ? "must be a non-negative number" : "must be a positive number") + ", got '" + s +
+               "'";
       },
       allow_zero ? "NUMBER>=0" : "NUMBER>0");
 }
@@ -108,14 +108,7 @@ Runner add_eval(CLI::App& app) {
     if (o->json) {
       std::cout << r.to_json().dump() << "\n";
     } else {
-      std::printf("%-12s %10s %10s %10s\n", "task", "AUC", "LogLoss", "rows");
-      for (const auto& t : r.tasks) {
-        if (t.type == data::TaskType::regression)
-          std::printf("%-12s %10s %10s %10lld  (MSE %.6f, MAE %.6f)\n", t.task.c_str(), "-", "-",
-                      static_cast<long long>(t.rows), t.mse, t.mae);
-        else
-          std::printf("%-12s %10.6f %10.6f %10lld\n", t.task.c_str(), t.auc, t.logloss, static_cast<long long>(t.rows));
-      }
+      print_task_rows(r, 6);
     }
     return 0;
   };
@@ -175,7 +168,8 @@ Runner add_synth(CLI::App& app) {
   c->add_option("--kind", o->kind, "ali-ccp (click/purchase, sparse ids) or mmoe (two regression tasks)")
       ->check(CLI::IsMember({"ali-ccp", "mmoe"}));
   c->add_option("--rows", o->rows, "Rows in all (split into train/val/test)")->check(positive());
-  c->add_option("--correlation", o->correlation, "mmoe: the task correlation p in [-1, 1]")->check(CLI::Range(-1.0, 1.0));
+  c->add_option("--correlation", o->correlation, "mmoe: the task correlation p in [-1, 1]")
+      ->check(CLI::Range(-1.0, 1.0));
   c->add_option("--val-fraction", o->val_fraction, "Fraction of rows for validation")->check(CLI::Range(0.0, 0.5));
   c->add_option("--test-fraction", o->test_fraction, "Fraction of rows for test")->check(CLI::Range(0.0, 0.5));
   c->add_option("--seed", o->seed, "Generator seed");
@@ -209,8 +203,8 @@ Runner add_synth(CLI::App& app) {
       std::cout << dst.string() << "\n";
     }
     fs::remove_all(tmp);
-    std::cerr << "wrote " << n_train << " / " << n_val << " / " << n_test << " train/val/test rows ("
-              << o->kind << ") to " << o->out << "\n";
+    std::cerr << "wrote " << n_train << " / " << n_val << " / " << n_test << " train/val/test rows (" << o->kind
+              << ") to " << o->out << "\n";
     return 0;
   };
 }

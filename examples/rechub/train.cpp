@@ -54,7 +54,8 @@ data::Schema make_schema(const TrainFlags& f, const data::CsvOptions& csv) {
       for (auto& sp : s.sparse) sp.embed_dim = f.embed_dim;
     return s;
   }
-  RECHUB_CHECK(!f.tasks.empty(), "--tasks is required (the label columns, e.g. --tasks click,purchase) unless --schema is given");
+  RECHUB_CHECK(!f.tasks.empty(),
+               "--tasks is required (the label columns, e.g. --tasks click,purchase) unless --schema is given");
   const auto tasks = parse_name_list("--tasks", f.tasks);
   data::InferOptions io{.embed_dim = f.embed_dim};
   if (!f.task_types.empty()) {
@@ -64,7 +65,8 @@ data::Schema make_schema(const TrainFlags& f, const data::CsvOptions& csv) {
     for (size_t i = 0; i < tasks.size(); ++i) {
       RECHUB_CHECK(types[i] == "binary" || types[i] == "regression",
                    "--task-types: '" << types[i] << "' must be binary or regression");
-      io.labels.push_back({.task = tasks[i], .column = tasks[i],
+      io.labels.push_back({.task = tasks[i],
+                           .column = tasks[i],
                            .type = types[i] == "binary" ? data::TaskType::binary : data::TaskType::regression});
     }
   } else {
@@ -106,18 +108,23 @@ std::map<std::string, double> parse_task_lr(const std::string& s) {
 
 void print_table(const metrics::EvalResult& r, const std::string& split) {
   std::printf("\n%s metrics (%lld rows)\n", split.c_str(), static_cast<long long>(r.rows));
+  print_task_rows(r, 4);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+void print_task_rows(const metrics::EvalResult& r, int decimals) {
   std::printf("%-12s %10s %10s %10s\n", "task", "AUC", "LogLoss", "rows");
   for (const auto& t : r.tasks) {
     if (t.type == data::TaskType::regression)
       std::printf("%-12s %10s %10s %10lld  (MSE %.6f, MAE %.6f)\n", t.task.c_str(), "-", "-",
                   static_cast<long long>(t.rows), t.mse, t.mae);
     else
-      std::printf("%-12s %10.4f %10.4f %10lld\n", t.task.c_str(), t.auc, t.logloss, static_cast<long long>(t.rows));
+      std::printf("%-12s %10.*f %10.*f %10lld\n", t.task.c_str(), decimals, t.auc, decimals, t.logloss,
+                  static_cast<long long>(t.rows));
   }
-  std::fflush(stdout);
 }
-
-}  // namespace
 
 Runner add_train(CLI::App& app) {
   auto f = std::make_shared<TrainFlags>();
@@ -150,7 +157,8 @@ Runner add_train(CLI::App& app) {
   c->add_option("--batch-size", f->batch_size, "Rows per batch")->check(positive());
   c->add_option("--lr", f->lr, "Learning rate")->check(positive());
   c->add_option("--weight-decay", f->weight_decay, "Weight decay")->check(non_negative());
-  c->add_option("--optimizer", f->optimizer, "adam|adamw|sgd|adagrad")->check(CLI::IsMember({"adam", "adamw", "sgd", "adagrad"}));
+  c->add_option("--optimizer", f->optimizer, "adam|adamw|sgd|adagrad")
+      ->check(CLI::IsMember({"adam", "adamw", "sgd", "adagrad"}));
   c->add_option("--clip-grad-norm", f->clip, "Clip the global gradient norm (0: off)")->check(non_negative());
   c->add_option("--seed", f->seed, "Seed (shuffling, initialisation, PCGrad's order)");
   c->add_option("--threads", f->threads, "OpenMP threads (0: all)")->check(non_negative());
@@ -169,7 +177,8 @@ Runner add_train(CLI::App& app) {
   c->add_option("--early-stop-task", f->early_stop_task, "Task whose validation metric decides (default: the first)");
   c->add_option("--early-stop-metric", f->early_stop_metric, "auc|logloss|mse|mae")
       ->check(CLI::IsMember({"auc", "logloss", "mse", "mae"}));
-  c->add_option("--out", f->out, "Output directory: checkpoint, model.safetensors, metrics.jsonl, report.svg")->required();
+  c->add_option("--out", f->out, "Output directory: checkpoint, model.safetensors, metrics.jsonl, report.svg")
+      ->required();
   c->add_flag("--resume", f->resume, "Continue from --out/checkpoint.safetensors");
   c->add_flag("--quiet", f->quiet, "No progress output");
   c->add_flag("--no-cache", f->no_cache, "Do not write or use binary caches next to the CSV files");
@@ -187,35 +196,37 @@ Runner add_train(CLI::App& app) {
                               .tower_units = parse_int_list("--tower-units", f->tower_units),
                               .dropout = f->dropout,
                               .seed = f->seed};
-    trainer::TrainerOptions to{.optimizer_params = {.lr = f->lr, .weight_decay = f->weight_decay,
-                                                    .kind = trainer::optimizer_kind_from_name(f->optimizer)},
-                               .n_epochs = f->epochs,
-                               .task_weights = f->task_weights.empty() ? std::vector<double>{}
-                                                                       : parse_double_list("--task-weights", f->task_weights),
-                               .task_weights_strategy = f->balance,
-                               .gradnorm_alpha = f->gradnorm_alpha,
-                               .gradnorm_lr = f->gradnorm_lr,
-                               .relax_factor = f->relax_factor,
-                               .beta = f->beta,
-                               .main_task = f->main_task,
-                               .task_specific_lr = f->task_lr.empty() ? std::map<std::string, double>{} : parse_task_lr(f->task_lr),
-                               .pos_weights = f->pos_weights.empty() ? std::vector<double>{}
-                                                                     : parse_double_list("--pos-weights", f->pos_weights),
-                               .clip_grad_norm = f->clip,
-                               .earlystop_patience = f->early_stop,
-                               .earlystop_task = f->early_stop_task,
-                               .earlystop_metric = f->early_stop_metric,
-                               .out_dir = f->out,
-                               .resume = f->resume,
-                               .seed = f->seed,
-                               .progress = !f->quiet};
+    trainer::TrainerOptions to{
+        .optimizer_params = {.lr = f->lr,
+                             .weight_decay = f->weight_decay,
+                             .kind = trainer::optimizer_kind_from_name(f->optimizer)},
+        .n_epochs = f->epochs,
+        .task_weights =
+            f->task_weights.empty() ? std::vector<double>{} : parse_double_list("--task-weights", f->task_weights),
+        .task_weights_strategy = f->balance,
+        .gradnorm_alpha = f->gradnorm_alpha,
+        .gradnorm_lr = f->gradnorm_lr,
+        .relax_factor = f->relax_factor,
+        .beta = f->beta,
+        .main_task = f->main_task,
+        .task_specific_lr = f->task_lr.empty() ? std::map<std::string, double>{} : parse_task_lr(f->task_lr),
+        .pos_weights =
+            f->pos_weights.empty() ? std::vector<double>{} : parse_double_list("--pos-weights", f->pos_weights),
+        .clip_grad_norm = f->clip,
+        .earlystop_patience = f->early_stop,
+        .earlystop_task = f->early_stop_task,
+        .earlystop_metric = f->early_stop_metric,
+        .out_dir = f->out,
+        .resume = f->resume,
+        .seed = f->seed,
+        .progress = !f->quiet};
     RECHUB_CHECK(fs::exists(f->train), "--train '" << f->train << "': no such file");
     for (const auto* p : {&f->val, &f->test})
       RECHUB_CHECK(p->empty() || fs::exists(*p), "'" << *p << "': no such file");
     data::CsvOptions csv{.separator = f->separator};
     const data::Schema schema = make_schema(*f, csv);
-    data::DataOptions dopt{.csv = csv, .val_fraction = f->val_fraction, .test_fraction = f->test_fraction,
-                           .split_seed = f->seed};
+    data::DataOptions dopt{
+        .csv = csv, .val_fraction = f->val_fraction, .test_fraction = f->test_fraction, .split_seed = f->seed};
     dopt.cache.enabled = !f->no_cache;
     auto d = data::load_data({.train = f->train, .val = f->val, .test = f->test}, schema, dopt);
     to.preprocessor = d.preprocessor;
@@ -231,7 +242,9 @@ Runner add_train(CLI::App& app) {
     trainer::MTLTrainer trainer(model, to);
     data::DataLoader train(d.train, {.batch_size = f->batch_size, .seed = f->seed});
     std::unique_ptr<data::DataLoader> val;
-    if (d.val) val = std::make_unique<data::DataLoader>(d.val, data::LoaderOptions{.batch_size = 4096, .shuffle = false, .prefetch = 0});
+    if (d.val)
+      val = std::make_unique<data::DataLoader>(
+          d.val, data::LoaderOptions{.batch_size = 4096, .shuffle = false, .prefetch = 0});
     trainer.fit(train, val.get());
     const auto eval_set = d.test ? d.test : d.val;
     if (eval_set) {
@@ -240,8 +253,8 @@ Runner add_train(CLI::App& app) {
       trainer::write_file_atomic((fs::path(f->out) / (d.test ? "test_metrics.json" : "val_metrics.json")).string(),
                                  r.to_json().dump(2) + "\n");
     }
-    std::cerr << "model: " << (fs::path(f->out) / "model.safetensors").string() << "  report: "
-              << (fs::path(f->out) / "report.svg").string() << "\n";
+    std::cerr << "model: " << (fs::path(f->out) / "model.safetensors").string()
+              << "  report: " << (fs::path(f->out) / "report.svg").string() << "\n";
     return 0;
   };
 }
