@@ -1,5 +1,7 @@
 // experts_forward and gate_mix: forward and hand-written backward (see core/ops_fused.h for the
-// layout), plus their compositions from basic ops.
+// layout), plus their compositions from basic ops. This file is the CPU path (f32/f64) and the
+// reference for the CUDA path (f32), core/ops_fused_cuda.cpp, which computes the same formulas
+// and shares the checks and bookkeeping of core/ops_fused_internal.h.
 //
 // Expert block, one layer k with C = E*h columns (per column c: gamma, beta, bias b):
 //   z = a_prev W^T                      (one GEMM for k = 0, one per expert for k > 0; no bias)
@@ -27,6 +29,7 @@
 
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/ops_fused_internal.h"
 #include "kernels/cpu/experts.h"
 #include "kernels/cpu/gemm.h"
 
@@ -58,14 +61,15 @@ std::string tensor_label(const Tensor& t, const char* role, int64_t layer, int64
   return os.str();
 }
 
-void check_vec(const char* op, const std::vector<Tensor>& v, int64_t E, int64_t h, DType dt, const char* role,
-               int64_t layer) {
+void check_vec(const char* op, const std::vector<Tensor>& v, int64_t E, int64_t h, DType dt, Device dev,
+               const char* role, int64_t layer) {
   RECHUB_CHECK(static_cast<int64_t>(v.size()) == E,
                op << ": layer " << layer << " has " << v.size() << " " << role << " tensors for " << E << " experts");
   for (int64_t e = 0; e < E; ++e) {
     const Tensor& t = v[e];
-    RECHUB_CHECK(t.defined() && !t.is_sparse() && t.device().is_cpu(),
-                 op << ": " << tensor_label(t, role, layer, e) << " must be a dense CPU tensor");
+    RECHUB_CHECK(t.defined() && !t.is_sparse() && t.device() == dev,
+                 op << ": " << tensor_label(t, role, layer, e) << " must be a dense tensor on " << dev.str()
+                    << " (the input's device)");
     RECHUB_CHECK(t.dtype() == dt, op << ": " << tensor_label(t, role, layer, e) << " is " << dtype_name(t.dtype())
                                      << " but the input is " << dtype_name(dt));
     RECHUB_CHECK(t.dim() == 1 && t.size(0) == h, op << ": " << tensor_label(t, role, layer, e) << " has shape "
@@ -73,15 +77,13 @@ void check_vec(const char* op, const std::vector<Tensor>& v, int64_t E, int64_t 
   }
 }
 
-struct BlockDims {
-  int64_t B = 0, in = 0, E = 0;
-  std::vector<int64_t> h;
-  std::vector<bool> bias, bn;
-};
+}  // namespace
+
+namespace fused_detail {
 
 BlockDims check_block(const char* op, const Tensor& x, const std::vector<ExpertLayerParams>& layers,
                       const ExpertsOptions& o) {
-  detail::check_float_inputs(op, {&x});
+  detail::check_float_operands(op, {&x});
   RECHUB_CHECK(x.dim() == 2, op << ": expected the input [batch, features], got " << shape_str(x.shape()));
   RECHUB_CHECK(!layers.empty(), op << ": the expert block has no layers");
   BlockDims d;
@@ -98,8 +100,9 @@ BlockDims check_block(const char* op, const Tensor& x, const std::vector<ExpertL
     int64_t h = -1;
     for (int64_t e = 0; e < d.E; ++e) {
       const Tensor& w = L.weight[e];
-      RECHUB_CHECK(w.defined() && !w.is_sparse() && w.device().is_cpu(),
-                   op << ": " << tensor_label(w, "weight", lk, e) << " must be a dense CPU tensor");
+      RECHUB_CHECK(w.defined() && !w.is_sparse() && w.device() == x.device(),
+                   op << ": " << tensor_label(w, "weight", lk, e) << " must be a dense tensor on "
+                      << x.device().str() << " (the input's device)");
       RECHUB_CHECK(w.dtype() == x.dtype(), op << ": " << tensor_label(w, "weight", lk, e) << " is "
                                               << dtype_name(w.dtype()) << " but the input is "
                                               << dtype_name(x.dtype()));
@@ -113,13 +116,13 @@ BlockDims check_block(const char* op, const Tensor& x, const std::vector<ExpertL
     }
     RECHUB_CHECK(h >= 1, op << ": layer " << k << " has width 0");
     const bool has_bias = !L.bias.empty();
-    if (has_bias) check_vec(op, L.bias, d.E, h, x.dtype(), "bias", lk);
+    if (has_bias) check_vec(op, L.bias, d.E, h, x.dtype(), x.device(), "bias", lk);
     const bool has_bn = !L.bn_weight.empty() || !L.bn_bias.empty() || !L.running_mean.empty() || !L.running_var.empty();
     if (has_bn) {
-      check_vec(op, L.bn_weight, d.E, h, x.dtype(), "BatchNorm weight", lk);
-      check_vec(op, L.bn_bias, d.E, h, x.dtype(), "BatchNorm bias", lk);
-      check_vec(op, L.running_mean, d.E, h, x.dtype(), "BatchNorm running_mean", lk);
-      check_vec(op, L.running_var, d.E, h, x.dtype(), "BatchNorm running_var", lk);
+      check_vec(op, L.bn_weight, d.E, h, x.dtype(), x.device(), "BatchNorm weight", lk);
+      check_vec(op, L.bn_bias, d.E, h, x.dtype(), x.device(), "BatchNorm bias", lk);
+      check_vec(op, L.running_mean, d.E, h, x.dtype(), x.device(), "BatchNorm running_mean", lk);
+      check_vec(op, L.running_var, d.E, h, x.dtype(), x.device(), "BatchNorm running_var", lk);
       RECHUB_CHECK(!o.training || d.B > 1, op << ": BatchNorm in training needs more than 1 sample per batch (got "
                                               << d.B << "), as PyTorch's BatchNorm1d does");
     }
@@ -135,18 +138,46 @@ BlockDims check_block(const char* op, const Tensor& x, const std::vector<ExpertL
   return d;
 }
 
-// Dropout masks for all experts of one layer, drawn expert by expert (row-major within an
-// expert) so that the unfused path, which draws [B, h] per expert, sees the same values.
-template <class T>
-Tensor dropout_mask(int64_t B, int64_t E, int64_t h, double p, Generator& gen) {
-  Tensor m = empty({B, E * h}, {.dtype = dtype_of<T>::value});
-  T* pm = m.template data<T>();
-  const T keep = static_cast<T>(1.0 / (1.0 - p));
-  for (int64_t e = 0; e < E; ++e)
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t c = 0; c < h; ++c) pm[b * E * h + e * h + c] = gen.uniform() < p ? T(0) : keep;
-  return m;
+std::vector<Tensor> block_inputs(const Tensor& x, const std::vector<ExpertLayerParams>& layers) {
+  std::vector<Tensor> inputs{x};
+  for (const ExpertLayerParams& P : layers) {
+    inputs.insert(inputs.end(), P.weight.begin(), P.weight.end());
+    inputs.insert(inputs.end(), P.bias.begin(), P.bias.end());
+    inputs.insert(inputs.end(), P.bn_weight.begin(), P.bn_weight.end());
+    inputs.insert(inputs.end(), P.bn_bias.begin(), P.bn_bias.end());
+  }
+  return inputs;
 }
+
+BlockGradPlan::BlockGradPlan(const BlockDims& d, size_t n_inputs, const std::vector<bool>& need_)
+    : need(need_), E(static_cast<size_t>(d.E)), has_bias(d.bias) {
+  const size_t L = d.h.size();
+  base.resize(L);
+  size_t pos = 1;
+  for (size_t k = 0; k < L; ++k) {
+    base[k] = pos;
+    pos += E * (1 + (d.bias[k] ? 1 : 0) + (d.bn[k] ? 2 : 0));
+  }
+  below.resize(L);
+  bool acc = need[0];
+  for (size_t k = 0; k < L; ++k) {
+    acc = acc || any(base[k], k + 1 < L ? base[k + 1] : n_inputs);
+    below[k] = acc;
+  }
+}
+
+bool BlockGradPlan::any(size_t lo, size_t hi) const {
+  for (size_t i = lo; i < hi; ++i)
+    if (need[i]) return true;
+  return false;
+}
+
+}  // namespace fused_detail
+
+namespace {
+using fused_detail::BlockDims;
+using fused_detail::BlockGradPlan;
+using fused_detail::dropout_mask;
 
 template <class T>
 std::vector<Tensor> dropout_masks_per_expert(const Tensor& m, int64_t B, int64_t E, int64_t h) {
@@ -290,41 +321,18 @@ Tensor experts_forward_impl(const Tensor& x, const std::vector<ExpertLayerParams
   st->layers.back().a = out.detach();
   st->d = d;
 
-  std::vector<Tensor> inputs{x};
-  for (const ExpertLayerParams& P : layers) {
-    inputs.insert(inputs.end(), P.weight.begin(), P.weight.end());
-    inputs.insert(inputs.end(), P.bias.begin(), P.bias.end());
-    inputs.insert(inputs.end(), P.bn_weight.begin(), P.bn_weight.end());
-    inputs.insert(inputs.end(), P.bn_bias.begin(), P.bn_bias.end());
-  }
+  std::vector<Tensor> inputs = fused_detail::block_inputs(x, layers);
   const size_t n_inputs = inputs.size();
   return record(
       out, "experts_forward", std::move(inputs), [st, n_inputs](const Tensor& g, const std::vector<bool>& need) {
         const BlockDims& d = st->d;
         const int64_t B = d.B, E = d.E, L = static_cast<int64_t>(st->layers.size());
         std::vector<Tensor> grads(n_inputs);
-        // Input index of each layer's parameter groups.
-        std::vector<size_t> base(L);
-        size_t pos = 1;
-        for (int64_t k = 0; k < L; ++k) {
-          base[k] = pos;
-          pos += E * (1 + (d.bias[k] ? 1 : 0) + (d.bn[k] ? 2 : 0));
-        }
-        auto any_need = [&](size_t lo, size_t hi) {
-          for (size_t i = lo; i < hi; ++i)
-            if (need[i]) return true;
-          return false;
-        };
-        // below[k]: something at or before layer k (or x) needs a gradient.
-        std::vector<bool> below(L);
-        bool acc = need[0];
-        for (int64_t k = 0; k < L; ++k) {
-          acc = acc || any_need(base[k], k + 1 < L ? base[k + 1] : n_inputs);
-          below[k] = acc;
-        }
+        const BlockGradPlan plan(d, n_inputs, need);
+        auto any_need = [&](size_t lo, size_t hi) { return plan.any(lo, hi); };
         Tensor da = g;
         for (int64_t k = L - 1; k >= 0; --k) {
-          if (!below[k]) break;
+          if (!plan.below[k]) break;
           const SavedLayer<T>& S = st->layers[k];
           const int64_t h = d.h[k], C = E * h, hp = k == 0 ? d.in : d.h[k - 1], Cp = k == 0 ? d.in : E * hp;
           const bool bn = d.bn[k];
@@ -360,13 +368,9 @@ Tensor experts_forward_impl(const Tensor& x, const std::vector<ExpertLayerParams
             dbias = sum_dy;
           }
           // Parameter gradients, per expert as views of one buffer per kind.
-          size_t p = base[k];
-          const size_t w_at = p;
-          p += E;
-          const size_t b_at = p;
-          if (d.bias[k]) p += E;
-          const size_t g_at = p, be_at = p + E;
-          const bool need_w = any_need(w_at, w_at + E), need_prev = k > 0 && below[k - 1];
+          const size_t w_at = plan.weight_at(k), b_at = plan.bias_at(k), g_at = plan.gamma_at(k),
+                       be_at = plan.beta_at(k);
+          const bool need_w = any_need(w_at, w_at + E), need_prev = k > 0 && plan.below[k - 1];
           Tensor dw = need_w ? empty({C, hp}, {.dtype = dtype_of<T>::value}) : Tensor();
           Tensor dprev = need_prev ? empty({B, Cp}, {.dtype = dtype_of<T>::value}) : Tensor();
           const T* pdz = dz.template data<T>();
@@ -486,9 +490,9 @@ GateMixOutput gate_mix_impl(const Tensor& x, const Tensor& w, const Tensor& b, c
 std::vector<int64_t> check_gate(const char* op, const Tensor& x, const Tensor& w, const Tensor& b,
                                 const std::vector<Tensor>& experts, int64_t h) {
   if (b.defined())
-    detail::check_float_inputs(op, {&x, &w, &b});
+    detail::check_float_operands(op, {&x, &w, &b});
   else
-    detail::check_float_inputs(op, {&x, &w});
+    detail::check_float_operands(op, {&x, &w});
   RECHUB_CHECK(x.dim() == 2, op << ": expected the gate input [batch, features], got " << shape_str(x.shape()));
   RECHUB_CHECK(w.dim() == 2 && w.size(1) == x.size(1), op << ": gate weight " << shape_str(w.shape())
                                                           << (w.name().empty() ? "" : " ('" + w.name() + "')")
@@ -505,7 +509,7 @@ std::vector<int64_t> check_gate(const char* op, const Tensor& x, const Tensor& w
   int64_t total = 0;
   for (size_t i = 0; i < experts.size(); ++i) {
     const Tensor& t = experts[i];
-    detail::check_float_inputs(op, {&x, &t});
+    detail::check_float_operands(op, {&x, &t});
     RECHUB_CHECK(t.dim() == 2 && t.size(0) == x.size(0) && t.size(1) % h == 0 && t.size(1) > 0,
                  op << ": expert outputs " << i << " have shape " << shape_str(t.shape()) << ", expected [" << x.size(0)
                     << ", n * " << h << "] (the batch of the gate input, whole experts of width " << h << ")");
@@ -562,14 +566,19 @@ Tensor activate(const Tensor& x, Activation a) {
 }
 
 Tensor experts_forward(const Tensor& x, const std::vector<ExpertLayerParams>& layers, const ExpertsOptions& opts) {
-  BlockDims d = check_block("experts_forward", x, layers, opts);
+  BlockDims d = fused_detail::check_block("experts_forward", x, layers, opts);
   Tensor out;
+  // CUDA (f32): core/ops_fused_cuda.cpp, the same computation with cuBLAS and the kernels of
+  // kernels/cuda/fused.h.
+#ifdef RECHUB_WITH_CUDA
+  if (x.device().is_cuda()) return fused_detail::experts_forward_cuda(x, layers, opts, d);
+#endif
   RECHUB_FLOAT_DISPATCH(x.dtype(), "experts_forward", out = experts_forward_impl<scalar_t>(x, layers, opts, d));
   return out;
 }
 
 Tensor experts_forward_unfused(const Tensor& x, const std::vector<ExpertLayerParams>& layers, const ExpertsOptions& o) {
-  BlockDims d = check_block("experts_forward_unfused", x, layers, o);
+  BlockDims d = fused_detail::check_block("experts_forward_unfused", x, layers, o);
   const int64_t B = d.B, E = d.E, L = static_cast<int64_t>(layers.size());
   // Masks first, layer by layer, so the draws match the fused op's order.
   std::vector<std::vector<Tensor>> masks(L);
@@ -580,6 +589,7 @@ Tensor experts_forward_unfused(const Tensor& x, const std::vector<ExpertLayerPar
         Tensor m = dropout_mask<scalar_t>(B, E, d.h[k], o.dropout, gen);
         masks[k] = dropout_masks_per_expert<scalar_t>(m, B, E, d.h[k]);
       });
+      for (Tensor& t : masks[k]) t = t.to(x.device());  // drawn on the CPU, like the fused op's
     }
   }
   std::vector<Tensor> outs;
@@ -619,6 +629,10 @@ GateMixOutput gate_mix(const Tensor& x, const Tensor& weight, const Tensor& bias
                        int64_t expert_dim) {
   std::vector<int64_t> counts = check_gate("gate_mix", x, weight, bias, experts, expert_dim);
   GateMixOutput out;
+  // CUDA (f32): core/ops_fused_cuda.cpp.
+#ifdef RECHUB_WITH_CUDA
+  if (x.device().is_cuda()) return fused_detail::gate_mix_cuda(x, weight, bias, experts, expert_dim, counts);
+#endif
   RECHUB_FLOAT_DISPATCH(x.dtype(), "gate_mix",
                         out = gate_mix_impl<scalar_t>(x, weight, bias, experts, expert_dim, counts));
   return out;

@@ -19,6 +19,9 @@
 // of the E experts lie back to back in one storage the stacked [E*h, in] weight is a view;
 // otherwise it is gathered (E*h*in elements, small against the GEMM).
 //
+// Devices: CPU (f32, f64; core/ops_fused.cpp) and CUDA (f32; core/ops_fused_cuda.cpp, kernels in
+// kernels/cuda/fused.cu). All parameters must live on the input's device.
+//
 // The `_unfused` variants compose the same computation from basic ops (linear, mean, softmax, ...):
 // the reference the fused ops are tested against, and the `.fused = false` path of the models.
 #include <cstdint>

@@ -8,6 +8,7 @@
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "kernels/cpu/batchnorm.h"
+#include "kernels/cuda/fused.h"  // declarations only: no CUDA headers
 
 namespace rechub::ops {
 
@@ -18,17 +19,71 @@ std::vector<double> as_doubles(const Tensor& t, int64_t n, double fill) {
   return t.to_vector<double>();
 }
 
+#ifdef RECHUB_WITH_CUDA
+// The CUDA path (f32), the same steps as the CPU path below with the per-channel vectors (mean,
+// invstd in double; scale, shift in f32) kept on the device: nothing is read back to the host.
+Tensor batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                       const Tensor& running_var, bool training, double momentum, double eps) {
+  namespace kcu = kernels::cuda;
+  const Device dev = x.device();
+  cuda::use_device(dev.index);
+  const int64_t N = x.size(0), C = x.size(1), L = x.dim() == 3 ? x.size(2) : 1, M = N * L;
+  const TensorOptions f32{.dtype = DType::f32, .device = dev}, f64{.dtype = DType::f64, .device = dev};
+  Tensor mean = empty({C}, f64), invstd = empty({C}, f64);
+  Tensor var = training ? empty({C}, f64) : Tensor();
+  if (training) kcu::batchnorm_stats(x.data<float>(), N, C, L, mean.data<double>(), var.data<double>());
+  Tensor rm_t = running_mean, rv_t = running_var;  // handles to the caller's buffers, updated in place
+  const double unbias = M > 1 ? static_cast<double>(M) / static_cast<double>(M - 1) : 1.0;
+  Tensor scale = empty({C}, f32), shift = empty({C}, f32);
+  kcu::batchnorm_prepare(C, training, mean.data<double>(), training ? var.data<double>() : nullptr,
+                         rm_t.defined() ? rm_t.data<float>() : nullptr, rv_t.defined() ? rv_t.data<float>() : nullptr,
+                         weight.defined() ? weight.data<float>() : nullptr, bias.defined() ? bias.data<float>() : nullptr,
+                         momentum, eps, unbias, invstd.data<double>(), scale.data<float>(), shift.data<float>());
+  if (training && rm_t.defined()) {
+    rm_t.bump_version();
+    rv_t.bump_version();
+  }
+  Tensor y = empty(x.shape(), f32);
+  kcu::batchnorm_apply(x.data<float>(), N, C, L, scale.data<float>(), shift.data<float>(), y.data<float>());
+  // The weight's values at forward time (the CPU path copies them too).
+  Tensor w = weight.defined() ? weight.detach().clone() : Tensor();
+  return record(y, "batch_norm", {x, weight, bias},
+                [x = x.detach(), w, mean, invstd, training, N, C, L, M, dev](const Tensor& g, const std::vector<bool>& n) {
+                  cuda::use_device(dev.index);
+                  const TensorOptions f32{.dtype = DType::f32, .device = dev}, f64{.dtype = DType::f64, .device = dev};
+                  Tensor sums = empty({2, C}, f64);
+                  kcu::batchnorm_grad_sums(g.data<float>(), x.data<float>(), N, C, L, mean.data<double>(),
+                                           sums.data<double>(), sums.data<double>() + C);
+                  Tensor k = n[0] ? empty({3, C}, f64) : Tensor();
+                  Tensor gw = n[1] ? empty({C}, f32) : Tensor(), gb = n[2] ? empty({C}, f32) : Tensor();
+                  double* pk = k.defined() ? k.data<double>() : nullptr;
+                  kcu::batchnorm_backward_prepare(C, M, training, sums.data<double>(), sums.data<double>() + C,
+                                                  invstd.data<double>(), w.defined() ? w.data<float>() : nullptr, pk,
+                                                  pk ? pk + C : nullptr, pk ? pk + 2 * C : nullptr,
+                                                  gw.defined() ? gw.data<float>() : nullptr,
+                                                  gb.defined() ? gb.data<float>() : nullptr);
+                  Tensor gx;
+                  if (n[0]) {
+                    gx = empty(x.shape(), f32);
+                    kcu::batchnorm_input_grad(g.data<float>(), x.data<float>(), N, C, L, mean.data<double>(), pk,
+                                              pk + C, pk + 2 * C, gx.data<float>());
+                  }
+                  return std::vector<Tensor>{gx, gw, gb};
+                });
+}
+#endif
+
 }  // namespace
 
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                   const Tensor& running_var, bool training, double momentum, double eps) {
-  detail::check_float_inputs("batch_norm", {&x});
+  detail::check_float_operands("batch_norm", {&x});
   RECHUB_CHECK(x.dim() == 2 || x.dim() == 3,
                "batch_norm: expected input [N, C] or [N, C, L], got " << shape_str(x.shape()));
   const int64_t N = x.size(0), C = x.size(1), L = x.dim() == 3 ? x.size(2) : 1, M = N * L;
   auto check_vec = [&](const Tensor& t, const char* what) {
     if (!t.defined()) return;
-    detail::check_float_inputs("batch_norm", {&x, &t});
+    detail::check_float_operands("batch_norm", {&x, &t});
     RECHUB_CHECK(t.dim() == 1 && t.size(0) == C, "batch_norm: " << what << " has shape " << shape_str(t.shape())
                                                                 << " but the input has " << C << " channels ("
                                                                 << shape_str(x.shape()) << ")");
@@ -43,6 +98,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
   RECHUB_CHECK(!training || M > 1, "batch_norm: expected more than 1 value per channel when training, got input "
                                        << shape_str(x.shape()) << " (a batch of one cannot be normalised)");
   RECHUB_CHECK(eps > 0, "batch_norm: eps must be positive, got " << eps);
+#ifdef RECHUB_WITH_CUDA
+  if (x.device().is_cuda()) return batch_norm_cuda(x, weight, bias, running_mean, running_var, training, momentum, eps);
+#endif
 
   // mean/invstd as used by the forward (batch statistics in training, running ones in eval).
   auto mean = std::make_shared<std::vector<double>>(C);

@@ -22,6 +22,9 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "core/ops_fused.h"
+#include "core/ops_nn.h"
+#include "core/rng.h"
 #include "core/tensor.h"
 #ifdef RECHUB_WITH_CUDA
 #include <cuda_runtime.h>
@@ -38,6 +41,7 @@ struct InputSpec {
   Shape shape;
   Init init = Init::normal;
   bool requires_grad = true;
+  float scale = 1.0f;  // normal inputs are drawn from N(0, scale^2)
 };
 
 // Integer index tensors of a case: fixed values drawn when the table is built.
@@ -73,6 +77,192 @@ IndexSpec random_index(std::mt19937_64& rng, int64_t n, int64_t hi, Shape shape,
   IndexSpec s{{}, std::move(shape), dt};
   for (int64_t i = 0; i < n; ++i) s.values.push_back(d(rng));
   return s;
+}
+
+// ---- fused ops: experts_forward, gate_mix, batch_norm ----
+
+// One expert block: inputs x, then per layer E weights, E biases, E gammas, E betas (parameters)
+// and E running means, E running variances (buffers, no gradient). Outputs: the block's output
+// and, with BatchNorm in training, every running statistic after the call (updated in place).
+struct ExpertsCase {
+  int64_t B, in, E;
+  std::vector<int64_t> widths;
+  bool bias, bn, training;
+  ops::Activation act;
+  double dropout = 0.0;
+  bool unfused = false;   // experts_forward_unfused (basic ops) instead of the fused op
+  bool adjacent = false;  // each layer's per-expert tensors are views of one stacked input
+};
+
+std::string experts_name(const ExpertsCase& e) {
+  std::ostringstream os;
+  os << (e.unfused ? "experts_unfused" : "experts") << "_B" << e.B << "_in" << e.in << "_E" << e.E << "_h";
+  for (int64_t h : e.widths) os << h << "-";
+  os << ops::activation_name(e.act) << (e.bias ? "_bias" : "") << (e.bn ? "_bn" : "") << (e.training ? "_train" : "_eval");
+  if (e.dropout > 0) os << "_drop" << e.dropout;
+  if (e.adjacent) os << "_adjacent";
+  return os.str();
+}
+
+OpCase experts_case(const ExpertsCase& ec) {
+  std::vector<InputSpec> in{{{ec.B, ec.in}}};
+  int64_t hp = ec.in;
+  for (int64_t h : ec.widths) {
+    const float ws = 1.0f / std::sqrt(static_cast<float>(std::max<int64_t>(hp, 1)));
+    // Adjacent: one [E*h, hp] weight (and [E*h] vectors) whose row blocks are the experts' tensors.
+    const int64_t copies = ec.adjacent ? 1 : ec.E, rows = ec.adjacent ? ec.E * h : h;
+    for (int64_t e = 0; e < copies; ++e) in.push_back({{rows, hp}, Init::normal, true, ws});
+    if (ec.bias)
+      for (int64_t e = 0; e < copies; ++e) in.push_back({{rows}, Init::normal, true, 0.5f});
+    if (ec.bn) {
+      for (int64_t e = 0; e < copies; ++e) in.push_back({{rows}, Init::positive});
+      for (int64_t e = 0; e < copies; ++e) in.push_back({{rows}});
+      for (int64_t e = 0; e < copies; ++e) in.push_back({{rows}, Init::normal, false});
+      for (int64_t e = 0; e < copies; ++e) in.push_back({{rows}, Init::positive, false});
+    }
+    hp = h;
+  }
+  RunFn run = [ec](const std::vector<Tensor>& x, const Ctx&) {
+    std::vector<ops::ExpertLayerParams> layers;
+    std::vector<Tensor> stats;
+    size_t at = 1;
+    // The E per-expert tensors of one kind: the next E inputs, or views of the next one.
+    auto take = [&](int64_t h) {
+      std::vector<Tensor> v;
+      if (ec.adjacent) {
+        const Tensor& all = x[at++];
+        for (int64_t e = 0; e < ec.E; ++e) v.push_back(ops::narrow(all, 0, e * h, h));  // views
+      } else {
+        for (int64_t e = 0; e < ec.E; ++e) v.push_back(x[at++]);
+      }
+      return v;
+    };
+    for (int64_t h : ec.widths) {
+      ops::ExpertLayerParams P;
+      P.weight = take(h);
+      if (ec.bias) P.bias = take(h);
+      if (ec.bn) {
+        P.bn_weight = take(h);
+        P.bn_bias = take(h);
+        const size_t stats_at = at;
+        P.running_mean = take(h);
+        P.running_var = take(h);
+        if (ec.training)
+          for (size_t i = stats_at; i < at; ++i) stats.push_back(x[i]);
+      }
+      layers.push_back(P);
+    }
+    Generator gen(4242);
+    ops::ExpertsOptions o{.activation = ec.act, .training = ec.training, .dropout = ec.dropout, .generator = &gen};
+    std::vector<Tensor> out{ec.unfused ? ops::experts_forward_unfused(x[0], layers, o)
+                                       : ops::experts_forward(x[0], layers, o)};
+    out.insert(out.end(), stats.begin(), stats.end());
+    return out;
+  };
+  return {experts_name(ec), in, run};
+}
+
+// gate_mix with the expert outputs in blocks of `counts` experts of width h.
+OpCase gate_case(int64_t B, int64_t in, int64_t h, const std::vector<int64_t>& counts, bool bias, bool unfused = false) {
+  int64_t E = 0;
+  for (int64_t c : counts) E += c;
+  std::vector<InputSpec> ins{{{B, in}}, {{E, in}, Init::normal, true, 0.5f}};
+  if (bias) ins.push_back({{E}});
+  for (int64_t c : counts) ins.push_back({{B, c * h}});
+  std::ostringstream name;
+  name << (unfused ? "gate_mix_unfused" : "gate_mix") << "_B" << B << "_in" << in << "_h" << h << "_blocks";
+  for (int64_t c : counts) name << c << "-";
+  name << (bias ? "bias" : "nobias");
+  RunFn run = [h, bias, unfused, n = counts.size()](const std::vector<Tensor>& x, const Ctx&) {
+    const size_t first = bias ? 3 : 2;
+    std::vector<Tensor> ex(x.begin() + static_cast<std::ptrdiff_t>(first),
+                           x.begin() + static_cast<std::ptrdiff_t>(first + n));
+    const Tensor b = bias ? x[2] : Tensor();
+    ops::GateMixOutput r = unfused ? ops::gate_mix_unfused(x[0], x[1], b, ex, h) : ops::gate_mix(x[0], x[1], b, ex, h);
+    return std::vector<Tensor>{r.mixed, r.gates};
+  };
+  return {name.str(), ins, run};
+}
+
+// batch_norm of x [N, C] or [N, C, L]; outputs y and the running statistics after the call.
+OpCase batchnorm_case(const Shape& xs, bool training, bool affine, bool running) {
+  const int64_t C = xs[1];
+  std::vector<InputSpec> ins{{xs}};
+  if (affine) {
+    ins.push_back({{C}, Init::positive});
+    ins.push_back({{C}});
+  }
+  if (running) {
+    ins.push_back({{C}, Init::normal, false});
+    ins.push_back({{C}, Init::positive, false});
+  }
+  const std::string name = "batch_norm" + shape_str(xs) + (training ? "_train" : "_eval") + (affine ? "_affine" : "") +
+                           (running ? "_running" : "");
+  RunFn run = [training, affine, running](const std::vector<Tensor>& x, const Ctx&) {
+    const Tensor w = affine ? x[1] : Tensor(), b = affine ? x[2] : Tensor();
+    const size_t r = affine ? 3 : 1;
+    const Tensor rm = running ? x[r] : Tensor(), rv = running ? x[r + 1] : Tensor();
+    std::vector<Tensor> out{ops::batch_norm(x[0], w, b, rm, rv, training, 0.1, 1e-5)};
+    if (running) {
+      out.push_back(rm);
+      out.push_back(rv);
+    }
+    return out;
+  };
+  return {name, ins, run};
+}
+
+void add_fused_cases(std::vector<OpCase>& cs) {
+  using A = ops::Activation;
+  const std::vector<ExpertsCase> experts = {
+      // E = 1, one layer, the smallest shapes.
+      {3, 5, 1, {3}, true, false, true, A::relu},
+      {1, 3, 1, {17}, true, true, false, A::leaky_relu},  // batch of 1: eval only
+      {1, 17, 3, {3, 1}, false, false, false, A::tanh},
+      // BatchNorm in training with dropout, 2 and 3 layers.
+      {127, 17, 3, {17, 3}, true, true, true, A::relu, 0.3},
+      {4097, 17, 8, {17, 3, 1}, false, true, true, A::tanh},
+      {4097, 5, 3, {17, 17, 3}, true, true, true, A::sigmoid, 0.2},
+      {127, 17, 8, {17}, true, true, true, A::leaky_relu, 0.2},
+      // eval BatchNorm (running statistics), with and without bias.
+      {127, 3, 3, {3, 17}, true, true, false, A::sigmoid},
+      {127, 17, 1, {3, 17}, false, true, false, A::tanh},
+      {3, 3, 8, {3, 1}, true, false, false, A::sigmoid},
+      // no BatchNorm, dropout, identity.
+      {3, 1, 8, {1, 3}, false, false, true, A::identity, 0.5},
+      {4097, 3, 3, {3, 3, 3}, true, false, true, A::identity, 0.1},
+      // stacked (adjacent) parameters: the GEMM weights, vectors and running statistics are views.
+      {127, 17, 3, {17, 3}, true, true, true, A::tanh, 0.1, false, true},
+      {127, 5, 8, {3, 3}, true, true, false, A::relu, 0.0, false, true},
+      // the unfused composition on the same footing (dropout masks drawn the same way). (A bias
+      // before BatchNorm in training has a gradient of exactly 0, which the composition only
+      // reaches up to rounding: no bias there.)
+      {127, 5, 3, {3, 17}, false, true, true, A::sigmoid, 0.3, true},
+      {127, 5, 3, {3, 17}, true, false, true, A::relu, 0.3, true},
+      {127, 5, 3, {3, 17}, true, true, false, A::tanh, 0.0, true},
+  };
+  for (const ExpertsCase& e : experts) cs.push_back(experts_case(e));
+  // Each activation, BatchNorm in training, dropout.
+  for (A a : {A::identity, A::relu, A::leaky_relu, A::sigmoid, A::tanh}) {
+    cs.push_back(experts_case({127, 17, 3, {17}, true, true, true, a, 0.1}));
+    cs.push_back(experts_case({3, 3, 3, {1, 3}, true, false, true, a, 0.0}));
+  }
+
+  cs.push_back(gate_case(1, 3, 1, {1}, true));
+  cs.push_back(gate_case(127, 17, 17, {3}, true));
+  cs.push_back(gate_case(4097, 5, 3, {8}, false));
+  cs.push_back(gate_case(127, 17, 17, {2, 1, 3}, true));   // PLE: task experts then shared ones
+  cs.push_back(gate_case(3, 3, 1, {1, 1}, false));
+  cs.push_back(gate_case(127, 3, 3, {1, 1, 1, 1, 1, 1, 2, 1}, true));     // as many blocks as the kernel takes
+  cs.push_back(gate_case(127, 3, 3, {1, 1, 1, 1, 1, 1, 1, 1, 1}, true));  // more: concatenated first
+  cs.push_back(gate_case(127, 17, 3, {2, 1}, true, true));
+
+  for (bool training : {true, false})
+    for (const Shape& s : std::vector<Shape>{{127, 3}, {3, 17}, {4097, 1}, {5, 3, 7}, {2, 17, 33}}) {
+      cs.push_back(batchnorm_case(s, training, true, true));
+      if (training) cs.push_back(batchnorm_case(s, training, false, false));
+    }
+  cs.push_back(batchnorm_case({127, 5, 1}, false, false, true));
 }
 
 std::vector<OpCase> make_cases() {
@@ -224,6 +414,7 @@ std::vector<OpCase> make_cases() {
     cs.push_back({"embedding" + shape_str({b, f, d, v}) + dtype_name(dt), {{{v, d}}},
                   [one](const std::vector<Tensor>& x, const Ctx& c) { return one(ops::embedding_lookup(x[0], c.index(0))); },
                   {random_index(rng, b * f, v, {b, f}, dt)}});
+  add_fused_cases(cs);
   return cs;
 }
 
@@ -241,7 +432,7 @@ std::vector<std::vector<float>> draw_inputs(const OpCase& c, std::mt19937_64& rn
   for (const InputSpec& s : c.inputs) {
     std::vector<float> x(shape_numel(s.shape));
     for (float& e : x) switch (s.init) {
-        case Init::normal: e = normal(rng); break;
+        case Init::normal: e = s.scale * normal(rng); break;
         case Init::positive: e = 0.5f + 1.5f * uni(rng); break;
         case Init::probability: e = 0.02f + 0.96f * uni(rng); break;
         case Init::binary: e = uni(rng) < 0.5f ? 0.f : 1.f; break;
