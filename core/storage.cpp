@@ -7,6 +7,8 @@
 #include <new>
 #include <vector>
 
+#include <sys/mman.h>
+
 #include "core/error.h"
 
 namespace rechub {
@@ -19,8 +21,11 @@ namespace {
 
 // Size classes: four per power of two (2^k, 1.25, 1.5, 1.75 * 2^k), 64-byte multiples, so a
 // block wastes at most ~25 % and a steady training step reuses the same blocks every time.
+constexpr size_t kHugePage = size_t(2) << 20;
+
 size_t size_class(size_t n) {
   if (n <= 256) return (n + 63) / 64 * 64;
+  if (n >= kHugePage) n = (n + kHugePage - 1) / kHugePage * kHugePage;  // whole huge pages
   size_t p = 1;
   while (p * 2 <= n) p *= 2;
   const size_t step = p / 4;
@@ -50,7 +55,13 @@ class CpuAllocator {
       }
 #endif
     }
-    void* p = std::aligned_alloc(64, c);
+    // Blocks of 2 MiB and more (embedding tables, optimizer moments, activations of large batches)
+    // are huge-page aligned and ask for transparent huge pages: scattered row updates over tables
+    // of many MB otherwise miss the TLB on almost every row.
+    void* p = std::aligned_alloc(c >= kHugePage ? kHugePage : 64, c);
+#ifdef MADV_HUGEPAGE
+    if (p && c >= kHugePage) madvise(p, c, MADV_HUGEPAGE);  // advice only: failure changes nothing
+#endif
     if (!p) {
       std::lock_guard<std::mutex> lk(mu_);
       stats_.bytes_in_use -= c;
