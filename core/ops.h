@@ -88,6 +88,9 @@ Tensor scatter_add(const Tensor& base, const Tensor& idx, const Tensor& src);
 struct EmbeddingCheck {
   std::vector<std::string> feature_names;
   std::vector<std::pair<int64_t, int64_t>> row_ranges;
+  // The caller has already checked every id against row_ranges (EmbeddingCollection does while it
+  // offsets the ids): the lookup skips its own pass over the ids (on CUDA, a device-to-host read).
+  bool ids_checked = false;
 };
 Tensor embedding_lookup(const Tensor& table, const Tensor& ids, const EmbeddingCheck* check = nullptr);
 

@@ -325,10 +325,10 @@ Tensor embedding_lookup(const Tensor& table, const Tensor& ids, const EmbeddingC
   };
   RECHUB_CHECK(ids.device() == table.device(), "embedding_lookup: ids on " << ids.device().str() << ", table on "
                                                                           << table.device().str());
-  bool valid = false;
+  bool valid = check && check->ids_checked;
 #ifdef RECHUB_WITH_CUDA
   // On CUDA one counting pass over the ids; the host search for the offender runs only on failure.
-  if (ids.device().is_cuda()) {
+  if (!valid && ids.device().is_cuda()) {
     cuda::use_device(ids.device().index);
     Tensor ranges;
     if (check && !check->row_ranges.empty()) {

@@ -232,6 +232,16 @@ Tensor& Tensor::copy_(const Tensor& src) {
   return *this;
 }
 
+Tensor& Tensor::move_to_(Device d) {
+  check_defined("move_to_");
+  RECHUB_CHECK(!is_sparse(), "move_to_ of a row-sparse tensor is not supported");
+  if (d == device()) return *this;
+  Tensor moved = to(d);  // a fresh storage on d holding a copy
+  impl_->storage = moved.impl()->storage;
+  impl_->offset = moved.impl()->offset;
+  return *this;
+}
+
 uint64_t Tensor::version() const {
   check_defined("version");
   return impl_->storage ? impl_->storage->version() : 0;

@@ -93,6 +93,10 @@ class Tensor {
   Tensor& zero_();
   Tensor& fill_(double v);
   Tensor& copy_(const Tensor& src);  // same shape and dtype
+  // Moves this tensor's data to `d` IN PLACE: the TensorImpl (and so every handle to it) stays,
+  // its storage is replaced by a new one on `d` holding a copy of the data (offset 0). Views made
+  // earlier keep the old storage. Dense tensors only; a no-op when already on `d`.
+  Tensor& move_to_(Device d);
   uint64_t version() const;
   void bump_version();
 

@@ -1,5 +1,9 @@
 #include "nn/batchnorm.h"
 
+#include <map>
+#include <memory>
+#include <mutex>
+
 #include "core/ops_nn.h"
 
 namespace rechub::nn {
@@ -18,7 +22,36 @@ BatchNorm1d::BatchNorm1d(int64_t num_features, double eps, double momentum, bool
   num_batches_ = register_buffer("num_batches_tracked", zeros({}, {.dtype = DType::i64}));
 }
 
-int64_t BatchNorm1d::num_batches_tracked() const { return num_batches_.data<int64_t>()[0]; }
+int64_t BatchNorm1d::num_batches_tracked() const { return num_batches_.to_vector<int64_t>()[0]; }
+
+void increment_counter(Tensor& c) {
+  RECHUB_CHECK(c.defined() && c.dtype() == DType::i64 && c.numel() == 1,
+               "increment_counter: expected an i64 scalar buffer");
+  if (c.device().is_cpu()) {
+    c.data<int64_t>()[0] += 1;
+    c.bump_version();
+    return;
+  }
+  struct Mirror {
+    std::weak_ptr<Storage> storage;  // the storage the value belongs to (no reuse confusion)
+    uint64_t version = 0;
+    int64_t value = 0;
+  };
+  static std::mutex mu;
+  static std::map<const TensorImpl*, Mirror>* mirrors = new std::map<const TensorImpl*, Mirror>();
+  std::lock_guard<std::mutex> lk(mu);
+  if (mirrors->size() > 4096)  // drop the entries of dead tensors now and then
+    for (auto it = mirrors->begin(); it != mirrors->end();) it = it->second.storage.expired() ? mirrors->erase(it) : ++it;
+  Mirror& m = (*mirrors)[c.impl()];
+  const auto& storage = c.impl()->storage;
+  if (m.storage.lock() != storage || m.version != c.version() || c.impl()->offset != 0) {
+    m.value = c.to_vector<int64_t>()[0];  // one read after the buffer changed
+    m.storage = storage;
+  }
+  m.value += 1;
+  c.fill_(static_cast<double>(m.value));  // exact below 2^53; bumps the version
+  m.version = c.version();
+}
 
 Tensor BatchNorm1d::forward(const Tensor& x) {
   RECHUB_CHECK(x.defined() && (x.dim() == 2 || x.dim() == 3) && x.size(1) == c_,
@@ -29,8 +62,7 @@ Tensor BatchNorm1d::forward(const Tensor& x) {
     RECHUB_CHECK(per_channel > 1, describe() << ": expected more than 1 value per channel when training, got input "
                                              << shape_str(x.shape())
                                              << " (a batch of one cannot be normalised; use eval() for inference)");
-    num_batches_.data<int64_t>()[0] += 1;
-    num_batches_.bump_version();
+    increment_counter(num_batches_);
   }
   return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, is_training(), momentum_, eps_);
 }

@@ -32,4 +32,10 @@ class BatchNorm1d : public UnaryModule {
   Tensor weight_, bias_, running_mean_, running_var_, num_batches_;
 };
 
+// counter += 1 for an i64 scalar buffer (num_batches_tracked) on any device. On a CUDA device the
+// value is kept in a host mirror (checked against the buffer's storage and version), so training
+// steps write it (a fill kernel) without reading device memory; only the first increment after the
+// buffer changed otherwise (to(), a checkpoint load) reads it back once.
+void increment_counter(Tensor& counter);
+
 }  // namespace rechub::nn

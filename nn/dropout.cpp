@@ -1,6 +1,7 @@
 #include "nn/dropout.h"
 
 #include "core/ops.h"
+#include "nn/upload.h"
 
 namespace rechub::nn {
 
@@ -23,6 +24,8 @@ Tensor Dropout::forward(const Tensor& x) {
     double* m = mask.data<double>();
     for (int64_t i = 0; i < mask.numel(); ++i) m[i] = gen_.bernoulli(keep) ? scale : 0.0;
   }
+  // Drawn on the host from the generator whatever the device, so CPU and CUDA runs draw the same mask.
+  if (!x.device().is_cpu()) mask = upload_to(mask, x.device());
   return ops::mul(x, mask);
 }
 

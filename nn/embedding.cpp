@@ -1,11 +1,13 @@
 #include "nn/embedding.h"
 
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
 
 #include "core/ops.h"
 #include "core/rng.h"
+#include "nn/upload.h"
 
 namespace rechub::nn {
 
@@ -141,10 +143,10 @@ nlohmann::json EmbeddingCollection::layout_json() const {
 namespace {
 // dst[b, j] = offset of feature feats[j] + src[b, feats[j]]: one tight pass, and a second one to
 // name the offender only when some id is outside its feature's vocabulary.
-template <class I>
+template <class I, class O>
 void offset_ids(const I* src, int64_t B, int64_t F, const std::vector<int64_t>& feats,
                 const std::vector<EmbeddingCollection::Slot>& slots, const std::vector<EmbeddingSpec>& specs,
-                const std::string& who, int64_t* dst) {
+                const std::string& who, O* dst) {
   const int64_t Fa = static_cast<int64_t>(feats.size());
   std::vector<int64_t> offset(Fa);
   std::vector<uint64_t> rows(Fa);
@@ -157,7 +159,7 @@ void offset_ids(const I* src, int64_t B, int64_t F, const std::vector<int64_t>& 
     for (int64_t j = 0; j < Fa; ++j) {
       const int64_t id = static_cast<int64_t>(src[b * F + feats[j]]);
       ok &= static_cast<uint64_t>(id) < rows[j];  // (a negative id wraps to a huge one)
-      dst[b * Fa + j] = offset[j] + id;
+      dst[b * Fa + j] = static_cast<O>(offset[j] + id);
     }
   if (ok) return;
   for (int64_t b = 0; b < B; ++b)
@@ -168,6 +170,8 @@ void offset_ids(const I* src, int64_t B, int64_t F, const std::vector<int64_t>& 
                         << " is outside the vocabulary of size " << rows[j]);
     }
 }
+// The offset ids on the arena's device (nn/upload.h: the host does not wait for the GPU).
+Tensor upload_ids(const Tensor& host, Device dev) { return upload_to(host, dev); }
 }  // namespace
 
 Tensor EmbeddingCollection::forward(const Tensor& ids) const {
@@ -178,18 +182,31 @@ Tensor EmbeddingCollection::forward(const Tensor& ids) const {
                                             : std::string("an undefined tensor")));
   RECHUB_CHECK(ids.size(1) == F,
                describe() << ": ids have " << ids.size(1) << " columns but " << F << " features are defined");
-  RECHUB_CHECK(ids.device().is_cpu(), describe() << ": ids must be on the CPU");
+  // Ids are validated and offset on the host (errors name the feature and the row); on a CUDA
+  // device the offset ids are then uploaded (pinned staging, stream-ordered) for the lookup.
+  const Tensor host_ids = ids.device().is_cpu() ? ids : ids.to(Device::cpu());
   const int64_t B = ids.size(0);
+  const Device dev = arenas_.empty() ? Device::cpu() : arenas_[0].device();
   std::vector<Tensor> per_arena;
   for (size_t a = 0; a < arenas_.size(); ++a) {
     const auto& feats = arena_features_[a];
     const int64_t Fa = static_cast<int64_t>(feats.size());
-    Tensor ida = empty({B, Fa}, {.dtype = DType::i64});
-    if (ids.dtype() == DType::i32)
-      offset_ids(ids.data<int32_t>(), B, F, feats, slots_, specs_, describe(), ida.data<int64_t>());
+    // Arena row numbers as i32 when they fit: half the bytes for the lookup and its backward.
+    const bool narrow = arenas_[a].size(0) <= std::numeric_limits<int32_t>::max();
+    Tensor ida = empty({B, Fa}, {.dtype = narrow ? DType::i32 : DType::i64});
+    auto offset_into = [&](auto* dst) {
+      if (host_ids.dtype() == DType::i32)
+        offset_ids(host_ids.data<int32_t>(), B, F, feats, slots_, specs_, describe(), dst);
+      else
+        offset_ids(host_ids.data<int64_t>(), B, F, feats, slots_, specs_, describe(), dst);
+    };
+    if (narrow)
+      offset_into(ida.data<int32_t>());
     else
-      offset_ids(ids.data<int64_t>(), B, F, feats, slots_, specs_, describe(), ida.data<int64_t>());
-    ops::EmbeddingCheck check;
+      offset_into(ida.data<int64_t>());
+    if (!dev.is_cpu()) ida = upload_ids(ida, arenas_[a].device());
+    // offset_ids has checked every id: the lookup skips its own pass (on a device, a wait for the GPU).
+    ops::EmbeddingCheck check{.ids_checked = true};
     for (int64_t f : feats) {
       check.feature_names.push_back(specs_[f].name);
       check.row_ranges.emplace_back(slots_[f].offset, slots_[f].offset + slots_[f].rows);

@@ -4,6 +4,11 @@
 #include <sstream>
 #include <unordered_set>
 
+#include "core/autograd.h"
+#ifdef RECHUB_WITH_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
+
 namespace rechub::nn {
 
 namespace {
@@ -136,6 +141,39 @@ void Module::train(bool on) {
 
 void Module::zero_grad() {
   for (auto& [n, t] : named_parameters()) t.zero_grad();
+}
+
+Module& Module::to(Device device) {
+  if (device.is_cuda()) {
+#ifdef RECHUB_WITH_CUDA
+    const int n = rechub::cuda::device_count();
+#else
+    const int n = 0;
+#endif
+    RECHUB_CHECK(n > 0, describe() << ": cannot move to " << device.str()
+                                   << ": this build has no CUDA backend or no CUDA device is visible");
+    RECHUB_CHECK(device.index >= 0 && device.index < n, describe() << ": cannot move to " << device.str() << ": only "
+                                                                   << n << " CUDA device(s) are visible");
+  }
+  NoGradGuard ng;
+  for (auto& [name, t] : named_parameters()) {
+    Tensor p = t;
+    p.zero_grad();
+    p.move_to_(device);
+  }
+  for (auto& [name, t] : named_buffers()) {
+    Tensor b = t;
+    b.move_to_(device);
+  }
+  return *this;
+}
+
+Device Module::device() const {
+  const auto ps = named_parameters();
+  if (!ps.empty()) return ps.front().second.device();
+  const auto bs = named_buffers();
+  if (!bs.empty()) return bs.front().second.device();
+  return Device::cpu();
 }
 
 int64_t Module::parameter_count() const {

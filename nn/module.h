@@ -52,6 +52,17 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
   void zero_grad();  // drops every parameter's gradient (PyTorch's set_to_none)
+
+  // Moves every parameter and buffer of the tree to `device` IN PLACE (Tensor::move_to_): each
+  // tensor keeps its identity (same TensorImpl, new storage), so handles held elsewhere (an
+  // optimizer, a model's expert lists, shared embedding tables) follow. Gradients are dropped;
+  // requires_grad and names stay. Build optimizers AFTER to(): an optimizer's state tensors are not
+  // moved (Optimizer::step refuses state on another device than its parameter, naming both).
+  // A no-op for tensors already there. Returns *this.
+  Module& to(Device device);
+  // The device of the tree's tensors (the first parameter's, else the first buffer's; cpu for a
+  // tree without tensors).
+  Device device() const;
   int64_t parameter_count() const;
 
   // Dotted path of this module in its tree ("" for a root); layers use it in error messages.

@@ -8,6 +8,7 @@
 
 #include "core/autograd.h"
 #include "core/dispatch.h"
+#include "nn/optim_cuda.h"
 
 namespace rechub::nn {
 
@@ -89,10 +90,25 @@ void Optimizer::step() {
                    "optimizer: the gradient of '" << p.name() << "' is " << shape_str(grad.shape()) << " "
                                                   << dtype_name(grad.dtype()) << " but the parameter is "
                                                   << shape_str(p.shape()) << " " << dtype_name(p.dtype()));
-      RECHUB_CHECK(p.device().is_cpu() && grad.device().is_cpu(), "optimizer: parameter '"
-                                                                      << p.name() << "' is on " << p.device().str()
-                                                                      << "; optimizer updates run on CPU tensors");
-      if (grad.is_sparse() && !sorted_unique(grad.sparse_indices())) grad = grad.coalesce();
+      const Device dev = p.device();
+      RECHUB_CHECK(grad.device() == dev, "optimizer: parameter '" << p.name() << "' is on " << dev.str()
+                                                                  << " but its gradient is on " << grad.device().str());
+      for (const auto& [key, t] : state_[gi][i].tensors)
+        RECHUB_CHECK(t.device() == dev, "optimizer: the '" << key << "' state of parameter '" << p.name() << "' is on "
+                                                           << t.device().str() << " but the parameter is on "
+                                                           << dev.str()
+                                                           << "; move the model (Module::to) before building the "
+                                                              "optimizer, or load the optimizer state after moving");
+      if (dev.is_cuda()) {
+        RECHUB_CHECK(p.dtype() == DType::f32, "optimizer: parameter '" << p.name() << "' on " << dev.str() << " is "
+                                                                       << dtype_name(p.dtype())
+                                                                       << "; CUDA optimizer updates support f32 only");
+        // A CUDA embedding backward yields sorted unique rows (not checked on the host: that would read
+        // device memory). More rows than the table has can only come from accumulated gradients.
+        if (grad.is_sparse() && grad.sparse_indices().numel() > p.size(0)) grad = detail::coalesce_on_device(grad);
+      } else if (grad.is_sparse() && !sorted_unique(grad.sparse_indices())) {
+        grad = grad.coalesce();
+      }
       update(p, grad, g, state_[gi][i]);
       p.bump_version();
     }
@@ -136,7 +152,8 @@ Optimizer::NamedTensors Optimizer::state_tensors(const ParamNames* names) const 
     for (size_t i = 0; i < groups_[gi].params.size(); ++i, ++k) {
       const ParamState& s = state_[gi][i];
       if (s.step == 0 && s.tensors.empty()) continue;
-      for (const auto& [key, t] : s.tensors) out.emplace_back(pn[k] + "." + key, t);
+      // CPU copies: a checkpoint writes host memory (and the caller may keep them).
+      for (const auto& [key, t] : s.tensors) out.emplace_back(pn[k] + "." + key, t.device().is_cpu() ? t : t.to(Device::cpu()));
       if (counts_steps()) out.emplace_back(pn[k] + ".step", from_vector(std::vector<int64_t>{s.step}, {}));
     }
   return out;
@@ -228,7 +245,7 @@ std::vector<std::string> Optimizer::check_state(const NamedTensors& state, const
       if (t.dtype() != DType::i64 || t.numel() != 1)
         problems.push_back("optimizer state '" + full + "': expected an i64 scalar, got " + shape_str(t.shape()) + " " +
                            dtype_name(t.dtype()));
-      else if (t.data<int64_t>()[0] < 0)
+      else if (t.to_vector<int64_t>()[0] < 0)
         problems.push_back("optimizer state '" + full + "': negative step count");
     } else if (std::find(keys.begin(), keys.end(), key) != keys.end()) {
       if (t.shape() != p.shape() || t.dtype() != p.dtype())
@@ -260,15 +277,24 @@ void Optimizer::load_state(const NamedTensors& state, const nlohmann::json& conf
     RECHUB_FAIL(os.str());
   }
   const auto pn = resolve_names(names);
+  std::map<std::string, Device> param_device;
+  {
+    size_t k = 0;
+    for (const auto& g : groups_)
+      for (const auto& p : g.params) param_device.emplace(pn[k++], p.device());
+  }
   std::map<std::string, ParamState> fresh;
   for (const auto& [full, t] : state) {
     const auto dot = full.rfind('.');
     const std::string pname = full.substr(0, dot), key = full.substr(dot + 1);
     ParamState& s = fresh[pname];
-    if (key == "step")
-      s.step = t.data<int64_t>()[0];
-    else
-      s.tensors[key] = t.clone();
+    if (key == "step") {
+      s.step = t.to_vector<int64_t>()[0];
+    } else {
+      // A copy on the parameter's device (the checkpoint's tensors are on the CPU).
+      const Device d = param_device.at(pname);
+      s.tensors[key] = t.device() == d ? t.clone() : t.to(d);
+    }
   }
   size_t k = 0;
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
@@ -279,6 +305,12 @@ void Optimizer::load_state(const NamedTensors& state, const nlohmann::json& conf
       state_[gi][i] = it == fresh.end() ? ParamState{} : it->second;
     }
   }
+}
+
+Tensor coalesce_sparse_grad(const Tensor& g) {
+  if (!g.defined() || !g.is_sparse()) return g;
+  NoGradGuard ng;
+  return g.device().is_cuda() ? detail::coalesce_on_device(g) : g.coalesce();
 }
 
 // ---- gradient clipping ----------------------------------------------------------------------------
@@ -293,8 +325,10 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, double
     Tensor g = p.grad();
     if (!g.defined()) continue;
     if (g.is_sparse()) {
-      if (!sorted_unique(g.sparse_indices())) {
-        g = g.coalesce();
+      const bool cuda = g.device().is_cuda();
+      // On CUDA the rows are trusted unique unless there are more than the table has (see step()).
+      if (cuda ? g.sparse_indices().numel() > p.size(0) : !sorted_unique(g.sparse_indices())) {
+        g = cuda ? detail::coalesce_on_device(g) : g.coalesce();
         Tensor(p).set_grad(g);
       }
       grads.push_back(g.sparse_values());
@@ -304,7 +338,16 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, double
   }
   const bool inf = std::isinf(norm_type);
   double acc = 0.0;  // sum of |g|^p (or max |g|), accumulated in double
+  // CUDA gradients: accumulated on their device into one double, read back once.
+  std::vector<Tensor> on_device;
+  for (const Tensor& g : grads)
+    if (g.device().is_cuda()) on_device.push_back(g);
+  if (!on_device.empty()) {
+    const double a = detail::grad_norm_on_device(on_device, norm_type);
+    acc = inf ? std::max(acc, a) : acc + a;
+  }
   for (const Tensor& g : grads) {
+    if (g.device().is_cuda()) continue;
     RECHUB_FLOAT_DISPATCH(g.dtype(), "clip_grad_norm", {
       const scalar_t* d = g.data<scalar_t>();
       for (int64_t i = 0; i < g.numel(); ++i) {
@@ -320,7 +363,9 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, double
   const double coef = std::min(1.0, max_norm / (total + 1e-6));
   if (coef < 1.0 || !std::isfinite(total)) {
     for (Tensor& g : grads) {
-      if (g.dtype() == DType::f32) {
+      if (g.device().is_cuda()) {
+        detail::scale_on_device(g, coef);
+      } else if (g.dtype() == DType::f32) {
         float* d = g.data<float>();
         const float c = static_cast<float>(coef);
         for (int64_t i = 0; i < g.numel(); ++i) d[i] *= c;

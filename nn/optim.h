@@ -17,6 +17,16 @@
 //                 first step does when dampening is 0).
 // Gradients with repeated rows are coalesced first (the update is non-linear).
 //
+// CUDA parameters (f32): the updates run as fused kernels (kernels/cuda/optim.h) with the same
+// rules; state tensors live on the parameter's device. A row-sparse CUDA gradient is taken to hold
+// unique rows, as one CUDA embedding backward yields (checking would read device memory); only a
+// gradient with more rows than the table is coalesced (on the device). Code that sums row-sparse
+// gradients itself (the task balancers) coalesces with coalesce_sparse_grad. Two backward passes
+// into .grad without zero_grad() on a CUDA sparse table are NOT supported (duplicate rows would be
+// updated as if unique, except in the case above). Build the optimizer after Module::to(): state
+// on another device than its parameter is refused by step(). state_tensors() returns CPU copies;
+// load_state() copies onto each parameter's device.
+//
 // Every update runs under NoGradGuard, in place, and bumps the parameter's version.
 #include <cstdint>
 #include <map>
@@ -179,6 +189,11 @@ class Adagrad : public Optimizer {
 // vector; row-sparse ones coalesced first) is at most max_norm, exactly like
 // torch.nn.utils.clip_grad_norm_ (coefficient max_norm / (norm + 1e-6), capped at 1). Returns the
 // norm before clipping. norm_type is p > 0 or INFINITY. Parameters without a gradient are skipped.
+// On CUDA gradients the norm is accumulated on the device and read back once (one synchronisation).
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, double norm_type = 2.0);
+
+// A row-sparse gradient with duplicate rows summed and rows sorted, on its own device (CUDA: a sort
+// on the device, reading back the unique count). Dense tensors are returned as they are.
+Tensor coalesce_sparse_grad(const Tensor& g);
 
 }  // namespace rechub::nn

@@ -11,6 +11,7 @@
 #include "core/dispatch.h"
 #include "kernels/cpu/parallel.h"
 #include "nn/optim.h"
+#include "nn/optim_cuda.h"
 
 namespace rechub::nn {
 
@@ -167,7 +168,7 @@ Tensor& state_tensor(Optimizer::ParamState& st, const std::string& key, const Te
     return it->second;
   }
   if (created) *created = true;
-  return st.tensors[key] = full(p.shape(), fill, {.dtype = p.dtype()});
+  return st.tensors[key] = full(p.shape(), fill, {.dtype = p.dtype(), .device = p.device()});
 }
 
 // Row-sparse gradient views: rows r[k] of width d, values v[k * d ..].
@@ -223,6 +224,15 @@ void SGD::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamState&
   const bool use_mom = opts_.momentum != 0;
   bool first = false;
   Tensor buf = use_mom ? state_tensor(st, "momentum_buffer", p, 0.0, &first) : Tensor();
+  if (p.device().is_cuda()) {
+    detail::sgd_update_cuda(p, grad, buf, first,
+                            {.lr = g.lr,
+                             .momentum = opts_.momentum,
+                             .dampening = opts_.dampening,
+                             .weight_decay = g.weight_decay,
+                             .nesterov = opts_.nesterov});
+    return;
+  }
   RECHUB_FLOAT_DISPATCH(p.dtype(), "SGD", {
     using T = scalar_t;
     const T lr = static_cast<T>(g.lr), wd = static_cast<T>(g.weight_decay), mom = static_cast<T>(opts_.momentum),
@@ -281,6 +291,16 @@ void Adam::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamState
   st.step += 1;
   const double t = static_cast<double>(st.step);
   const double bc1 = 1.0 - std::pow(opts_.beta1, t), bc2 = 1.0 - std::pow(opts_.beta2, t);
+  if (p.device().is_cuda()) {
+    detail::adam_update_cuda(p, grad, m, v, st.step,
+                             {.lr = g.lr,
+                              .beta1 = opts_.beta1,
+                              .beta2 = opts_.beta2,
+                              .eps = opts_.eps,
+                              .weight_decay = g.weight_decay,
+                              .decoupled = decoupled_});
+    return;
+  }
   RECHUB_FLOAT_DISPATCH(p.dtype(), "Adam", {
     using T = scalar_t;
     AdamCoef<T> c{static_cast<T>(opts_.beta1),
@@ -339,6 +359,11 @@ void Adagrad::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamSt
   Tensor sum = state_tensor(st, "sum", p, opts_.initial_accumulator_value, nullptr);
   st.step += 1;
   const double clr_d = g.lr / (1.0 + static_cast<double>(st.step - 1) * opts_.lr_decay);
+  if (p.device().is_cuda()) {
+    detail::adagrad_update_cuda(p, grad, sum, st.step,
+                                {.lr = g.lr, .lr_decay = opts_.lr_decay, .weight_decay = g.weight_decay, .eps = opts_.eps});
+    return;
+  }
   RECHUB_FLOAT_DISPATCH(p.dtype(), "Adagrad", {
     using T = scalar_t;
     const T clr = static_cast<T>(clr_d), eps = static_cast<T>(opts_.eps), wd = static_cast<T>(g.weight_decay);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "mtl/metrics/evaluate.h"
 
 namespace rechub::cli {
@@ -25,6 +26,10 @@ CLI::Validator non_negative();
 std::vector<int64_t> parse_int_list(const std::string& flag, const std::string& s);
 std::vector<double> parse_double_list(const std::string& flag, const std::string& s);
 std::vector<std::string> parse_name_list(const std::string& flag, const std::string& s);
+
+// --device: "cpu", "cuda" or "cuda:N". Throws rechub::Error with a clear message for an unknown
+// name, a build without the CUDA backend, or a device that is not visible.
+Device parse_device_flag(const std::string& s);
 
 // The per-task table of `rechub train` and `rechub eval`: a header, then one row per task with AUC
 // and LogLoss at `decimals` places (MSE and MAE for regression tasks).

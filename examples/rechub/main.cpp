@@ -89,6 +89,7 @@ Runner add_eval(CLI::App& app) {
     bool json = false;
     int64_t batch_size = 4096;
     int threads = 0;
+    std::string device = "cpu";
   };
   auto o = std::make_shared<Opts>();
   auto* c = app.add_subcommand("eval", "Evaluate a trained model on a labelled CSV file: per-task AUC and LogLoss");
@@ -97,9 +98,11 @@ Runner add_eval(CLI::App& app) {
   c->add_flag("--json", o->json, "Print one JSON object {\"tasks\": {...}, \"rows\": n}");
   c->add_option("--batch-size", o->batch_size, "Rows per forward pass")->check(positive());
   c->add_option("--threads", o->threads, "OpenMP threads (0: all)")->check(non_negative());
+  c->add_option("--device", o->device, "Where the model runs: cpu, cuda or cuda:N (default cpu)");
   return [o]() {
     if (o->threads > 0) omp_set_num_threads(o->threads);
-    trainer::Predictor p(o->model);
+    const Device device = parse_device_flag(o->device);
+    trainer::Predictor p(o->model, device);
     const auto& prep = p.preprocessor();
     const data::ColumnTable table = data::read_csv(o->data, prep.schema(), prep.csv_options());
     const data::Dataset ds = prep.transform(table);
@@ -121,6 +124,7 @@ Runner add_predict(CLI::App& app) {
     std::string model, data, out;
     int64_t batch_size = 4096;
     int threads = 0;
+    std::string device = "cpu";
   };
   auto o = std::make_shared<Opts>();
   auto* c = app.add_subcommand("predict", "Predict every task for the rows of a CSV file (labels not needed)");
@@ -130,9 +134,11 @@ Runner add_predict(CLI::App& app) {
       ->required();
   c->add_option("--batch-size", o->batch_size, "Rows per forward pass")->check(positive());
   c->add_option("--threads", o->threads, "OpenMP threads (0: all)")->check(non_negative());
+  c->add_option("--device", o->device, "Where the model runs: cpu, cuda or cuda:N (default cpu)");
   return [o]() {
     if (o->threads > 0) omp_set_num_threads(o->threads);
-    trainer::Predictor p(o->model);
+    const Device device = parse_device_flag(o->device);
+    trainer::Predictor p(o->model, device);
     const data::RawRows raw = data::read_raw_rows(o->data, p.preprocessor().csv_options());
     const auto preds = p.predict(raw.rows, raw.header, o->batch_size);
     std::ostringstream os;

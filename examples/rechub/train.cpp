@@ -7,6 +7,9 @@
 #include <set>
 
 #include "core/error.h"
+#ifdef RECHUB_WITH_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
 #include "examples/rechub/cli.h"
 #include "mtl/data/infer.h"
 #include "mtl/data/load.h"
@@ -25,6 +28,7 @@ struct TrainFlags {
   std::string train, val, test, schema, sparse, dense, tasks, task_types, separator = ",", missing;
   double val_fraction = 0, test_fraction = 0;
   std::string model = "mmoe";
+  std::string device = "cpu";
   int64_t embed_dim = 16, num_experts = 4, num_shared_experts = 2, num_layers = 2;
   std::string hidden_units = "128,64", expert_units = "128,64", tower_units = "64,32";
   double dropout = 0;
@@ -114,6 +118,28 @@ void print_table(const metrics::EvalResult& r, const std::string& split) {
 
 }  // namespace
 
+Device parse_device_flag(const std::string& s) {
+  Device d;
+  try {
+    d = Device::parse(s);
+  } catch (const Error&) {
+    RECHUB_FAIL("--device '" << s << "': unknown device (expected cpu, cuda or cuda:N)");
+  }
+  if (d.is_cpu()) return d;
+#ifdef RECHUB_WITH_CUDA
+  const int n = rechub::cuda::device_count();
+  RECHUB_CHECK(n > 0, "--device " << s << ": no CUDA device is visible (the driver reports none; check the driver and "
+                                          "CUDA_VISIBLE_DEVICES), use --device cpu");
+  RECHUB_CHECK(d.index < n, "--device " << s << ": only " << n << " CUDA device(s) are visible (cuda:0 to cuda:"
+                                        << n - 1 << ")");
+  return d;
+#else
+  RECHUB_FAIL("--device " << s
+                          << ": this build of rechub has no CUDA backend (reconfigure with -DRECHUB_CUDA=ON), use "
+                             "--device cpu");
+#endif
+}
+
 void print_task_rows(const metrics::EvalResult& r, int decimals) {
   std::printf("%-12s %10s %10s %10s\n", "task", "AUC", "LogLoss", "rows");
   for (const auto& t : r.tasks) {
@@ -161,6 +187,7 @@ Runner add_train(CLI::App& app) {
       ->check(CLI::IsMember({"adam", "adamw", "sgd", "adagrad"}));
   c->add_option("--clip-grad-norm", f->clip, "Clip the global gradient norm (0: off)")->check(non_negative());
   c->add_option("--seed", f->seed, "Seed (shuffling, initialisation, PCGrad's order)");
+  c->add_option("--device", f->device, "Where to train: cpu, cuda or cuda:N (default cpu)");
   c->add_option("--threads", f->threads, "OpenMP threads (0: all)")->check(non_negative());
   c->add_option("--balance", f->balance, "Task balancing: fixed|gradnorm|metabalance|uwl|dwa|pcgrad")
       ->check(CLI::IsMember({"fixed", "gradnorm", "metabalance", "uwl", "dwa", "pcgrad"}));
@@ -187,6 +214,7 @@ Runner add_train(CLI::App& app) {
     RECHUB_CHECK(f->val.empty() || f->val_fraction == 0, "--val and --val-fraction exclude each other");
     RECHUB_CHECK(f->test.empty() || f->test_fraction == 0, "--test and --test-fraction exclude each other");
     // Everything the options decide is checked before any data is read.
+    const Device device = parse_device_flag(f->device);
     trainer::ModelSizes sizes{.embed_dim = f->embed_dim,
                               .hidden_units = parse_int_list("--hidden-units", f->hidden_units),
                               .expert_units = parse_int_list("--expert-units", f->expert_units),
@@ -219,7 +247,8 @@ Runner add_train(CLI::App& app) {
         .out_dir = f->out,
         .resume = f->resume,
         .seed = f->seed,
-        .progress = !f->quiet};
+        .progress = !f->quiet,
+        .device = device};
     RECHUB_CHECK(fs::exists(f->train), "--train '" << f->train << "': no such file");
     for (const auto* p : {&f->val, &f->test})
       RECHUB_CHECK(p->empty() || fs::exists(*p), "'" << *p << "': no such file");

@@ -3,6 +3,7 @@
 #include "kernels/cuda/runtime.h"
 
 #include <array>
+#include <cstring>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -143,6 +144,7 @@ class CachingAllocator {
 struct PerDevice {
   std::mutex mu;
   std::array<cudaStream_t, kMaxDevices> streams{};
+  std::array<cudaStream_t, kMaxDevices> copy_streams{};
   std::array<cublasHandle_t, kMaxDevices> handles{};
 };
 PerDevice& per_device() {
@@ -291,6 +293,125 @@ void PinnedBuffer::copy_to_device_async(void* dst, int device, size_t nbytes) co
   RECHUB_CHECK(nbytes <= size_, "PinnedBuffer: copy of " << nbytes << " bytes from a buffer of " << size_);
   use_device(device);
   RECHUB_CUDA_CHECK(cudaMemcpyAsync(dst, data_, nbytes, cudaMemcpyHostToDevice, current_stream()));
+}
+
+// ---- uploads, events, copy stream ----
+
+namespace {
+
+cudaStream_t copy_stream(int device) {
+  use_device(device);
+  PerDevice& pd = per_device();
+  std::lock_guard<std::mutex> lk(pd.mu);
+  if (!pd.copy_streams[device])
+    RECHUB_CUDA_CHECK(cudaStreamCreateWithFlags(&pd.copy_streams[device], cudaStreamNonBlocking));
+  return pd.copy_streams[device];
+}
+
+// The staging ring of one device: a slot is reused only after its previous copy has run (its event).
+struct StagingRing {
+  static constexpr int kSlots = 8;
+  struct Slot {
+    PinnedBuffer buf;
+    cudaEvent_t done = nullptr;
+    bool pending = false;
+  };
+  std::mutex mu;
+  std::array<Slot, kSlots> slots;
+  int next = 0;
+};
+StagingRing& staging(int device) {
+  static std::array<StagingRing*, kMaxDevices>* rings = new std::array<StagingRing*, kMaxDevices>{};
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lk(mu);
+  auto& r = (*rings)[device];
+  if (!r) r = new StagingRing();  // never destroyed: pinned memory may be in flight at exit
+  return *r;
+}
+
+}  // namespace
+
+void upload(void* dst, int device, const void* src, size_t nbytes) {
+  if (nbytes == 0) return;
+  RECHUB_CHECK(device >= 0 && device < kMaxDevices, "upload: device index " << device << " out of range");
+  use_device(device);
+  StagingRing& ring = staging(device);
+  std::lock_guard<std::mutex> lk(ring.mu);
+  StagingRing::Slot& slot = ring.slots[ring.next];
+  ring.next = (ring.next + 1) % StagingRing::kSlots;
+  if (slot.pending) RECHUB_CUDA_CHECK(cudaEventSynchronize(slot.done));  // its previous copy has run
+  slot.pending = false;
+  if (slot.buf.size() < nbytes) {
+    size_t cap = 1 << 16;
+    while (cap < nbytes) cap *= 2;
+    slot.buf = PinnedBuffer(cap);
+  }
+  if (!slot.done) RECHUB_CUDA_CHECK(cudaEventCreateWithFlags(&slot.done, cudaEventDisableTiming));
+  std::memcpy(slot.buf.data(), src, nbytes);
+  cudaStream_t st = current_stream();
+  RECHUB_CUDA_CHECK(cudaMemcpyAsync(dst, slot.buf.data(), nbytes, cudaMemcpyHostToDevice, st));
+  RECHUB_CUDA_CHECK(cudaEventRecord(slot.done, st));
+  slot.pending = true;
+}
+
+Event::~Event() {
+  if (ev_) (void)cudaEventDestroy(static_cast<cudaEvent_t>(ev_));
+}
+Event::Event(Event&& o) noexcept : ev_(o.ev_), device_(o.device_), recorded_(o.recorded_) {
+  o.ev_ = nullptr;
+  o.recorded_ = false;
+}
+Event& Event::operator=(Event&& o) noexcept {
+  if (this != &o) {
+    if (ev_) (void)cudaEventDestroy(static_cast<cudaEvent_t>(ev_));
+    ev_ = o.ev_;
+    device_ = o.device_;
+    recorded_ = o.recorded_;
+    o.ev_ = nullptr;
+    o.recorded_ = false;
+  }
+  return *this;
+}
+void Event::ensure(int device) {
+  use_device(device);
+  if (ev_ && device_ != device) {
+    (void)cudaEventDestroy(static_cast<cudaEvent_t>(ev_));
+    ev_ = nullptr;
+  }
+  if (!ev_) {
+    cudaEvent_t e = nullptr;
+    RECHUB_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    ev_ = e;
+    device_ = device;
+  }
+}
+void Event::record_compute(int device) {
+  ensure(device);
+  RECHUB_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(ev_), current_stream()));
+  recorded_ = true;
+}
+void Event::record_copy(int device) {
+  ensure(device);
+  RECHUB_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(ev_), copy_stream(device)));
+  recorded_ = true;
+}
+void Event::make_compute_wait(int device) const {
+  if (!recorded_) return;
+  use_device(device);
+  RECHUB_CUDA_CHECK(cudaStreamWaitEvent(current_stream(), static_cast<cudaEvent_t>(ev_), 0));
+}
+void Event::make_copy_wait(int device) const {
+  if (!recorded_) return;
+  RECHUB_CUDA_CHECK(cudaStreamWaitEvent(copy_stream(device), static_cast<cudaEvent_t>(ev_), 0));
+}
+void Event::synchronize() const {
+  if (recorded_) RECHUB_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(ev_)));
+}
+
+void copy_to_device_on_copy_stream(void* dst, int device, const void* src, size_t nbytes) {
+  if (nbytes == 0) return;
+  cudaStream_t st = copy_stream(device);
+  RECHUB_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, st));
 }
 
 }  // namespace rechub::cuda

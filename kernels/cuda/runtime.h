@@ -62,4 +62,46 @@ class PinnedBuffer {
   size_t size_ = 0;
 };
 
+// Host -> device copy of `nbytes` from ordinary (pageable) host memory through a ring of pinned
+// staging buffers of the device: `src` is copied into the next staging buffer (the host waits only
+// if that buffer's previous copy has not run yet), the copy is queued on the device's compute
+// stream, stream-ordered with the kernels (so `dst` may be a block the caching allocator just
+// recycled), and the call returns without waiting for it; `src` may be reused at once.
+void upload(void* dst, int device, const void* src, size_t nbytes);
+
+// A CUDA event (opaque; no CUDA headers here) for ordering the copy stream against the compute
+// stream of a device.
+class Event {
+ public:
+  Event() = default;
+  ~Event();
+  Event(Event&& o) noexcept;
+  Event& operator=(Event&& o) noexcept;
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+
+  void record_compute(int device);  // at the current end of the device's compute stream
+  void record_copy(int device);     // at the current end of the device's copy stream
+  // GPU-side waits (the host does not block): later work of that stream runs after the event.
+  void make_compute_wait(int device) const;
+  void make_copy_wait(int device) const;
+  // The host waits for the event (returns at once when never recorded).
+  void synchronize() const;
+  bool recorded() const { return recorded_; }
+
+ private:
+  void ensure(int device);
+  void* ev_ = nullptr;
+  int device_ = -1;
+  bool recorded_ = false;
+};
+
+// The device's copy stream (a second non-blocking stream, created on first use): queues a copy of
+// `nbytes` from pinned host memory `src` to device memory `dst` and returns. The caller orders it:
+// make the copy stream wait for the compute stream first when `dst` was allocated from the caching
+// allocator (an Event recorded on the compute stream), record an Event on the copy stream after,
+// make the compute stream wait for it before kernels read `dst`, and keep `src` untouched until
+// that event has completed.
+void copy_to_device_on_copy_stream(void* dst, int device, const void* src, size_t nbytes);
+
 }  // namespace rechub::cuda

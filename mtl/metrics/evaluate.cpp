@@ -78,7 +78,7 @@ std::vector<std::vector<double>> predict_rows(models::MultiTaskModel& model, con
   for (int64_t b = 0; b < n; b += batch_size) {
     const data::Batch batch = data.range_batch(b, std::min(n, b + batch_size));
     const models::ModelOutput o = model.forward(batch);
-    const Tensor P = o.prediction_matrix();
+    const Tensor P = o.prediction_matrix().to(Device::cpu());  // one read per batch on a device model
     RECHUB_CHECK(P.dim() == 2 && P.size(1) == T, "model returned predictions " << shape_str(P.shape()) << " for "
                                                                                << T << " tasks");
     for (int64_t t = 0; t < T; ++t) {
@@ -88,7 +88,7 @@ std::vector<std::vector<double>> predict_rows(models::MultiTaskModel& model, con
     if (cvr) {
       auto it = o.extras.find("cvr");
       if (it != o.extras.end()) {
-        const Tensor c = it->second.dim() == 1 ? it->second : it->second.contiguous_copy();
+        const Tensor c = it->second.to(Device::cpu());
         const float* p = c.data<float>();
         for (int64_t i = 0; i < c.numel(); ++i) cvr->push_back(p[i]);
       }

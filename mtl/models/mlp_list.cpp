@@ -77,8 +77,7 @@ Tensor MLPList::run_hidden(const Tensor& x, int64_t first, int64_t count, bool f
     for (int64_t e = first; e < first + count; ++e)
       for (const Layer& L : hidden_[e]) {
         Tensor nb = L.num_batches;
-        nb.data<int64_t>()[0] += 1;
-        nb.bump_version();
+        nn::increment_counter(nb);
       }
   }
   return y;

@@ -130,8 +130,11 @@ Tensor MultiTaskModel::embed_inputs(const Tensor& sparse, const Tensor& dense) c
                kind_ << ": expected dense values [" << (B < 0 ? std::string("batch") : std::to_string(B)) << ", "
                      << n_dense << "], got " << (dense.defined() ? shape_str(dense.shape()) : std::string("none")));
   RECHUB_CHECK(dense.dtype() == DType::f32, kind_ << ": dense values must be f32, got " << dtype_name(dense.dtype()));
-  if (!emb.defined()) return dense;
-  return ops::concat({emb, dense}, 1);
+  // Inputs on the host follow the model to its device (the trainer uploads its batches ahead).
+  const Device dev = emb.defined() ? emb.device() : device();
+  const Tensor d = dense.device() == dev ? dense : dense.to(dev);
+  if (!emb.defined()) return d;
+  return ops::concat({emb, d}, 1);
 }
 
 std::vector<Tensor> MultiTaskModel::label_columns(const Tensor& labels, int64_t batch) const {
@@ -141,6 +144,8 @@ std::vector<Tensor> MultiTaskModel::label_columns(const Tensor& labels, int64_t 
                      << "] (one column per task: " << nlohmann::json(task_names_).dump() << "), got "
                      << (labels.defined() ? shape_str(labels.shape()) : std::string("none")));
   Tensor l = labels.dtype() == DType::f32 ? labels : labels.to(DType::f32);
+  const Device dev = device();
+  if (l.device() != dev) l = l.to(dev);  // labels on the host follow the model
   std::vector<Tensor> cols;
   if (T == 1) return {l};
   NoGradGuard ng;

@@ -8,12 +8,13 @@
 
 namespace rechub::trainer {
 
-Predictor::Predictor(const std::string& path) {
+Predictor::Predictor(const std::string& path, Device device) {
   metadata_ = nn::read_checkpoint_metadata(path);
   RECHUB_CHECK(metadata_.is_object() && metadata_.contains("model") && metadata_["model"].contains("kind"),
                path << ": not a rechub model checkpoint (its metadata has no 'model' record)");
   model_ = models::make_model(metadata_["model"]["kind"].get<std::string>(), metadata_["model"]["config"]);
   nn::load_checkpoint(path, *model_);
+  if (!device.is_cpu()) model_->to(device);
   model_->eval();
   if (metadata_.contains("preprocessor") && metadata_["preprocessor"].is_object())
     prep_ = std::make_shared<data::Preprocessor>(data::Preprocessor::from_json(metadata_["preprocessor"], path));
@@ -27,7 +28,7 @@ const data::Preprocessor& Predictor::preprocessor() const {
 std::vector<std::vector<double>> Predictor::predict(const data::Batch& batch) const {
   NoGradGuard ng;
   const models::ModelOutput out = model_->forward(batch.sparse, batch.dense);
-  const Tensor P = out.prediction_matrix();
+  const Tensor P = out.prediction_matrix().to(Device::cpu());
   const int64_t n = P.size(0), T = P.size(1);
   const float* p = P.data<float>();
   std::vector<std::vector<double>> r(static_cast<size_t>(n), std::vector<double>(static_cast<size_t>(T)));

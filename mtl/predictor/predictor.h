@@ -23,7 +23,9 @@ namespace rechub::trainer {
 
 class Predictor {
  public:
-  explicit Predictor(const std::string& checkpoint_path);
+  // `device`: where the model runs (moved there after loading; inputs come from the host and the
+  // predictions go back to it, one read per batch).
+  explicit Predictor(const std::string& checkpoint_path, Device device = Device::cpu());
 
   const std::vector<std::string>& task_names() const { return model_->task_names(); }
   const std::vector<data::TaskType>& task_types() const { return model_->task_types(); }

@@ -7,6 +7,7 @@
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "nn/optim.h"
 
 namespace rechub::trainer {
 
@@ -31,8 +32,13 @@ double dense_dot_any(const Tensor& a, const Tensor& b, int64_t a_off, int64_t b_
 
 }  // namespace
 
-double grad_dot(const Tensor& a, const Tensor& b) {
-  if (!a.defined() || !b.defined()) return 0;
+// Gradients on a CUDA device: the dot products run on host copies (the strategies that need them,
+// GradNorm, MetaBalance and PCGrad, read a few numbers per step; correctness over speed here).
+static Tensor on_host(const Tensor& t) { return t.device().is_cpu() ? t : t.to(Device::cpu()); }
+
+double grad_dot(const Tensor& a_in, const Tensor& b_in) {
+  if (!a_in.defined() || !b_in.defined()) return 0;
+  const Tensor a = on_host(a_in), b = on_host(b_in);
   RECHUB_CHECK(a.shape() == b.shape(),
                "gradient shapes differ: " << shape_str(a.shape()) << " vs " << shape_str(b.shape()));
   if (!a.is_sparse() && !b.is_sparse()) return dense_dot_any(a, b, 0, 0, a.numel());
@@ -67,8 +73,9 @@ double grad_dot(const Tensor& a, const Tensor& b) {
   return s;
 }
 
-double grad_sq_norm(const Tensor& g) {
-  if (!g.defined()) return 0;
+double grad_sq_norm(const Tensor& g_in) {
+  if (!g_in.defined()) return 0;
+  const Tensor g = on_host(g_in);
   if (g.is_sparse()) {
     const Tensor v = g.coalesce().sparse_values();
     return dense_dot_any(v, v, 0, 0, v.numel());
@@ -89,6 +96,12 @@ namespace {
 
 std::vector<double> loss_values(const std::vector<Tensor>& losses) {
   std::vector<double> v;
+  if (!losses.empty() && losses[0].defined() && losses[0].device().is_cuda()) {  // one read for all
+    NoGradGuard ng;
+    std::vector<Tensor> flat;
+    for (const Tensor& l : losses) flat.push_back(ops::reshape(l.detach(), {1}));
+    return ops::concat(flat, 0).to_vector<double>();
+  }
   for (const Tensor& l : losses) v.push_back(l.item());
   return v;
 }
@@ -253,7 +266,9 @@ class MetaBalance : public TaskBalancer {
       }
       if (sum.defined()) {
         Tensor param = p.params[k];
-        param.set_grad(sum);
+        // Summed row-sparse gradients repeat rows; the optimizers need them unique (on CUDA they are
+        // not checked on the host).
+        param.set_grad(sum.defined() && sum.is_sparse() ? nn::coalesce_sparse_grad(sum) : sum);
       }
     }
   }
@@ -382,7 +397,9 @@ class PCGrad : public TaskBalancer {
       for (size_t i = 0; i < n; ++i) sum = accumulate_grad(sum, p.shared[k] ? proj[i][k] : g[i][k]);
       if (sum.defined()) {
         Tensor param = p.params[k];
-        param.set_grad(sum);
+        // Summed row-sparse gradients repeat rows; the optimizers need them unique (on CUDA they are
+        // not checked on the host).
+        param.set_grad(sum.defined() && sum.is_sparse() ? nn::coalesce_sparse_grad(sum) : sum);
       }
     }
   }

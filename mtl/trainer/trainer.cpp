@@ -5,10 +5,17 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <array>
+#include <cstring>
+#include <optional>
 #include <set>
 
 #include "core/autograd.h"
 #include "core/error.h"
+#include "core/ops.h"
+#ifdef RECHUB_WITH_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
 #include "nn/checkpoint.h"
 #include "nn/dropout.h"
 
@@ -37,6 +44,125 @@ void gen_load(Generator& g, const nlohmann::json& j) {
   st.has_spare = j.at("has_spare").get<bool>();
   st.spare = j.at("spare").get<double>();
   g.set_state(st);
+}
+
+// Uploads batches (dense values and labels) to a CUDA device one batch ahead: each of two slots
+// holds a pinned host buffer, the batch's device tensors and the event of its copy. start() fills
+// a slot and queues its copy on the copy stream (after the compute work queued so far, since the
+// destination blocks come from the stream-ordered caching allocator); take() makes the compute
+// stream wait for that copy (no host wait). A slot's pinned buffer is rewritten only after its
+// previous copy has completed (the host waits on that event, two batches later).
+class DeviceFeeder {
+ public:
+  explicit DeviceFeeder(Device d) : dev_(d) {}
+  ~DeviceFeeder() {
+#ifdef RECHUB_WITH_CUDA
+    for (auto& s : slots_) {
+      try {
+        s.copied.synchronize();  // the copies may still read the pinned buffers / write the tensors
+      } catch (...) {
+      }
+    }
+#endif
+  }
+  DeviceFeeder(const DeviceFeeder&) = delete;
+  DeviceFeeder& operator=(const DeviceFeeder&) = delete;
+
+  void start(data::Batch b) {
+#ifdef RECHUB_WITH_CUDA
+    Slot& s = slots_[next_];
+    next_ = (next_ + 1) % slots_.size();
+    s.copied.synchronize();
+    const size_t dense_bytes = b.dense.defined() ? b.dense.nbytes() : 0;
+    const size_t label_off = (dense_bytes + 255) / 256 * 256;
+    const size_t label_bytes = b.labels.defined() ? b.labels.nbytes() : 0;
+    const size_t total = label_off + label_bytes;
+    if (s.buf.size() < total) {
+      size_t cap = 1 << 16;
+      while (cap < total) cap *= 2;
+      s.buf = cuda::PinnedBuffer(cap);
+    }
+    data::Batch out;
+    out.sparse = b.sparse;  // stays on the host (validated and offset by the embedding)
+    out.first_row = b.first_row;
+    // Device tensors first: their blocks may have been used by compute queued before this point.
+    if (b.dense.defined()) out.dense = rechub::empty(b.dense.shape(), {.dtype = b.dense.dtype(), .device = dev_});
+    if (b.labels.defined()) out.labels = rechub::empty(b.labels.shape(), {.dtype = b.labels.dtype(), .device = dev_});
+    cuda::Event before;
+    before.record_compute(dev_.index);
+    before.make_copy_wait(dev_.index);
+    char* pinned = s.buf.as<char>();
+    if (dense_bytes) {
+      const Tensor hd = b.dense.device().is_cpu() ? b.dense : b.dense.to(Device::cpu());
+      std::memcpy(pinned, hd.raw_data(), dense_bytes);
+      cuda::copy_to_device_on_copy_stream(out.dense.raw_data(), dev_.index, pinned, dense_bytes);
+    }
+    if (label_bytes) {
+      const Tensor hl = b.labels.device().is_cpu() ? b.labels : b.labels.to(Device::cpu());
+      std::memcpy(pinned + label_off, hl.raw_data(), label_bytes);
+      cuda::copy_to_device_on_copy_stream(out.labels.raw_data(), dev_.index, pinned + label_off, label_bytes);
+    }
+    s.copied.record_copy(dev_.index);
+    s.batch = std::move(out);
+    s.full = true;
+    pending_.push_back(&s);
+#else
+    pending_host_.push_back(std::move(b));
+#endif
+  }
+
+  bool empty() const {
+#ifdef RECHUB_WITH_CUDA
+    return pending_.empty();
+#else
+    return pending_host_.empty();
+#endif
+  }
+
+  data::Batch take() {
+#ifdef RECHUB_WITH_CUDA
+    RECHUB_CHECK(!pending_.empty(), "DeviceFeeder: no batch started");
+    Slot* s = pending_.front();
+    pending_.erase(pending_.begin());
+    s->copied.make_compute_wait(dev_.index);
+    s->full = false;
+    return std::move(s->batch);
+#else
+    RECHUB_CHECK(!pending_host_.empty(), "DeviceFeeder: no batch started");
+    data::Batch b = std::move(pending_host_.front());
+    pending_host_.erase(pending_host_.begin());
+    return b;
+#endif
+  }
+
+ private:
+  Device dev_;
+#ifdef RECHUB_WITH_CUDA
+  struct Slot {
+    cuda::PinnedBuffer buf;
+    cuda::Event copied;
+    data::Batch batch;
+    bool full = false;
+  };
+  std::array<Slot, 2> slots_;
+  size_t next_ = 0;
+  std::vector<Slot*> pending_;
+#else
+  std::vector<data::Batch> pending_host_;
+#endif
+};
+
+// Per-task loss values with one device-to-host read (item() per task would read T times).
+std::vector<double> loss_values(const std::vector<Tensor>& losses) {
+  if (losses.empty() || losses[0].device().is_cpu()) {
+    std::vector<double> v;
+    for (const Tensor& l : losses) v.push_back(l.item());
+    return v;
+  }
+  NoGradGuard ng;
+  std::vector<Tensor> flat;
+  for (const Tensor& l : losses) flat.push_back(ops::reshape(l.detach(), {1}));
+  return ops::concat(flat, 0).to_vector<double>();
 }
 
 }  // namespace
@@ -71,6 +197,14 @@ MTLTrainer::MTLTrainer(std::shared_ptr<models::MultiTaskModel> model, TrainerOpt
                      opts_.earlystop_metric == "mse" || opts_.earlystop_metric == "mae",
                  "MTLTrainer: earlystop_metric must be auc, logloss, mse or mae, got '" << opts_.earlystop_metric << "'");
 
+  // The model moves before the optimizer exists, so its state is created on the device.
+  if (model_->device() != opts_.device) {
+    try {
+      model_->to(opts_.device);
+    } catch (const Error& e) {
+      RECHUB_FAIL("MTLTrainer: cannot train on " << opts_.device.str() << ": " << e.what());
+    }
+  }
   build_optimizer();
 
   BalanceOptions bo{.strategy = opts_.task_weights_strategy,
@@ -227,8 +361,8 @@ double MTLTrainer::metric_of(const metrics::EvalResult& r, bool& higher_better) 
 void MTLTrainer::snapshot_best() {
   NoGradGuard ng;
   best_state_.clear();
-  for (auto& [n, t] : model_->named_parameters()) best_state_.emplace_back(n, t.clone());
-  for (auto& [n, t] : model_->named_buffers()) best_state_.emplace_back(n, t.clone());
+  for (auto& [n, t] : model_->named_parameters()) best_state_.emplace_back(n, t.to(Device::cpu()).clone());
+  for (auto& [n, t] : model_->named_buffers()) best_state_.emplace_back(n, t.to(Device::cpu()).clone());
   if (!opts_.out_dir.empty()) nn::save_checkpoint(path("best.safetensors"), *model_, nullptr, model_metadata());
 }
 
@@ -277,16 +411,27 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     progress.start_epoch(epoch, opts_.n_epochs, train.rows());
     std::vector<double> sum(T, 0.0);
     int64_t rows = 0, b = 0;
-    while (auto batch = train.next()) {
+    const bool on_device = !opts_.device.is_cpu();
+    std::unique_ptr<DeviceFeeder> feeder = on_device ? std::make_unique<DeviceFeeder>(opts_.device) : nullptr;
+    auto next_batch = [&]() -> std::optional<data::Batch> {
+      if (!feeder) return train.next();
+      if (feeder->empty()) {
+        if (auto first = train.next()) feeder->start(std::move(*first));
+      }
+      if (feeder->empty()) return std::nullopt;
+      data::Batch cur = feeder->take();
+      if (auto ahead = train.next()) feeder->start(std::move(*ahead));  // overlaps this step
+      return cur;
+    };
+    while (auto batch = next_batch()) {
       if (opts_.stop_after_batches >= 0 && batches_run_ >= opts_.stop_after_batches)
         RECHUB_FAIL("training stopped after " << batches_run_ << " batches (stop_after_batches)");
       const models::ModelOutput out = model_->forward(*batch);
       const std::vector<Tensor> losses = model_->loss(out, batch->labels, lopts);
       RECHUB_CHECK(losses.size() == T, "the model returned " << losses.size() << " losses for " << T << " tasks");
       const int64_t B = batch->size();
-      std::vector<double> lv(T);
+      const std::vector<double> lv = loss_values(losses);
       for (size_t t = 0; t < T; ++t) {
-        lv[t] = losses[t].item();
         if (!std::isfinite(lv[t]))
           RECHUB_FAIL("training stopped: epoch " << epoch + 1 << ", batch " << b + 1 << ": the loss of task '"
                                                  << tasks[t] << "' is " << lv[t]

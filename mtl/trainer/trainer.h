@@ -82,6 +82,13 @@ struct TrainerOptions {
   // Stops after this many batches of the run (counting from the start of fit; -1: never) by
   // throwing an Error, as if the process were killed: tests of resume use it.
   int64_t stop_after_batches = -1;
+  // Where the model trains: the trainer moves the model there (Module::to) before building the
+  // optimizer. On a CUDA device each batch's dense values and labels go up through pinned host
+  // buffers on a copy stream, one batch ahead, so the copy overlaps the previous step's compute
+  // (sparse ids stay on the host: the embedding validates and offsets them, then uploads them).
+  // Losses come back once per step (one small read for all tasks). Errors name the device when
+  // this build has no CUDA backend or the device is not visible.
+  Device device = Device::cpu();
 };
 
 class MTLTrainer {
@@ -125,7 +132,7 @@ class MTLTrainer {
   double best_metric_ = 0;
   int64_t bad_epochs_ = 0;
   bool stopped_early_ = false;
-  std::vector<std::pair<std::string, Tensor>> best_state_;
+  std::vector<std::pair<std::string, Tensor>> best_state_;  // CPU copies
   int64_t batches_run_ = 0;
 };
 

@@ -23,7 +23,7 @@ struct Result {
   std::string out;  // stdout and stderr together
 };
 
-Result run(const std::string& args) {
+Result run([[maybe_unused]] const std::string& args) {
 #ifndef RECHUB_CLI
   return {};
 #else
@@ -180,6 +180,28 @@ TEST_F(RechubCli, SynthTrainEvalPredictFlow) {
                " --expert-units 16 --num-experts 2 --tower-units 8 --balance pcgrad --resume --out " +
                    out.string() + " --quiet --no-cache",
                "gradnorm");
+}
+
+}  // namespace
+}  // namespace rechub
+
+namespace rechub {
+namespace {
+
+// --device: an unknown name, and cuda where this build has no CUDA backend or no device is
+// visible, end with a clear error (non-zero exit, no crash) before any data is read.
+TEST_F(RechubCli, DeviceFlagErrorsAreClear) {
+  expect_error("train --train a.csv --out x --device tpu", "--device 'tpu'");
+  expect_error("eval --model m.safetensors --data x.csv --device cuda:x", "--device");
+  if (cuda_available()) GTEST_SKIP() << "a CUDA device is visible: the missing-device error cannot be produced";
+#ifdef RECHUB_WITH_CUDA
+  const char* why = "no CUDA device is visible";
+#else
+  const char* why = "no CUDA backend";
+#endif
+  expect_error("train --train a.csv --out x --device cuda", why);
+  expect_error("train --train a.csv --out x --device cuda:1", why);
+  expect_error("predict --model m.safetensors --data x.csv --out p.csv --device cuda", why);
 }
 
 }  // namespace
