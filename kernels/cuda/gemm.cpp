@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/cublas_api.h"
 #include "kernels/cuda/ops.h"
 
 namespace rechub::kernels::cuda {
@@ -20,7 +21,7 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const
            int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   cublasHandle_t h = rechub::cuda::cublas_handle();
-  RECHUB_CUBLAS_CHECK(cublasSgemm(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, as_int(N, "N"),
+  RECHUB_CUBLAS_CHECK(rechub::cuda::cublas().sgemm(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, as_int(N, "N"),
                                   as_int(M, "M"), as_int(K, "K"), &alpha, B, as_int(ldb, "ldb"), A, as_int(lda, "lda"),
                                   &beta, C, as_int(ldc, "ldc")));
 }
@@ -30,7 +31,7 @@ void sgemm_strided_batched(bool ta, bool tb, int64_t M, int64_t N, int64_t K, fl
                            int64_t ldc, int64_t stride_c, int64_t batch) {
   if (M == 0 || N == 0 || batch == 0) return;
   cublasHandle_t h = rechub::cuda::cublas_handle();
-  RECHUB_CUBLAS_CHECK(cublasSgemmStridedBatched(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+  RECHUB_CUBLAS_CHECK(rechub::cuda::cublas().sgemm_strided_batched(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
                                                 as_int(N, "N"), as_int(M, "M"), as_int(K, "K"), &alpha, B,
                                                 as_int(ldb, "ldb"), stride_b, A, as_int(lda, "lda"), stride_a, &beta, C,
                                                 as_int(ldc, "ldc"), stride_c, as_int(batch, "batch")));

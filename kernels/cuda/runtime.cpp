@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/storage.h"
+#include "kernels/cuda/cublas_api.h"
 #include "kernels/cuda/check.h"
 
 namespace rechub::cuda {
@@ -24,7 +25,7 @@ void fail_cuda(cudaError_t e, const char* call, const char* file, int line) {
 }
 
 void fail_cublas(cublasStatus_t s, const char* call, const char* file, int line) {
-  RECHUB_FAIL("cuBLAS error at " << file << ":" << line << ": " << call << " failed: " << cublasGetStatusString(s));
+  RECHUB_FAIL("cuBLAS error at " << file << ":" << line << ": " << call << " failed: " << cublas().status_string(s));
 }
 
 void check_launch(const char* kernel, const char* file, int line) {
@@ -236,10 +237,10 @@ cublasHandle_t cublas_handle() {
   PerDevice& pd = per_device();
   std::lock_guard<std::mutex> lk(pd.mu);
   if (!pd.handles[dev]) {
-    RECHUB_CUBLAS_CHECK(cublasCreate(&pd.handles[dev]));
-    RECHUB_CUBLAS_CHECK(cublasSetStream(pd.handles[dev], s));
+    RECHUB_CUBLAS_CHECK(cublas().create(&pd.handles[dev]));
+    RECHUB_CUBLAS_CHECK(cublas().set_stream(pd.handles[dev], s));
   }
-  RECHUB_CUBLAS_CHECK(cublasSetMathMode(pd.handles[dev], allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  RECHUB_CUBLAS_CHECK(cublas().set_math_mode(pd.handles[dev], allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   return pd.handles[dev];
 }
 

@@ -11,6 +11,7 @@
 #include "core/tensor.h"
 #ifdef RECHUB_WITH_CUDA
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/cublas_api.h"
 #include "kernels/cuda/optim.h"
 #include "kernels/cuda/runtime.h"
 #endif
@@ -45,8 +46,25 @@ TEST(CudaRuntime, FailedCallNamesCallSiteCallAndError) {
   } catch (const Error& e) {
     const std::string m = e.what();
     EXPECT_NE(m.find("cuBLAS error at"), std::string::npos) << m;
-    EXPECT_NE(m.find(cublasGetStatusString(CUBLAS_STATUS_INVALID_VALUE)), std::string::npos) << m;
+    EXPECT_NE(m.find(cuda::cublas().status_string(CUBLAS_STATUS_INVALID_VALUE)), std::string::npos) << m;
   }
+}
+
+// cuBLAS is not linked but opened on first use: the library and every function rechub calls
+// must resolve (this needs the toolkit's libcublas, not a GPU).
+TEST(CudaRuntime, CublasLoadsOnFirstUse) {
+  const cuda::CublasApi& api = cuda::cublas();
+  EXPECT_NE(api.create, nullptr);
+  EXPECT_NE(api.set_stream, nullptr);
+  EXPECT_NE(api.set_math_mode, nullptr);
+  EXPECT_NE(api.sgemm, nullptr);
+  EXPECT_NE(api.sgemm_strided_batched, nullptr);
+  ASSERT_NE(api.status_string, nullptr);
+  const char* ok = api.status_string(CUBLAS_STATUS_SUCCESS);
+  const char* bad = api.status_string(CUBLAS_STATUS_INVALID_VALUE);
+  ASSERT_TRUE(ok != nullptr && bad != nullptr);
+  EXPECT_STRNE(ok, bad);  // a real cuBLAS call answered
+  EXPECT_EQ(&api, &cuda::cublas());  // loaded once
 }
 
 TEST(CudaRuntime, MovingToAMissingDeviceIsAClearError) {
