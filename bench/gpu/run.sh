@@ -27,9 +27,15 @@ set +e
 TEST_RC=$?
 set -e
 tail -5 "$LOG/tests.log"
-PASSED=$(grep -c '^\[       OK \]' "$LOG/tests.log" || true)
-FAILED=$(grep -c '^\[  FAILED  \]' "$LOG/tests.log" || true)
-SKIPPED=$(grep -c '^\[  SKIPPED \]' "$LOG/tests.log" || true)
+# gtest's closing counts ("[  PASSED  ] 4 tests.", "[  SKIPPED ] 256 tests, listed below:", ...).
+count() {
+  local n
+  n=$(grep -oE "^\[  $1 *\] [0-9]+" "$LOG/tests.log" | tail -1 | grep -oE '[0-9]+$' || true)
+  echo "${n:-0}"
+}
+PASSED=$(count PASSED)
+FAILED=$(count FAILED)
+SKIPPED=$(count SKIPPED)
 
 echo "== GPU benchmark =="
 cmake -S "$ROOT/bench/gpu" -B "$BUILD/bench_gpu" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$BUILD/prefix" \
