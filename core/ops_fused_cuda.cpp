@@ -153,7 +153,7 @@ Tensor experts_forward_cuda(const Tensor& x, const std::vector<ExpertLayerParams
     if (drop) {
       const Tensor m = dropout_mask<float>(B, E, h, o.dropout, gen);
       S.mask = empty({B, C}, f32_on(dev));
-      kcu::copy_host_to_device_async(S.mask.raw_data(), m.raw_data(), m.nbytes());
+      cuda::upload(S.mask.raw_data(), dev.index, m.raw_data(), m.nbytes());  // pinned staging, no host wait
     }
     Tensor a = empty({B, C}, f32_on(dev));
     // BatchNorm: the bias cancels in training and is folded into the shift in eval.

@@ -170,8 +170,6 @@ void offset_ids(const I* src, int64_t B, int64_t F, const std::vector<int64_t>& 
                         << " is outside the vocabulary of size " << rows[j]);
     }
 }
-// The offset ids on the arena's device (nn/upload.h: the host does not wait for the GPU).
-Tensor upload_ids(const Tensor& host, Device dev) { return upload_to(host, dev); }
 }  // namespace
 
 Tensor EmbeddingCollection::forward(const Tensor& ids) const {
@@ -204,7 +202,7 @@ Tensor EmbeddingCollection::forward(const Tensor& ids) const {
       offset_into(ida.data<int32_t>());
     else
       offset_into(ida.data<int64_t>());
-    if (!dev.is_cpu()) ida = upload_ids(ida, arenas_[a].device());
+    if (!dev.is_cpu()) ida = upload_to(ida, arenas_[a].device());  // no host wait (nn/upload.h)
     // offset_ids has checked every id: the lookup skips its own pass (on a device, a wait for the GPU).
     ops::EmbeddingCheck check{.ids_checked = true};
     for (int64_t f : feats) {

@@ -583,11 +583,4 @@ void batchnorm_input_grad(const float* g, const float* x, int64_t N, int64_t C, 
   RECHUB_CUDA_LAUNCH_CHECK("batchnorm_input_grad");
 }
 
-// ---- transfers ----
-
-void copy_host_to_device_async(void* dst, const void* src, size_t n) {
-  if (n == 0) return;
-  RECHUB_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, current_stream()));
-}
-
 }  // namespace rechub::kernels::cuda

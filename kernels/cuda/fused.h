@@ -104,10 +104,4 @@ void batchnorm_backward_prepare(int64_t C, int64_t M, bool training, const doubl
 void batchnorm_input_grad(const float* g, const float* x, int64_t N, int64_t C, int64_t L, const double* mean,
                           const double* ka, const double* kb, const double* kc, float* dx);
 
-// ---- transfers ----
-// Queues a copy of n bytes from pageable host memory to the device on the current stream and
-// returns without waiting for the device (the driver stages the source before returning, so the
-// caller may free it). Used for dropout masks drawn on the CPU.
-void copy_host_to_device_async(void* dst, const void* src, size_t n);
-
 }  // namespace rechub::kernels::cuda
