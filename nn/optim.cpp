@@ -76,6 +76,15 @@ bool sorted_unique(const Tensor& idx) {
     if (p[i] <= p[i - 1]) return false;
   return true;
 }
+
+// The row-sparse gradient `g` of `p` with sorted unique rows, as the update rules need it: on the
+// CPU checked, and coalesced when not; on CUDA the embedding backward's rows are trusted (checking
+// would read device memory) unless there are more of them than the table has rows, which only
+// accumulated gradients produce. Returns g itself when it already qualifies.
+Tensor with_unique_rows(const Tensor& g, const Tensor& p) {
+  if (g.device().is_cuda()) return g.sparse_indices().numel() > p.size(0) ? detail::coalesce_on_device(g) : g;
+  return sorted_unique(g.sparse_indices()) ? g : g.coalesce();
+}
 }  // namespace
 
 void Optimizer::step() {
@@ -103,12 +112,8 @@ void Optimizer::step() {
         RECHUB_CHECK(p.dtype() == DType::f32, "optimizer: parameter '" << p.name() << "' on " << dev.str() << " is "
                                                                        << dtype_name(p.dtype())
                                                                        << "; CUDA optimizer updates support f32 only");
-        // A CUDA embedding backward yields sorted unique rows (not checked on the host: that would read
-        // device memory). More rows than the table has can only come from accumulated gradients.
-        if (grad.is_sparse() && grad.sparse_indices().numel() > p.size(0)) grad = detail::coalesce_on_device(grad);
-      } else if (grad.is_sparse() && !sorted_unique(grad.sparse_indices())) {
-        grad = grad.coalesce();
       }
+      if (grad.is_sparse()) grad = with_unique_rows(grad, p);
       update(p, grad, g, state_[gi][i]);
       p.bump_version();
     }
@@ -325,10 +330,9 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, double
     Tensor g = p.grad();
     if (!g.defined()) continue;
     if (g.is_sparse()) {
-      const bool cuda = g.device().is_cuda();
-      // On CUDA the rows are trusted unique unless there are more than the table has (see step()).
-      if (cuda ? g.sparse_indices().numel() > p.size(0) : !sorted_unique(g.sparse_indices())) {
-        g = cuda ? detail::coalesce_on_device(g) : g.coalesce();
+      const Tensor u = with_unique_rows(g, p);
+      if (u.impl() != g.impl()) {
+        g = u;
         Tensor(p).set_grad(g);
       }
       grads.push_back(g.sparse_values());
