@@ -235,9 +235,14 @@ void backward(const Tensor& loss, const Tensor& grad_output, bool retain_graph) 
     auto it = e.grads.find(t);
     if (it == e.grads.end() || !it->second.defined()) continue;
     Tensor g = apply_hooks(t, it->second);
+    it->second = Tensor();  // the engine is done with it: g may now be the only owner
     Tensor prev(t->grad);
-    // Never alias the engine's buffers into .grad: a later in-place update would corrupt them.
-    Tensor acc = prev.defined() ? accumulate_grad(prev, g) : (g.is_sparse() ? g : g.clone());
+    // Never alias a buffer someone else holds into .grad (the caller's grad_output, a tensor the
+    // graph saved): a later in-place update would corrupt it. A gradient nobody else references
+    // (its handle and its storage used only here, as for a densified embedding gradient) is
+    // taken as it is, like PyTorch's AccumulateGrad: copying it cost as much as producing it.
+    const bool owned = !g.is_sparse() && g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1;
+    Tensor acc = prev.defined() ? accumulate_grad(prev, g) : (g.is_sparse() || owned ? g : g.clone());
     t->grad = acc.impl_ptr();
   }
 }

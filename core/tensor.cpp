@@ -346,14 +346,20 @@ Tensor Tensor::coalesce() const {
 Tensor Tensor::to_dense() const {
   if (!is_sparse()) return *this;
   if (device().is_cuda()) return to(Device::cpu()).to_dense().to(device());
-  Tensor c = coalesce();
+  // Rows already strictly ascending (what the embedding backward produces) need no coalescing.
+  const Tensor idx0 = sparse_indices();
+  const int64_t* pi0 = idx0.data<int64_t>();
+  bool ascending = true;
+  for (int64_t r = 1; r < idx0.numel() && ascending; ++r) ascending = pi0[r - 1] < pi0[r];
+  const Tensor c = ascending ? *this : coalesce();
   Tensor out = zeros(shape(), {.dtype = dtype()});
-  Tensor v = c.sparse_values();
-  const auto idx = c.sparse_indices().to_vector<int64_t>();
-  const int64_t d = shape()[1];
-  for (size_t r = 0; r < idx.size(); ++r)
-    std::memcpy(static_cast<char*>(out.raw_data()) + idx[r] * d * dtype_size(dtype()),
-                static_cast<const char*>(v.raw_data()) + r * d * dtype_size(dtype()), d * dtype_size(dtype()));
+  const Tensor v = c.sparse_values();
+  const Tensor idx = c.sparse_indices();
+  const int64_t* pi = idx.data<int64_t>();
+  const size_t row_bytes = static_cast<size_t>(shape()[1]) * dtype_size(dtype());
+  auto* po = static_cast<char*>(out.raw_data());
+  const auto* pv = static_cast<const char*>(v.raw_data());
+  for (int64_t r = 0; r < idx.numel(); ++r) std::memcpy(po + pi[r] * row_bytes, pv + r * row_bytes, row_bytes);
   return out;
 }
 

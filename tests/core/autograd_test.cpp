@@ -149,6 +149,47 @@ TEST(Autograd, EmbeddingGradientIsRowSparse) {
   EXPECT_EQ(table.grad().to_dense().to_vector<float>()[7 * 3], 6.0f);
 }
 
+// .grad takes a gradient buffer as it is only when nobody else holds it; the caller's
+// grad_output, and one buffer handed to two leaves, are copied: changing .grad in place (as
+// optimizers and clipping do) must not reach them.
+TEST(Autograd, DotGradNeverSharesABufferWithTheCallerOrAnotherLeaf) {
+  Tensor a = param({1.0, 2.0}), b = param({3.0, 4.0});
+  Tensor gy = from_vector(std::vector<double>{0.5, -1.0}, {2}, {.dtype = DType::f64});
+  backward(a + b, gy);  // add hands its incoming gradient to both inputs
+  {
+    NoGradGuard ng;
+    a.grad().fill_(7.0);
+  }
+  EXPECT_EQ(gy.to_vector<double>(), (std::vector<double>{0.5, -1.0}));
+  EXPECT_EQ(b.grad().to_vector<double>(), (std::vector<double>{0.5, -1.0}));
+  {
+    NoGradGuard ng;
+    b.grad().fill_(9.0);
+  }
+  EXPECT_EQ(gy.to_vector<double>(), (std::vector<double>{0.5, -1.0}));
+  EXPECT_EQ(a.grad().to_vector<double>(), (std::vector<double>{7.0, 7.0}));
+  // A leaf that is itself the output: its gradient is the caller's tensor, so it is copied.
+  Tensor c = param({1.0, 1.0});
+  backward(c, gy);
+  {
+    NoGradGuard ng;
+    c.grad().fill_(3.0);
+  }
+  EXPECT_EQ(gy.to_vector<double>(), (std::vector<double>{0.5, -1.0}));
+}
+
+// to_dense of a row-sparse tensor: ascending rows are written as they are; unsorted and repeated
+// rows are summed first.
+TEST(Autograd, SparseRowsToDense) {
+  auto dense_of = [](std::vector<int64_t> rows, std::vector<double> vals) {
+    const int64_t n = static_cast<int64_t>(rows.size());
+    return Tensor::sparse_rows(from_vector(rows, {n}), from_vector(vals, {n, 2}, {.dtype = DType::f64}), {5, 2}).to_dense().to_vector<double>();
+  };
+  EXPECT_EQ(dense_of({0, 3, 4}, {1, 2, 3, 4, 5, 6}), (std::vector<double>{1, 2, 0, 0, 0, 0, 3, 4, 5, 6}));
+  EXPECT_EQ(dense_of({4, 1, 4}, {1, 2, 3, 4, 5, 6}), (std::vector<double>{0, 0, 3, 4, 0, 0, 0, 0, 6, 8}));
+  EXPECT_EQ(dense_of({}, {}), std::vector<double>(10, 0.0));
+}
+
 TEST(Autograd, UnreachableInputIsAnErrorUnlessAllowed) {
   Tensor a = param({1.0}), b = param({2.0});
   Tensor y = ops::sum(a * 2.0);
