@@ -155,12 +155,47 @@ void offset_ids(const I* src, int64_t B, int64_t F, const std::vector<int64_t>& 
     rows[j] = static_cast<uint64_t>(slots[feats[j]].rows);
   }
   bool ok = true;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t j = 0; j < Fa; ++j) {
-      const int64_t id = static_cast<int64_t>(src[b * F + feats[j]]);
-      ok &= static_cast<uint64_t>(id) < rows[j];  // (a negative id wraps to a huge one)
-      dst[b * Fa + j] = static_cast<O>(offset[j] + id);
+  bool all_columns = Fa == F;
+  for (int64_t j = 0; j < Fa && all_columns; ++j) all_columns = feats[j] == j;
+  if (all_columns) {
+    // Every column in order (one arena): the ids are one flat array whose offsets and limits repeat
+    // every F entries. Spread them over L = a multiple of F of at least 64 lanes, and keep one
+    // "bad" flag per lane, so the loop vectorises with no per-row reduction or index table.
+    const int64_t L = F * std::max<int64_t>(1, (64 + F - 1) / F), n = B * F;
+    std::vector<int64_t> off(L);
+    std::vector<uint64_t> lim(L), bad(L, 0);
+    for (int64_t j = 0; j < L; ++j) {
+      off[j] = offset[j % F];
+      lim[j] = rows[j % F];
     }
+    const int64_t* po = off.data();
+    const uint64_t* pl = lim.data();
+    uint64_t* pb = bad.data();
+    int64_t c = 0;
+    for (; c + L <= n; c += L) {
+      const I* sc = src + c;
+      O* dc = dst + c;
+#pragma omp simd
+      for (int64_t j = 0; j < L; ++j) {
+        const int64_t id = static_cast<int64_t>(sc[j]);
+        pb[j] |= static_cast<uint64_t>(static_cast<uint64_t>(id) >= pl[j]);
+        dc[j] = static_cast<O>(po[j] + id);
+      }
+    }
+    for (int64_t j = 0; c + j < n; ++j) {
+      const int64_t id = static_cast<int64_t>(src[c + j]);
+      pb[j] |= static_cast<uint64_t>(static_cast<uint64_t>(id) >= pl[j]);
+      dst[c + j] = static_cast<O>(po[j] + id);
+    }
+    for (const uint64_t f : bad) ok &= f == 0;
+  } else {
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t j = 0; j < Fa; ++j) {
+        const int64_t id = static_cast<int64_t>(src[b * F + feats[j]]);
+        ok &= static_cast<uint64_t>(id) < rows[j];  // (a negative id wraps to a huge one)
+        dst[b * Fa + j] = static_cast<O>(offset[j] + id);
+      }
+  }
   if (ok) return;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t j = 0; j < Fa; ++j) {

@@ -72,6 +72,38 @@ TEST(EmbeddingCollection, OutOfRangeIdNamesTheFeatureAndRow) {
   EXPECT_THROW(e.forward_3d(zeros({2, 4}, {.dtype = DType::i64})), Error);  // two widths
 }
 
+// One width, every column in order: the ids take the vectorised offset-and-check pass, in lanes of
+// a multiple of the feature count with a tail. Lookups must still be the table rows, and a bad id
+// anywhere (in a full lane block or in the tail, too large or negative) must name its feature and row.
+TEST(EmbeddingCollection, SingleArenaIdsOffsetAndCheckedInEveryPosition) {
+  EmbeddingCollection e({{"a", 11, 4, ""}, {"b", 3, 4, ""}, {"c", 100, 4, ""}}, {.init_std = 0.5, .seed = 5});
+  const int64_t B = 50, F = 3;  // 150 ids: two blocks of 66 lanes and a tail of 18
+  const std::vector<int64_t> rows = {11, 3, 100};
+  std::vector<int64_t> v(B * F);
+  for (int64_t i = 0; i < B * F; ++i) v[i] = (i * 7 + i / F) % rows[i % F];
+  const auto o = e.forward(from_vector(v, {B, F})).to_vector<float>();
+  const std::vector<std::string> names = {"a", "b", "c"};
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t f = 0; f < F; ++f) {
+      const auto t = e.table(names[f]).to_vector<float>();
+      for (int64_t c = 0; c < 4; ++c) ASSERT_EQ(o[b * 12 + f * 4 + c], t[v[b * F + f] * 4 + c]) << b << " " << f;
+    }
+  for (auto [pos, bad] : {std::pair<int64_t, int64_t>{1, 3}, {65, -1}, {70, 100}, {141, 11}, {149, -5}}) {
+    std::vector<int64_t> w = v;
+    w[pos] = bad;
+    const int64_t b = pos / F, f = pos % F;
+    try {
+      e.forward(from_vector(w, {B, F}));
+      FAIL() << "expected an error for position " << pos;
+    } catch (const Error& ex) {
+      const std::string msg = ex.what();
+      EXPECT_NE(msg.find("feature '" + names[f] + "', row " + std::to_string(b) + ": id " + std::to_string(bad)),
+                std::string::npos)
+          << msg;
+    }
+  }
+}
+
 TEST(EmbeddingCollection, SpecErrors) {
   EXPECT_THROW(EmbeddingCollection({{"a", 3, 4, ""}, {"a", 3, 4, ""}}), Error);
   EXPECT_THROW(EmbeddingCollection({{"a", 3, 4, "b"}}), Error);
