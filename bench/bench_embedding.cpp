@@ -2,7 +2,8 @@
 // batch of 4096 Zipf-distributed ids, backward, Adam step. The row-sparse path (lazy Adam on the
 // touched rows) against the dense path (the same tables with sparse = false: a dense gradient and
 // a dense Adam pass over all 176,119 rows, what nn.Embedding + torch.optim.Adam do), and the
-// pieces on their own.
+// pieces on their own. The full steps also run with every vocabulary 10x larger (`vocab_x:10`,
+// 1.76M rows, one thread): the dense cost grows with the tables, the sparse one with the batch.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -19,26 +20,27 @@ using namespace rechub;
 constexpr int64_t kBatch = 4096, kDim = 16, kBatches = 8;
 const std::vector<int64_t> kVocabs = {100000, 50000, 20000, 5000, 1000, 100, 10, 4};
 
-std::vector<nn::EmbeddingSpec> specs() {
+std::vector<nn::EmbeddingSpec> specs(int64_t scale) {
   std::vector<nn::EmbeddingSpec> s;
   for (size_t i = 0; i < kVocabs.size(); ++i) {
     std::string name = "f";  // (not "f" + to_string: GCC 12 reports a false -Wrestrict there)
     name += std::to_string(i);
-    s.push_back({name, kVocabs[i], kDim});
+    s.push_back({name, kVocabs[i] * scale, kDim});
   }
   return s;
 }
 
 // Zipf-like ids, P(k) ~ 1 / (k + 1): k = floor((V + 1)^u) - 1 for u uniform in [0, 1).
-std::vector<Tensor> zipf_batches(Generator& g) {
+std::vector<Tensor> zipf_batches(Generator& g, int64_t scale) {
   std::vector<Tensor> out;
   for (int64_t b = 0; b < kBatches; ++b) {
     std::vector<int64_t> ids(kBatch * kVocabs.size());
     for (int64_t r = 0; r < kBatch; ++r)
       for (size_t f = 0; f < kVocabs.size(); ++f) {
-        const double v = static_cast<double>(kVocabs[f]);
+        const int64_t vocab = kVocabs[f] * scale;
+        const double v = static_cast<double>(vocab);
         ids[r * kVocabs.size() + f] =
-            std::min<int64_t>(kVocabs[f] - 1, static_cast<int64_t>(std::exp(g.uniform() * std::log(v + 1.0))) - 1);
+            std::min<int64_t>(vocab - 1, static_cast<int64_t>(std::exp(g.uniform() * std::log(v + 1.0))) - 1);
       }
     out.push_back(from_vector(ids, {kBatch, static_cast<int64_t>(kVocabs.size())}));
   }
@@ -50,17 +52,17 @@ struct Setup {
   nn::Adam opt;
   std::vector<Tensor> batches;
   Tensor gy;
-  explicit Setup(bool sparse)
-      : emb(specs(), {.init_std = 1e-2, .seed = 1, .sparse = sparse}), opt({{emb.parameters(), 1e-3}}) {
+  explicit Setup(bool sparse, int64_t scale = 1)
+      : emb(specs(scale), {.init_std = 1e-2, .seed = 1, .sparse = sparse}), opt({{emb.parameters(), 1e-3}}) {
     Generator g(2);
-    batches = zipf_batches(g);
+    batches = zipf_batches(g, scale);
     gy = randn({kBatch, emb.output_dim()}, {}, &g);
   }
 };
 
 void train_step(benchmark::State& st, bool sparse) {
   omp_set_num_threads(static_cast<int>(st.range(0)));
-  Setup s(sparse);
+  Setup s(sparse, st.range(1));
   int64_t i = 0, rows = 0;
   for (auto _ : st) {
     s.opt.zero_grad();
@@ -106,8 +108,12 @@ void BM_adam_only_sparse(benchmark::State& st) { adam_only(st, true); }
 void BM_adam_only_dense(benchmark::State& st) { adam_only(st, false); }
 
 #define ARGS ->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond)
-BENCHMARK(BM_step_sparse) ARGS;
-BENCHMARK(BM_step_dense) ARGS;
+#define STEP_ARGS                                                                   \
+  ->Args({1, 1})->Args({2, 1})->Args({1, 10})->ArgNames({"threads", "vocab_x"}) \
+      ->UseRealTime()                                                           \
+      ->Unit(benchmark::kMillisecond)
+BENCHMARK(BM_step_sparse) STEP_ARGS;
+BENCHMARK(BM_step_dense) STEP_ARGS;
 BENCHMARK(BM_lookup_only) ARGS;
 BENCHMARK(BM_lookup_backward) ARGS;
 BENCHMARK(BM_adam_only_sparse) ARGS;
