@@ -114,6 +114,20 @@ void adam_only(benchmark::State& st, bool sparse) {
 void BM_adam_only_sparse(benchmark::State& st) { adam_only(st, true); }
 void BM_adam_only_dense(benchmark::State& st) { adam_only(st, false); }
 
+// Row-sparse SGD with momentum and Adagrad steps alone (Adagrad is the usual optimizer for
+// embedding tables in DLRM-style training), on the same gradient.
+template <class Opt, class Options>
+void sparse_only(benchmark::State& st, Options o) {
+  omp_set_num_threads(static_cast<int>(st.range(0)));
+  Setup s(true);
+  Opt opt({{s.emb.parameters(), 1e-2}}, o);
+  backward(s.emb.forward(s.batches[0]), s.gy);
+  opt.step();  // untimed: creates the state
+  for (auto _ : st) opt.step();
+}
+void BM_adagrad_only_sparse(benchmark::State& st) { sparse_only<nn::Adagrad>(st, nn::AdagradOptions{}); }
+void BM_sgd_momentum_only_sparse(benchmark::State& st) { sparse_only<nn::SGD>(st, nn::SGDOptions{.momentum = 0.9}); }
+
 #define ARGS ->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond)
 #define STEP_ARGS                                                                   \
   ->Args({1, 1})->Args({2, 1})->Args({1, 10})->ArgNames({"threads", "vocab_x"}) \
@@ -125,6 +139,8 @@ BENCHMARK(BM_lookup_only) ARGS;
 BENCHMARK(BM_lookup_backward) ARGS;
 BENCHMARK(BM_adam_only_sparse) ARGS;
 BENCHMARK(BM_adam_only_dense) ARGS;
+BENCHMARK(BM_adagrad_only_sparse) ARGS;
+BENCHMARK(BM_sgd_momentum_only_sparse) ARGS;
 
 }  // namespace
 

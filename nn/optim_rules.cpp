@@ -162,6 +162,76 @@ inline bool adam_sparse_rows_fast(double*, double*, double*, const double*, cons
   return false;
 }
 
+// SGD on n contiguous elements (b: the momentum buffer, or null). The coefficients come by value
+// and the arrays are restrict, so no store can alias them (a float store may alias a float
+// coefficient captured by reference): the row-sparse step with momentum over 8.1k rows of 16
+// floats went from 0.18 ms (a by-reference lambda) to 0.06 ms.
+template <class T>
+struct SgdCoef {
+  T lr, wd, mom, omd;
+  bool has_wd, first, nesterov;
+};
+template <class T>
+void sgd_block(T* __restrict__ w, const T* __restrict__ gr, T* __restrict__ b, int64_t n, const SgdCoef<T> c) {
+  if (!b) {
+    for (int64_t i = 0; i < n; ++i) {
+      T d = gr[i];
+      if (c.has_wd) d = d + c.wd * w[i];
+      w[i] = w[i] + (-c.lr) * d;
+    }
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    T d = gr[i];
+    if (c.has_wd) d = d + c.wd * w[i];
+    b[i] = c.first ? d : b[i] * c.mom + c.omd * d;
+    d = c.nesterov ? d + c.mom * b[i] : b[i];
+    w[i] = w[i] + (-c.lr) * d;
+  }
+}
+
+// Adagrad on rows idx[lo..hi) of width n (float, n a multiple of 16), in registers, with the
+// operations of adagrad_block in the same order; the rows kAhead ahead are prefetched. (Through
+// for_rows and adagrad_block the step over 8.1k rows of 16 floats took 0.10 ms; this, 0.03 ms.)
+inline bool adagrad_sparse_rows_fast(float* __restrict__ p, float* __restrict__ sum, const float* __restrict__ g,
+                                     const int64_t* idx, int64_t lo, int64_t hi, int64_t n, float clr, float eps,
+                                     float wd, bool has_wd) {
+#if defined(__AVX512F__)
+  if (n % 16 != 0) return false;
+  const __m512 neg_clr = _mm512_set1_ps(-clr), veps = _mm512_set1_ps(eps), vwd = _mm512_set1_ps(wd);
+  constexpr int64_t kAhead = 16;
+  for (int64_t k = lo; k < hi; ++k) {
+    if (k + kAhead < hi) {
+      const int64_t ahead = idx[k + kAhead] * n;
+      for (int64_t j = 0; j < n; j += 16) {
+        __builtin_prefetch(p + ahead + j, 1, 3);
+        __builtin_prefetch(sum + ahead + j, 1, 3);
+      }
+    }
+    const int64_t off = idx[k] * n;
+    float *pr = p + off, *sr = sum + off;
+    const float* gr = g + k * n;
+    for (int64_t j = 0; j < n; j += 16) {
+      const __m512 pi = _mm512_loadu_ps(pr + j);
+      __m512 gi = _mm512_loadu_ps(gr + j);
+      if (has_wd) gi = _mm512_add_ps(gi, _mm512_mul_ps(vwd, pi));
+      const __m512 si = _mm512_add_ps(_mm512_loadu_ps(sr + j), _mm512_mul_ps(gi, gi));
+      _mm512_storeu_ps(sr + j, si);
+      const __m512 den = _mm512_add_ps(_mm512_maskz_sqrt_ps(0xFFFF, si), veps);
+      _mm512_storeu_ps(pr + j, _mm512_add_ps(pi, _mm512_mul_ps(neg_clr, _mm512_div_ps(gi, den))));
+    }
+  }
+  return true;
+#else
+  (void)p, (void)sum, (void)g, (void)idx, (void)lo, (void)hi, (void)n, (void)clr, (void)eps, (void)wd, (void)has_wd;
+  return false;
+#endif
+}
+inline bool adagrad_sparse_rows_fast(double*, double*, const double*, const int64_t*, int64_t, int64_t, int64_t, double,
+                                     double, double, bool) {
+  return false;
+}
+
 // torch.optim.Adagrad (dense, or one row of the sparse form: the same arithmetic).
 template <class T>
 void adagrad_block(T* p, T* sum, const T* g, int64_t n, T clr, T eps, T wd, bool has_wd) {
@@ -256,27 +326,20 @@ void SGD::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamState&
   }
   RECHUB_FLOAT_DISPATCH(p.dtype(), "SGD", {
     using T = scalar_t;
-    const T lr = static_cast<T>(g.lr), wd = static_cast<T>(g.weight_decay), mom = static_cast<T>(opts_.momentum),
-            omd = static_cast<T>(1.0 - opts_.dampening);
-    const bool nesterov = opts_.nesterov, has_wd = g.weight_decay != 0;
+    const SgdCoef<T> c{static_cast<T>(g.lr),
+                       static_cast<T>(g.weight_decay),
+                       static_cast<T>(opts_.momentum),
+                       static_cast<T>(1.0 - opts_.dampening),
+                       g.weight_decay != 0,
+                       first,
+                       opts_.nesterov};
     T* pp = p.data<T>();
     T* pb = use_mom ? buf.data<T>() : nullptr;
-    auto one = [&](T* w, const T* gr, T* b, int64_t n) {
-      for (int64_t i = 0; i < n; ++i) {
-        T d = gr[i];
-        if (has_wd) d = d + wd * w[i];
-        if (b) {
-          b[i] = first ? d : b[i] * mom + omd * d;
-          d = nesterov ? d + mom * b[i] : b[i];
-        }
-        w[i] = w[i] + (-lr) * d;
-      }
-    };
     if (grad.is_sparse()) {
       const Rows r = rows_of(grad);
       const T* v = grad.sparse_values().data<T>();
       for_rows(
-          r, [&](int64_t k, int64_t off) { one(pp + off, v + k * r.d, pb ? pb + off : nullptr, r.d); },
+          r, [&](int64_t k, int64_t off) { sgd_block(pp + off, v + k * r.d, pb ? pb + off : nullptr, r.d, c); },
           [&](int64_t off) {
             if (pb)
               prefetch_rows(off, r.d, pp, pb);
@@ -286,7 +349,7 @@ void SGD::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamState&
     } else {
       const T* gr = grad.data<T>();
       parallel_for(p.numel(), kGrain,
-                   [&](int64_t lo, int64_t hi) { one(pp + lo, gr + lo, pb ? pb + lo : nullptr, hi - lo); });
+                   [&](int64_t lo, int64_t hi) { sgd_block(pp + lo, gr + lo, pb ? pb + lo : nullptr, hi - lo, c); });
     }
   });
 }
@@ -392,12 +455,15 @@ void Adagrad::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamSt
     if (grad.is_sparse()) {
       const Rows r = rows_of(grad);
       const T* gv = grad.sparse_values().data<T>();
-      for_rows(
-          r,
-          [&](int64_t k, int64_t off) { adagrad_block(pp + off, ps + off, gv + k * r.d, r.d, clr, eps, wd, has_wd); },
-          [&](int64_t off) {
-            prefetch_rows(off, r.d, pp, ps);
-          });
+      parallel_for(r.n, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, r.d)), [&](int64_t lo, int64_t hi) {
+        if (adagrad_sparse_rows_fast(pp, ps, gv, r.idx, lo, hi, r.d, clr, eps, wd, has_wd)) return;
+        for_rows(
+            {r.idx + lo, hi - lo, r.d},
+            [&](int64_t k, int64_t off) {
+              adagrad_block(pp + off, ps + off, gv + (lo + k) * r.d, r.d, clr, eps, wd, has_wd);
+            },
+            [&](int64_t off) { prefetch_rows(off, r.d, pp, ps); });
+      });
     } else {
       const T* gr = grad.data<T>();
       parallel_for(p.numel(), kGrain, [&](int64_t lo, int64_t hi) {
