@@ -108,6 +108,22 @@ void adam_sparse_row(T* p, T* m, T* v, const T* g, int64_t n, const AdamCoef<T>&
   }
 }
 
+// Prefetches n elements of each array at offset off (for writing). (Variadic: GCC 12 dropped the
+// prefetches of a loop over a std::initializer_list of the arrays.)
+template <class T, class... U>
+void prefetch_rows(int64_t off, int64_t n, T* first, U*... rest) {
+  for (int64_t j = 0; j < n; j += 64 / static_cast<int64_t>(sizeof(T))) {
+    __builtin_prefetch(first + off + j, 1, 3);
+    (__builtin_prefetch(rest + off + j, 1, 3), ...);
+  }
+}
+// While row k of rows idx[.. hi) is updated, prefetch row k + kAhead of each state array.
+template <class T, class... U>
+inline void prefetch_row_ahead(const int64_t* idx, int64_t k, int64_t hi, int64_t n, T* first, U*... rest) {
+  constexpr int64_t kAhead = 16;
+  if (k + kAhead < hi) prefetch_rows(idx[k + kAhead] * n, n, first, rest...);
+}
+
 // Sparse Adam on rows idx[lo..hi) of width n, float, n a multiple of 16: each 16-float piece is
 // one register, with the operations of adam_sparse_row in the same order (no buffer, no separate
 // square-root pass). One loop over the rows with every constant in a register and the state
@@ -121,16 +137,8 @@ inline bool adam_sparse_rows_fast(float* __restrict__ p, float* __restrict__ m, 
   const __m512 omb1 = _mm512_set1_ps(c.omb1), omb2 = _mm512_set1_ps(c.omb2), eps = _mm512_set1_ps(c.eps),
                neg_step = _mm512_set1_ps(-c.step_size), wd = _mm512_set1_ps(c.wd), decay = _mm512_set1_ps(c.decay);
   const bool has_wd = c.has_wd, decoupled = c.decoupled;
-  constexpr int64_t kAhead = 16;
   for (int64_t k = lo; k < hi; ++k) {
-    if (k + kAhead < hi) {
-      const int64_t ahead = idx[k + kAhead] * n;
-      for (int64_t j = 0; j < n; j += 16) {
-        __builtin_prefetch(p + ahead + j, 1, 3);
-        __builtin_prefetch(m + ahead + j, 1, 3);
-        __builtin_prefetch(v + ahead + j, 1, 3);
-      }
-    }
+    prefetch_row_ahead(idx, k, hi, n, p, m, v);
     const int64_t off = idx[k] * n;
     float *pr = p + off, *mr = m + off, *vr = v + off;
     const float* gr = g + k * n;
@@ -199,15 +207,8 @@ inline bool adagrad_sparse_rows_fast(float* __restrict__ p, float* __restrict__ 
 #if defined(__AVX512F__)
   if (n % 16 != 0) return false;
   const __m512 neg_clr = _mm512_set1_ps(-clr), veps = _mm512_set1_ps(eps), vwd = _mm512_set1_ps(wd);
-  constexpr int64_t kAhead = 16;
   for (int64_t k = lo; k < hi; ++k) {
-    if (k + kAhead < hi) {
-      const int64_t ahead = idx[k + kAhead] * n;
-      for (int64_t j = 0; j < n; j += 16) {
-        __builtin_prefetch(p + ahead + j, 1, 3);
-        __builtin_prefetch(sum + ahead + j, 1, 3);
-      }
-    }
+    prefetch_row_ahead(idx, k, hi, n, p, sum);
     const int64_t off = idx[k] * n;
     float *pr = p + off, *sr = sum + off;
     const float* gr = g + k * n;
@@ -282,15 +283,6 @@ void for_rows(const Rows& r, F f, P ahead) {
       f(k, r.idx[k] * r.d);
     }
   });
-}
-// Prefetches n elements of each array at offset off (for writing). (Variadic: GCC 12 dropped the
-// prefetches of a loop over a std::initializer_list of the arrays.)
-template <class T, class... U>
-void prefetch_rows(int64_t off, int64_t n, T* first, U*... rest) {
-  for (int64_t j = 0; j < n; j += 64 / static_cast<int64_t>(sizeof(T))) {
-    __builtin_prefetch(first + off + j, 1, 3);
-    (__builtin_prefetch(rest + off + j, 1, 3), ...);
-  }
 }
 
 }  // namespace
