@@ -330,6 +330,11 @@ Tensor Tensor::coalesce() const {
   RECHUB_CHECK(device().is_cpu(), "coalesce() runs on the CPU");
   Tensor idx = sparse_indices(), val = sparse_values();
   const int64_t n = idx.numel(), d = val.size(1);
+  // Rows already strictly ascending (what the embedding backward produces): nothing to sum or sort.
+  const int64_t* pi = idx.data<int64_t>();
+  bool ascending = true;
+  for (int64_t r = 1; r < n && ascending; ++r) ascending = pi[r - 1] < pi[r];
+  if (ascending) return *this;
   std::vector<int64_t> uniq;
   std::vector<int64_t> inverse(n);
   kernels::cpu::unique_rows(idx.data<int64_t>(), n, uniq, inverse.data());
@@ -346,12 +351,7 @@ Tensor Tensor::coalesce() const {
 Tensor Tensor::to_dense() const {
   if (!is_sparse()) return *this;
   if (device().is_cuda()) return to(Device::cpu()).to_dense().to(device());
-  // Rows already strictly ascending (what the embedding backward produces) need no coalescing.
-  const Tensor idx0 = sparse_indices();
-  const int64_t* pi0 = idx0.data<int64_t>();
-  bool ascending = true;
-  for (int64_t r = 1; r < idx0.numel() && ascending; ++r) ascending = pi0[r - 1] < pi0[r];
-  const Tensor c = ascending ? *this : coalesce();
+  const Tensor c = coalesce();
   Tensor out = zeros(shape(), {.dtype = dtype()});
   const Tensor v = c.sparse_values();
   const Tensor idx = c.sparse_indices();

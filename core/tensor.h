@@ -109,7 +109,8 @@ class Tensor {
   bool is_sparse() const;
   Tensor sparse_indices() const;
   Tensor sparse_values() const;
-  // Sums duplicate rows, sorted by row index.
+  // Sums duplicate rows, sorted by row index. A tensor whose rows are already strictly ascending
+  // is returned as it is (the same indices and values).
   Tensor coalesce() const;
   Tensor to_dense() const;
   static Tensor sparse_rows(const Tensor& indices, const Tensor& values, const Shape& dense_shape);

@@ -69,21 +69,13 @@ const Optimizer::ParamState* Optimizer::state(const Tensor& p) const {
 }
 
 namespace {
-bool sorted_unique(const Tensor& idx) {
-  const int64_t* p = idx.data<int64_t>();
-  const int64_t n = idx.numel();
-  for (int64_t i = 1; i < n; ++i)
-    if (p[i] <= p[i - 1]) return false;
-  return true;
-}
-
 // The row-sparse gradient `g` of `p` with sorted unique rows, as the update rules need it: on the
-// CPU checked, and coalesced when not; on CUDA the embedding backward's rows are trusted (checking
-// would read device memory) unless there are more of them than the table has rows, which only
-// accumulated gradients produce. Returns g itself when it already qualifies.
+// CPU coalesced (coalesce returns g itself when its rows already are); on CUDA the embedding
+// backward's rows are trusted (checking would read device memory) unless there are more of them
+// than the table has rows, which only accumulated gradients produce.
 Tensor with_unique_rows(const Tensor& g, const Tensor& p) {
   if (g.device().is_cuda()) return g.sparse_indices().numel() > p.size(0) ? detail::coalesce_on_device(g) : g;
-  return sorted_unique(g.sparse_indices()) ? g : g.coalesce();
+  return g.coalesce();
 }
 }  // namespace
 
