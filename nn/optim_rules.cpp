@@ -271,18 +271,26 @@ struct Rows {
 Rows rows_of(const Tensor& grad) {
   return {grad.sparse_indices().data<int64_t>(), grad.sparse_indices().numel(), grad.shape()[1]};
 }
-// Runs f(k, row_offset) over the rows of a sparse gradient, several threads for many rows. The
-// rows are scattered over a large table, so the state rows a few iterations ahead are prefetched
-// (`ahead(row_offset)`): without it the update waits on memory for every row.
+// Runs chunk(lo, hi) over ranges of the rows of a sparse gradient, several threads for many rows.
+template <class C>
+void for_row_chunks(const Rows& r, C chunk) {
+  parallel_for(r.n, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, r.d)), chunk);
+}
+// Runs f(k, row_offset) over rows [lo, hi). The rows are scattered over a large table, so the
+// state rows a few iterations ahead are prefetched (`ahead(row_offset)`): without it the update
+// waits on memory for every row.
+template <class F, class P>
+void rows_in(const Rows& r, int64_t lo, int64_t hi, F f, P ahead) {
+  constexpr int64_t kAhead = 16;
+  for (int64_t k = lo; k < hi; ++k) {
+    if (k + kAhead < hi) ahead(r.idx[k + kAhead] * r.d);
+    f(k, r.idx[k] * r.d);
+  }
+}
+// rows_in over all the rows, in chunks.
 template <class F, class P>
 void for_rows(const Rows& r, F f, P ahead) {
-  constexpr int64_t kAhead = 16;
-  parallel_for(r.n, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, r.d)), [&](int64_t lo, int64_t hi) {
-    for (int64_t k = lo; k < hi; ++k) {
-      if (k + kAhead < hi) ahead(r.idx[k + kAhead] * r.d);
-      f(k, r.idx[k] * r.d);
-    }
-  });
+  for_row_chunks(r, [&](int64_t lo, int64_t hi) { rows_in(r, lo, hi, f, ahead); });
 }
 
 }  // namespace
@@ -404,11 +412,10 @@ void Adam::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamState
       if (r.n == 0) return;  // SparseAdam: the step counts, nothing moves
       c.step_size = static_cast<T>(g.lr * std::sqrt(bc2) / bc1);
       const T* gv = grad.sparse_values().data<T>();
-      parallel_for(r.n, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, r.d)), [&](int64_t lo, int64_t hi) {
+      for_row_chunks(r, [&](int64_t lo, int64_t hi) {
         if (adam_sparse_rows_fast(pp, pm, pv, gv, r.idx, lo, hi, r.d, c)) return;
-        for_rows(
-            {r.idx + lo, hi - lo, r.d},
-            [&](int64_t k, int64_t off) { adam_sparse_row(pp + off, pm + off, pv + off, gv + (lo + k) * r.d, r.d, c); },
+        rows_in(
+            r, lo, hi, [&](int64_t k, int64_t off) { adam_sparse_row(pp + off, pm + off, pv + off, gv + k * r.d, r.d, c); },
             [&](int64_t off) { prefetch_rows(off, r.d, pp, pm, pv); });
       });
     }
@@ -447,13 +454,11 @@ void Adagrad::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamSt
     if (grad.is_sparse()) {
       const Rows r = rows_of(grad);
       const T* gv = grad.sparse_values().data<T>();
-      parallel_for(r.n, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, r.d)), [&](int64_t lo, int64_t hi) {
+      for_row_chunks(r, [&](int64_t lo, int64_t hi) {
         if (adagrad_sparse_rows_fast(pp, ps, gv, r.idx, lo, hi, r.d, clr, eps, wd, has_wd)) return;
-        for_rows(
-            {r.idx + lo, hi - lo, r.d},
-            [&](int64_t k, int64_t off) {
-              adagrad_block(pp + off, ps + off, gv + (lo + k) * r.d, r.d, clr, eps, wd, has_wd);
-            },
+        rows_in(
+            r, lo, hi,
+            [&](int64_t k, int64_t off) { adagrad_block(pp + off, ps + off, gv + k * r.d, r.d, clr, eps, wd, has_wd); },
             [&](int64_t off) { prefetch_rows(off, r.d, pp, ps); });
       });
     } else {
