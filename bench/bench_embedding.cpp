@@ -4,10 +4,13 @@
 // a dense Adam pass over all 176,119 rows, what nn.Embedding + torch.optim.Adam do), and the
 // pieces on their own. The full steps also run with every vocabulary 10x larger (`vocab_x:10`,
 // 1.76M rows, one thread): the dense cost grows with the tables, the sparse one with the batch.
+// BM_sparse_step_floor is the memory traffic alone of a sparse step, the bound on the ratio.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/autograd.h"
 #include "core/rng.h"
@@ -128,6 +131,74 @@ void sparse_only(benchmark::State& st, Options o) {
 void BM_adagrad_only_sparse(benchmark::State& st) { sparse_only<nn::Adagrad>(st, nn::AdagradOptions{}); }
 void BM_sgd_momentum_only_sparse(benchmark::State& st) { sparse_only<nn::SGD>(st, nn::SGDOptions{.momentum = 0.9}); }
 
+// The floor of the sparse step on this machine: only the memory traffic no implementation of it
+// can avoid, with all bookkeeping precomputed. Per step: gather the 32,768 looked-up rows into the
+// 2 MB output (the lookup itself), read the 2 MB upstream gradient and store each row at its
+// unique row's rank (a plain store: no zeroing, no accumulation), then one read-modify-write of
+// each touched row's weight, first and second moment (no Adam arithmetic). The dense step divided
+// by this is the largest dense/sparse ratio any sparse step can reach here.
+void BM_sparse_step_floor(benchmark::State& st) {
+  Setup s(true);
+  Generator g(3);
+  Tensor arena = s.emb.arenas()[0];  // a handle on the same rows
+  float* table = arena.data<float>();
+  const int64_t rows = s.emb.arenas()[0].size(0);
+  std::vector<float> m(rows * kDim, 0.f), v(rows * kDim, 0.f);
+  struct Batch {
+    std::vector<int32_t> ids, rank;
+    std::vector<int64_t> uniq;
+  };
+  std::vector<Batch> bs;
+  for (const Tensor& b : s.batches) {
+    Batch x;
+    const int64_t* raw = b.data<int64_t>();
+    for (int64_t i = 0; i < b.numel(); ++i) {
+      const auto f = static_cast<size_t>(i % kVocabs.size());
+      x.ids.push_back(static_cast<int32_t>(s.emb.slot(specs(1)[f].name).offset + raw[i]));
+    }
+    x.uniq.assign(x.ids.begin(), x.ids.end());
+    std::sort(x.uniq.begin(), x.uniq.end());
+    x.uniq.erase(std::unique(x.uniq.begin(), x.uniq.end()), x.uniq.end());
+    for (int32_t id : x.ids)
+      x.rank.push_back(static_cast<int32_t>(std::lower_bound(x.uniq.begin(), x.uniq.end(), id) - x.uniq.begin()));
+    bs.push_back(std::move(x));
+  }
+  std::vector<float> out(kBatch * kVocabs.size() * kDim), acc(kBatch * kVocabs.size() * kDim);
+  const float* gy = s.gy.data<float>();
+  int64_t it = 0;
+  for (auto _ : st) {
+    const Batch& b = bs[it++ % kBatches];
+    const int64_t n = static_cast<int64_t>(b.ids.size());
+    for (int64_t i = 0; i < n; ++i) {
+      if (i + 16 < n) __builtin_prefetch(table + int64_t{b.ids[i + 16]} * kDim);
+      std::memcpy(&out[i * kDim], table + int64_t{b.ids[i]} * kDim, kDim * sizeof(float));
+    }
+    benchmark::ClobberMemory();
+    for (int64_t i = 0; i < n; ++i) std::memcpy(&acc[int64_t{b.rank[i]} * kDim], gy + i * kDim, kDim * sizeof(float));
+    benchmark::ClobberMemory();
+    const int64_t u = static_cast<int64_t>(b.uniq.size());
+    for (int64_t k = 0; k < u; ++k) {
+      if (k + 8 < u) {
+        const int64_t ahead = b.uniq[k + 8] * kDim;
+        __builtin_prefetch(table + ahead, 1);
+        __builtin_prefetch(&m[ahead], 1);
+        __builtin_prefetch(&v[ahead], 1);
+      }
+      const int64_t r = b.uniq[k] * kDim;
+      const float* gk = &acc[k * kDim];
+#pragma omp simd
+      for (int64_t j = 0; j < kDim; ++j) {
+        table[r + j] -= 1e-9f * gk[j];
+        m[r + j] += gk[j];
+        v[r + j] += gk[j] * gk[j];
+      }
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::DoNotOptimize(m.data());
+    benchmark::DoNotOptimize(v.data());
+  }
+}
+
 #define ARGS ->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond)
 #define STEP_ARGS                                                                   \
   ->Args({1, 1})->Args({2, 1})->Args({1, 10})->ArgNames({"threads", "vocab_x"}) \
@@ -141,6 +212,7 @@ BENCHMARK(BM_adam_only_sparse) ARGS;
 BENCHMARK(BM_adam_only_dense) ARGS;
 BENCHMARK(BM_adagrad_only_sparse) ARGS;
 BENCHMARK(BM_sgd_momentum_only_sparse) ARGS;
+BENCHMARK(BM_sparse_step_floor)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
