@@ -1,5 +1,6 @@
 #include "core/storage.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -27,6 +28,32 @@ constexpr size_t kHugePage = size_t(2) << 20;
 // Adam ~10 % faster). Smaller blocks (activations, streamed in order) keep 4 KiB pages: with
 // 2 MiB alignment, several of them alias in the caches (PLE at batch 1024 lost ~4 %).
 constexpr size_t kHugeFrom = size_t(8) << 20;
+
+// A huge-page block is a mapping of its own, 2 MiB aligned, never memory that malloc manages:
+// madvise(MADV_HUGEPAGE) on blocks from std::aligned_alloc (inside malloc's heap) made the
+// 4 KiB-page activation blocks around them 3-5x slower to stream on our CI host (unfused MMoE and
+// PLE training steps at batch 4096 on one thread; bench/RESULTS.md, "Huge pages").
+void* map_huge(size_t c) {
+  const size_t len = c + kHugePage;  // room to align the start
+  void* m = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return nullptr;
+  const auto base = reinterpret_cast<uintptr_t>(m);
+  const uintptr_t p = (base + kHugePage - 1) / kHugePage * kHugePage;
+  if (p > base) munmap(m, p - base);  // unmap the slack on both sides: the block is [p, p + c)
+  if (base + len > p + c) munmap(reinterpret_cast<void*>(p + c), base + len - (p + c));
+#ifdef MADV_HUGEPAGE
+  madvise(reinterpret_cast<void*>(p), c, MADV_HUGEPAGE);  // advice only: failure changes nothing
+#endif
+  return reinterpret_cast<void*>(p);
+}
+bool is_huge(size_t c) { return c >= kHugeFrom; }
+void* allocate_block(size_t c) { return is_huge(c) ? map_huge(c) : std::aligned_alloc(64, c); }
+void free_block(void* p, size_t c) {
+  if (is_huge(c))
+    munmap(p, c);
+  else
+    std::free(p);
+}
 
 size_t size_class(size_t n) {
   if (n <= 256) return (n + 63) / 64 * 64;
@@ -60,11 +87,7 @@ class CpuAllocator {
       }
 #endif
     }
-    const bool huge = c >= kHugeFrom;
-    void* p = std::aligned_alloc(huge ? kHugePage : 64, c);
-#ifdef MADV_HUGEPAGE
-    if (p && huge) madvise(p, c, MADV_HUGEPAGE);  // advice only: failure changes nothing
-#endif
+    void* p = allocate_block(c);
     if (!p) {
       std::lock_guard<std::mutex> lk(mu_);
       stats_.bytes_in_use -= c;
@@ -88,7 +111,7 @@ class CpuAllocator {
       stats_.bytes_in_use -= c;
     }
 #endif
-    std::free(p);
+    free_block(p, c);
   }
   CpuAllocatorStats stats() {
     std::lock_guard<std::mutex> lk(mu_);
@@ -101,7 +124,7 @@ class CpuAllocator {
   void release() {
     std::lock_guard<std::mutex> lk(mu_);
     for (auto& [c, v] : free_)
-      for (void* p : v) std::free(p);
+      for (void* p : v) free_block(p, c);
     free_.clear();
     stats_.bytes_cached = 0;
   }
