@@ -139,11 +139,12 @@ void BM_sgd_momentum_only_sparse(benchmark::State& st) { sparse_only<nn::SGD>(st
 // by this is the largest dense/sparse ratio any sparse step can reach here.
 void BM_sparse_step_floor(benchmark::State& st) {
   Setup s(true);
-  Generator g(3);
   Tensor arena = s.emb.arenas()[0];  // a handle on the same rows
   float* table = arena.data<float>();
-  const int64_t rows = s.emb.arenas()[0].size(0);
+  const int64_t rows = arena.size(0);
   std::vector<float> m(rows * kDim, 0.f), v(rows * kDim, 0.f);
+  std::vector<int64_t> offset;  // each feature's first arena row
+  for (const auto& spec : specs(1)) offset.push_back(s.emb.slot(spec.name).offset);
   struct Batch {
     std::vector<int32_t> ids, rank;
     std::vector<int64_t> uniq;
@@ -152,10 +153,8 @@ void BM_sparse_step_floor(benchmark::State& st) {
   for (const Tensor& b : s.batches) {
     Batch x;
     const int64_t* raw = b.data<int64_t>();
-    for (int64_t i = 0; i < b.numel(); ++i) {
-      const auto f = static_cast<size_t>(i % kVocabs.size());
-      x.ids.push_back(static_cast<int32_t>(s.emb.slot(specs(1)[f].name).offset + raw[i]));
-    }
+    for (int64_t i = 0; i < b.numel(); ++i)
+      x.ids.push_back(static_cast<int32_t>(offset[static_cast<size_t>(i) % offset.size()] + raw[i]));
     x.uniq.assign(x.ids.begin(), x.ids.end());
     std::sort(x.uniq.begin(), x.uniq.end());
     x.uniq.erase(std::unique(x.uniq.begin(), x.uniq.end()), x.uniq.end());
