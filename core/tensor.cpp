@@ -337,7 +337,7 @@ Tensor Tensor::coalesce() const {
   if (ascending) return *this;
   std::vector<int64_t> uniq;
   std::vector<int64_t> inverse(n);
-  kernels::cpu::unique_rows(idx.data<int64_t>(), n, uniq, inverse.data());
+  kernels::cpu::unique_rows(pi, n, uniq, inverse.data());
   const int64_t u = static_cast<int64_t>(uniq.size());
   Tensor oi = from_vector(uniq, {u});
   Tensor ov = zeros({u, d}, {.dtype = val.dtype()});

@@ -117,11 +117,12 @@ void prefetch_rows(int64_t off, int64_t n, T* first, U*... rest) {
     (__builtin_prefetch(rest + off + j, 1, 3), ...);
   }
 }
-// While row k of rows idx[.. hi) is updated, prefetch row k + kAhead of each state array.
+// How many rows ahead of the one being updated the row-sparse updates prefetch the state rows.
+constexpr int64_t kRowsAhead = 16;
+// While row k of rows idx[.. hi) is updated, prefetch row k + kRowsAhead of each state array.
 template <class T, class... U>
 inline void prefetch_row_ahead(const int64_t* idx, int64_t k, int64_t hi, int64_t n, T* first, U*... rest) {
-  constexpr int64_t kAhead = 16;
-  if (k + kAhead < hi) prefetch_rows(idx[k + kAhead] * n, n, first, rest...);
+  if (k + kRowsAhead < hi) prefetch_rows(idx[k + kRowsAhead] * n, n, first, rest...);
 }
 
 // Sparse Adam on rows idx[lo..hi) of width n, float, n a multiple of 16: each 16-float piece is
@@ -277,13 +278,12 @@ void for_row_chunks(const Rows& r, C chunk) {
   parallel_for(r.n, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, r.d)), chunk);
 }
 // Runs f(k, row_offset) over rows [lo, hi). The rows are scattered over a large table, so the
-// state rows a few iterations ahead are prefetched (`ahead(row_offset)`): without it the update
-// waits on memory for every row.
+// state rows kRowsAhead iterations ahead are prefetched (`ahead(row_offset)`): without it the
+// update waits on memory for every row.
 template <class F, class P>
 void rows_in(const Rows& r, int64_t lo, int64_t hi, F f, P ahead) {
-  constexpr int64_t kAhead = 16;
   for (int64_t k = lo; k < hi; ++k) {
-    if (k + kAhead < hi) ahead(r.idx[k + kAhead] * r.d);
+    if (k + kRowsAhead < hi) ahead(r.idx[k + kRowsAhead] * r.d);
     f(k, r.idx[k] * r.d);
   }
 }
