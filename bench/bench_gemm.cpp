@@ -1,7 +1,8 @@
-// fp32 GEMM benchmarks: the machine's AVX-512 FMA peak, then rechub sgemm, Eigen (sgemm_eigen) and
-// OpenBLAS cblas_sgemm (when built with RECHUB_HAVE_OPENBLAS) at the MMoE layer shapes, on 1 and 2
-// threads. Each GEMM benchmark reports GFLOPS and pct_peak (percent of the FMA peak measured with the
-// same thread count).
+// fp32 GEMM benchmarks: the machine's FMA peak for AVX-512 and AVX2, then rechub sgemm (the dispatched
+// set; RECHUB_CPU=avx2|avx512|generic forces one), Eigen (sgemm_eigen) and OpenBLAS cblas_sgemm (when
+// built with RECHUB_HAVE_OPENBLAS) at the MMoE layer shapes, on 1 and 2 threads. Each GEMM benchmark
+// reports GFLOPS and pct_peak (percent of the FMA peak of the dispatched set, measured in the same run
+// with the same thread count).
 //
 //   bench_gemm                                   # everything (OpenBLAS core as selected by OPENBLAS_CORETYPE)
 //   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE bench_gemm   # OpenBLAS "as installed"
@@ -20,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/fma_peak.h"
 #include "kernels/cpu/gemm.h"
 
 #ifdef RECHUB_HAVE_OPENBLAS
@@ -32,76 +34,39 @@ char* openblas_get_corename(void);
 
 namespace {
 
-// ---- FMA peak -------------------------------------------------------------------------------------
-constexpr int kChains = 12;  // independent FMA chains: > latency (4) x pipes (2) on Zen 4/5, Intel
-constexpr int64_t kPeakInner = 1 << 20;
+// ---- FMA peak ---------------------------------------------------------------------------------------
+using rechub::kernels::cpu::Isa;
 
-__attribute__((target("avx512f,fma"), noinline)) float fma_chains(int64_t iters, float seed) {
-  __m512 acc[kChains];
-  const __m512 x = _mm512_set1_ps(0.999999f);
-  const __m512 y = _mm512_set1_ps(1e-7f);
-#pragma GCC unroll 12
-  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(seed + static_cast<float>(i));
-  for (int64_t it = 0; it < iters; ++it) {
-#pragma GCC unroll 12
-    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
-  }
-  __m512 s = acc[0];
-#pragma GCC unroll 12
-  for (int i = 1; i < kChains; ++i) s = _mm512_add_ps(s, acc[i]);
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, s);
-  float sum = 0.0f;
-  for (float v : lanes) sum += v;
-  return sum;
-}
-
-constexpr double kFlopsPerInner = 2.0 * 16 * kChains;
-
-bool has_avx512() { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"); }
-
-// Runs the FMA loop on `threads` threads at once; returns total GFLOP/s.
-double fma_gflops(int threads, int64_t inner) {
-  float sink = 0.0f;
-  const auto t0 = std::chrono::steady_clock::now();
-#pragma omp parallel num_threads(threads) reduction(+ : sink)
-  sink += fma_chains(inner, static_cast<float>(omp_get_thread_num()));
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  benchmark::DoNotOptimize(sink);
-  return threads * static_cast<double>(inner) * kFlopsPerInner / s * 1e-9;
-}
-
-// Peak GFLOP/s on `threads` threads (best of a few ~0.1 s runs), measured once and cached.
+// Peak GFLOP/s of the dispatched set on `threads` threads, measured once per run and cached.
 double peak_gflops(int threads) {
   static double cache[8] = {};
   if (threads < 1 || threads > 7) return 0.0;
-  if (cache[threads] == 0.0 && has_avx512()) {
-    double best = 0.0;
-    for (int r = 0; r < 5; ++r) best = std::max(best, fma_gflops(threads, 16 * kPeakInner));
-    cache[threads] = best;
-  }
+  if (cache[threads] == 0.0) cache[threads] = rechub::bench::fma_peak_gflops(rechub::kernels::cpu::active_isa(), threads);
   return cache[threads];
 }
 
-// GFLOPS: median over iterations; GFLOPS_best: the fastest iteration (what pct_peak divides by, via
-// peak_gflops); per thread as well.
-void BM_FmaPeak(benchmark::State& state) {
+// GFLOPS: median over iterations; GFLOPS_best: the fastest iteration; peak_used_for_pct: what the GEMM
+// benchmarks' pct_peak divides by (the peak of the dispatched set, best of five longer runs).
+void BM_FmaPeak(benchmark::State& state, Isa isa) {
   const int threads = static_cast<int>(state.range(0));
-  if (!has_avx512()) {
-    state.SkipWithError("no AVX-512F on this CPU");
+  if (!rechub::kernels::cpu::isa_supported(isa)) {
+    state.SkipWithError((std::string("this CPU has no ") + rechub::kernels::cpu::isa_name(isa)).c_str());
     return;
   }
   std::vector<double> rates;
-  for (auto _ : state) rates.push_back(fma_gflops(threads, kPeakInner));
+  for (auto _ : state) rates.push_back(rechub::bench::fma_gflops(isa, threads, rechub::bench::kFmaPeakInner));
   if (rates.empty()) return;
   std::sort(rates.begin(), rates.end());
   const double median = rates[rates.size() / 2];
   state.counters["GFLOPS"] = median;
   state.counters["GFLOPS_per_thread"] = median / threads;
   state.counters["GFLOPS_best"] = rates.back();
-  state.counters["peak_used_for_pct"] = peak_gflops(threads);
+  if (isa == rechub::kernels::cpu::active_isa()) state.counters["peak_used_for_pct"] = peak_gflops(threads);
 }
-BENCHMARK(BM_FmaPeak)->Name("peak/fma_avx512")->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->MinTime(0.5);
+BENCHMARK_CAPTURE(BM_FmaPeak, avx512, Isa::avx512)
+    ->Name("peak/fma_avx512")->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->MinTime(0.5);
+BENCHMARK_CAPTURE(BM_FmaPeak, avx2, Isa::avx2)
+    ->Name("peak/fma_avx2")->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->MinTime(0.5);
 
 // ---- GEMM ------------------------------------------------------------------------------------------
 struct Shape {

@@ -1,13 +1,15 @@
 // Training-step throughput of the multi-task models on Ali-CCP-shaped synthetic data: forward,
 // backward and Adam (lazy, row-sparse for the embedding arena), in samples/s, with peak memory.
-// One configuration per run (so the peak RSS is that configuration's); bench/torch_models.py runs
+// One configuration per run (so the peak RSS is that configuration's); bench/compare_torch.py runs
 // it for every configuration next to PyTorch and prints the ratios.
 //
 //   OMP_NUM_THREADS=2 bench_models --model mmoe --batch 4096 --fused 1 --steps 20
 //
 // Prints one JSON line: model, batch, threads, fused, samples_per_s, ms_per_step, gflops (useful
-// FLOP: 2 per multiply-add of every Linear/GEMM forward, twice that backward), pct_peak (of
-// --peak-gflops per thread, the AVX-512 FMA peak measured by bench_gemm), peak_rss_mb,
+// FLOP: 2 per multiply-add of every Linear/GEMM forward, twice that backward), isa (the instruction
+// set the kernels dispatched to; RECHUB_CPU forces one), peak_gflops (the FMA peak of that set on this
+// many threads, measured in this process after the steps; --peak-gflops G overrides it with G per
+// thread), pct_peak (gflops / peak_gflops), cpu (the model name from /proc/cpuinfo), peak_rss_mb,
 // allocator_peak_mb (cpu_allocator_stats().peak_bytes_in_use during the steps).
 #include <omp.h>
 #include <sys/resource.h>
@@ -23,7 +25,9 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "bench/fma_peak.h"
 #include "core/storage.h"
+#include "kernels/cpu/isa.h"
 #include "mtl/data/synthetic.h"
 #include "mtl/models/mmoe.h"
 #include "mtl/models/ple.h"
@@ -40,7 +44,7 @@ struct Args {
   int steps = 20;
   int warmup = 3;
   bool fused = true;
-  double peak_gflops = 215.0;  // per thread: bench_gemm peak/fma_avx512 on the development machine
+  double peak_gflops = 0.0;  // per thread; 0: measure the dispatched set's FMA peak in this process
 };
 
 Args parse(int argc, char** argv) {
@@ -74,6 +78,17 @@ Args parse(int argc, char** argv) {
     }
   }
   return a;
+}
+
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(colon + 2);
+    }
+  return "unknown";
 }
 
 double peak_rss_mb() {
@@ -176,13 +191,18 @@ int main(int argc, char** argv) {
   const double sps = static_cast<double>(a.batch) * a.steps / sec;
   const double gflops = 3.0 * 2.0 * macs * sps / 1e9;  // forward + backward (dX and dW)
   const int threads = omp_get_max_threads();
+  const kernels::cpu::Isa isa = kernels::cpu::active_isa();
+  // Measured after the steps so that the FMA loop's heat does not slow the timed steps.
+  const double peak = a.peak_gflops > 0.0 ? a.peak_gflops * threads : bench::fma_peak_gflops(isa, threads);
   std::printf(
       "{\"impl\": \"rechub\", \"model\": \"%s\", \"batch\": %lld, \"threads\": %d, \"fused\": %s, \"samples_per_s\": "
-      "%.1f, \"ms_per_step\": %.2f, \"mflop_per_sample\": %.3f, \"gflops\": %.1f, \"pct_peak\": %.1f, "
+      "%.1f, \"ms_per_step\": %.2f, \"mflop_per_sample\": %.3f, \"gflops\": %.1f, \"isa\": \"%s\", "
+      "\"peak_gflops\": %.1f, \"pct_peak\": %.1f, \"cpu\": \"%s\", "
       "\"peak_rss_mb\": %.1f, \"allocator_peak_mb\": %.1f, \"cpu_ms_per_step\": %.2f, \"minor_faults_per_step\": "
       "%.0f}\n",
       a.model.c_str(), static_cast<long long>(a.batch), threads, a.fused ? "true" : "false", sps, 1e3 * sec / a.steps,
-      6.0 * macs / 1e6, gflops, 100.0 * gflops / (a.peak_gflops * threads), peak_rss_mb(),
+      6.0 * macs / 1e6, gflops, kernels::cpu::isa_name(isa), peak, peak > 0.0 ? 100.0 * gflops / peak : 0.0,
+      cpu_model().c_str(), peak_rss_mb(),
       static_cast<double>(cpu_allocator_stats().peak_bytes_in_use) / (1 << 20), 1e3 * cpu_sec / a.steps,
       static_cast<double>(ru1.ru_minflt - ru0.ru_minflt) / a.steps);
   return 0;

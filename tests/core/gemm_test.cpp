@@ -1,15 +1,19 @@
-// Tests for the CPU GEMM kernels (kernels/cpu/gemm.h): sgemm (AVX-512 or Eigen, picked at runtime),
-// sgemm_eigen and dgemm, all checked against naive triple loops evaluated in double precision.
+// Tests for the CPU GEMM kernels (kernels/cpu/gemm.h): sgemm (AVX-512, AVX2 or Eigen, picked at run
+// time), every instruction set this CPU supports through sgemm_isa, sgemm_eigen and dgemm, all checked
+// against naive triple loops evaluated in double precision. ctest also runs this file with RECHUB_CPU
+// forcing each set, so the whole suite's sgemm calls go through every supported path.
 #include "kernels/cpu/gemm.h"
 
 #include <gtest/gtest.h>
 #include <omp.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <functional>
 #include <limits>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -19,6 +23,7 @@ using rechub::kernels::cpu::dgemm;
 using rechub::kernels::cpu::sgemm;
 using rechub::kernels::cpu::sgemm_eigen;
 using rechub::kernels::cpu::sgemm_kernel_name;
+using rechub::kernels::cpu::Isa;
 
 struct GemmCase {
   bool trans_a = false;
@@ -165,11 +170,83 @@ std::vector<GemmCase> mmoe_cases(int64_t batch) {
 
 // ---- sgemm -----------------------------------------------------------------------------------------
 
-TEST(Sgemm, ReportsTheKernelThisCpuSupports) {
+TEST(Sgemm, ReportsTheKernelThisCpuSupportsOrTheForcedOne) {
   const std::string name = sgemm_kernel_name();
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
                       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
-  EXPECT_EQ(name, avx512 ? "avx512" : "eigen");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const char* forced = std::getenv("RECHUB_CPU");
+  if (forced != nullptr && *forced != '\0') {
+    EXPECT_EQ(name, std::string(forced) == "generic" ? "eigen" : forced);
+  } else {
+    EXPECT_EQ(name, avx512 ? "avx512" : avx2 ? "avx2" : "eigen");
+  }
+  EXPECT_EQ(rechub::kernels::cpu::isa_supported(Isa::avx512), avx512);
+  EXPECT_EQ(rechub::kernels::cpu::isa_supported(Isa::avx2), avx2);
+}
+
+// Every set the CPU supports, called directly, on the awkward sizes, alpha/beta and padded strides.
+class SgemmIsa : public ::testing::TestWithParam<Isa> {
+ protected:
+  void SetUp() override {
+    if (!rechub::kernels::cpu::isa_supported(GetParam()))
+      GTEST_SKIP() << "this CPU has no " << rechub::kernels::cpu::isa_name(GetParam());
+  }
+  SgemmFn fn() const {
+    const Isa isa = GetParam();
+    return [isa](bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+      rechub::kernels::cpu::sgemm_isa(isa, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    };
+  }
+};
+
+TEST_P(SgemmIsa, MatchesNaiveLoopsForAllTransposes) {
+  for (const GemmCase& g : awkward_cases()) expect_sgemm_matches(fn(), g);
+}
+
+TEST_P(SgemmIsa, AppliesAlphaBetaAndLeadingDimensions) {
+  for (double beta : {0.0, 1.0, -1.5})
+    for (int64_t pad : {0, 1, 9})
+      for (int t = 0; t < 4; ++t) {
+        expect_sgemm_matches(fn(), GemmCase{(t & 1) != 0, (t & 2) != 0, 37, 45, 29, -0.5, beta, pad});
+        expect_sgemm_matches(fn(), GemmCase{(t & 1) != 0, (t & 2) != 0, 301, 70, 600, 2.0, beta, pad});
+      }
+}
+
+TEST_P(SgemmIsa, MatchesNaiveLoopsAtMmoeShapesOnOneAndTwoThreads) {
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (const GemmCase& g : mmoe_cases(520)) expect_sgemm_matches(fn(), g);
+    expect_sgemm_matches(fn(), GemmCase{false, false, 150, 2048, 128});  // eight experts' first layers at once
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST_P(SgemmIsa, BetaZeroNeverReadsCSoNaNDoesNotPropagate) {
+  for (int t = 0; t < 4; ++t) {
+    const GemmCase g{(t & 1) != 0, (t & 2) != 0, 29, 35, 300};
+    Operands<float> op = make_operands<float>(g, 7);
+    for (int64_t i = 0; i < g.M; ++i)
+      for (int64_t j = 0; j < g.N; ++j) op.c[static_cast<size_t>(i * op.ldc + j)] = std::nanf("");
+    fn()(g.trans_a, g.trans_b, g.M, g.N, g.K, 1.0f, op.a.data(), op.lda, op.b.data(), op.ldb, 0.0f, op.c.data(),
+         op.ldc);
+    EXPECT_LT(relative_error(g, op.c, op.ldc, naive_gemm(GemmCase{g.trans_a, g.trans_b, g.M, g.N, g.K}, op)), 1e-5);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(EverySet, SgemmIsa, ::testing::Values(Isa::generic, Isa::avx2, Isa::avx512),
+                         [](const ::testing::TestParamInfo<Isa>& info) {
+                           return std::string(rechub::kernels::cpu::isa_name(info.param));
+                         });
+
+TEST(Sgemm, ForcingASetTheCpuLacksIsAnErrorNotAFallback) {
+  if (rechub::kernels::cpu::isa_supported(Isa::avx512)) GTEST_SKIP() << "this CPU runs every set";
+  float c = 0.0f;
+  const float a = 1.0f, b = 1.0f;
+  EXPECT_THROW(rechub::kernels::cpu::sgemm_isa(Isa::avx512, false, false, 1, 1, 1, 1.0f, &a, 1, &b, 1, 0.0f, &c, 1),
+               std::invalid_argument);
 }
 
 TEST(Sgemm, MatchesNaiveLoopsForAllTransposes) {
