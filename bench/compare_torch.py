@@ -55,9 +55,10 @@ def run_rechub(bench, model, batch, threads, steps, repeats):
     return runs[len(runs) // 2], runs
 
 
-def run_torch(anchor, model, batch, threads, runs, impls, embs):
-    cmd = ["bash", anchor, "--models", model, "--batches", str(batch), "--threads", str(threads), "--runs", str(runs),
-           "--impls", impls, "--embs", embs, "--quiet-wait", "60"]
+def run_torch(anchor, model, batch, threads, runs, impls, embs, quiet_wait):
+    # The anchor spells SharedBottom "sharedbottom".
+    cmd = ["bash", anchor, "--models", model.replace("_", ""), "--batches", str(batch), "--threads", str(threads), "--runs", str(runs),
+           "--impls", impls, "--embs", embs, "--quiet-wait", str(quiet_wait)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"compare_torch.py: the PyTorch anchor failed ({' '.join(cmd)}): {r.stderr.strip()[-2000:]}")
@@ -76,6 +77,8 @@ def main():
     ap.add_argument("--torch-runs", type=int, default=5, help="timed runs per PyTorch variant (median reported)")
     ap.add_argument("--impls", default="trh,fused")
     ap.add_argument("--embs", default="dense,sparse")
+    ap.add_argument("--quiet-wait", type=float, default=60,
+                    help="the anchor waits up to this many seconds for an idle machine before each variant")
     ap.add_argument("--raw", default=None, help="append every raw JSON result to this file")
     args = ap.parse_args()
     if not os.path.exists(args.anchor):
@@ -90,11 +93,13 @@ def main():
             for threads in [int(t) for t in args.threads.split(",")]:
                 steps = args.steps or max(10, 80000 // batch)
                 med, runs = run_rechub(args.bench, model, batch, threads, steps, args.repeats)
-                torch_res = run_torch(args.anchor, model, batch, threads, args.torch_runs, args.impls, args.embs)
+                torch_res = run_torch(args.anchor, model, batch, threads, args.torch_runs, args.impls, args.embs,
+                                      args.quiet_wait)
                 best = max(torch_res, key=lambda x: x["samples_per_s_median"])
                 if raw:
                     for x in runs + torch_res:
                         raw.write(json.dumps(x) + "\n")
+                    raw.flush()
                 row = dict(model=model, batch=batch, threads=threads, isa=med["isa"], rechub=med["samples_per_s"],
                            rechub_spread=[runs[0]["samples_per_s"], runs[-1]["samples_per_s"]],
                            torch=best["samples_per_s_median"], torch_variant=f"{best['impl']}/{best['emb']}",
