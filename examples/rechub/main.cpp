@@ -7,6 +7,7 @@
 //   rechub predict --model runs/mmoe/model.safetensors --data data/ali_ccp_test.csv --out preds.csv
 #include <omp.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
@@ -140,7 +141,18 @@ Runner add_predict(CLI::App& app) {
     const Device device = parse_device_flag(o->device);
     trainer::Predictor p(o->model, device);
     const data::RawRows raw = data::read_raw_rows(o->data, p.preprocessor().csv_options());
-    const auto preds = p.predict(raw.rows, raw.header, o->batch_size);
+    // Batched here rather than by Predictor::predict(rows) so that an error names the file and
+    // the row's line, not its index within a batch.
+    std::vector<std::vector<double>> preds;
+    preds.reserve(raw.rows.size());
+    const auto batch = static_cast<size_t>(o->batch_size);
+    for (size_t b = 0; b < raw.rows.size(); b += batch) {
+      const size_t e = std::min(raw.rows.size(), b + batch);
+      const std::vector<std::vector<std::string>> chunk(raw.rows.begin() + static_cast<std::ptrdiff_t>(b),
+                                                        raw.rows.begin() + static_cast<std::ptrdiff_t>(e));
+      for (auto& x : p.predict(p.preprocessor().encode_rows(chunk, raw.header, o->data, raw.lines.data() + b)))
+        preds.push_back(std::move(x));
+    }
     std::ostringstream os;
     os.precision(9);
     const auto& tasks = p.task_names();

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -202,6 +203,83 @@ TEST_F(RechubCli, DeviceFlagErrorsAreClear) {
   expect_error("train --train a.csv --out x --device cuda", why);
   expect_error("train --train a.csv --out x --device cuda:1", why);
   expect_error("predict --model m.safetensors --data x.csv --out p.csv --device cuda", why);
+}
+
+}  // namespace
+}  // namespace rechub
+
+namespace rechub {
+namespace {
+
+// The lines of a file; `edit` changes field `column` (by header name) of 1-based line `line`.
+std::string edited_csv(const fs::path& src, int64_t line, const std::string& column, const std::string& value) {
+  std::ifstream in(src);
+  std::string header, l, out;
+  std::getline(in, header);
+  std::vector<std::string> names;
+  {
+    std::stringstream hs(header);
+    std::string n;
+    while (std::getline(hs, n, ',')) names.push_back(n);
+  }
+  const auto col = static_cast<size_t>(std::find(names.begin(), names.end(), column) - names.begin());
+  out = header + "\n";
+  for (int64_t at = 2; std::getline(in, l); ++at) {
+    if (at == line) {
+      std::vector<std::string> f;
+      std::stringstream ls(l);
+      std::string x;
+      while (std::getline(ls, x, ',')) f.push_back(x);
+      f.at(col) = value;
+      l.clear();
+      for (size_t i = 0; i < f.size(); ++i) l += (i ? "," : "") + f[i];
+    }
+    out += l + "\n";
+  }
+  return out;
+}
+
+void write_text(const fs::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+
+// A small model; a command adds --epochs and --batch-size.
+const std::string kModel =
+    " --tasks click,purchase --model mmoe --embed-dim 4 --expert-units 8 --num-experts 2 --tower-units 4 --quiet";
+const std::string kSmall = kModel + " --epochs 1 --batch-size 256";
+
+// A stray value among the rows inference reads is an error naming file, line, column and what
+// settles it; so is a bad value in eval's and predict's input, by its line in the file.
+TEST_F(RechubCli, StrayValuesAreErrorsNamingFileAndLine) {
+  const fs::path data = dir_ / "stray";
+  ASSERT_EQ(run("synth --kind ali-ccp --rows 2000 --seed 3 --out " + data.string()).code, 0);
+  const fs::path train = data / "ali_ccp_train.csv";
+  for (const std::string word : {"nan", "abc"}) {
+    const fs::path bad = data / ("bad_dense_" + word + ".csv");
+    write_text(bad, edited_csv(train, 40, "D1", word));
+    expect_error("train --train " + bad.string() + kSmall + " --no-cache --out " + (dir_ / "stray_run").string(),
+                 bad.string() + ":40: column 'D1' = '" + word + "': not a number");
+    expect_error("train --train " + bad.string() + kSmall + " --no-cache --out " + (dir_ / "stray_run").string(),
+                 "--dense D1");
+  }
+  const fs::path bad_label = data / "bad_label.csv";
+  write_text(bad_label, edited_csv(train, 41, "click", "2"));
+  expect_error("train --train " + bad_label.string() + kSmall + " --no-cache --out " + (dir_ / "stray_run").string(),
+               bad_label.string() + ":41: label column 'click' = '2': not 0 or 1");
+  expect_error("train --train " + bad_label.string() + kSmall + " --no-cache --out " + (dir_ / "stray_run").string(),
+               "--task-types binary");
+
+  const fs::path out = dir_ / "stray_model";
+  Result r = run("train --train " + train.string() + kSmall + " --no-cache --out " + out.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string model = (out / "model.safetensors").string();
+  const fs::path bad_rows = data / "bad_rows.csv";
+  write_text(bad_rows, edited_csv(train, 1500, "D1", "abc"));
+  // Line 1500 is row 1498 of the data, in the 15th batch of 100: named by its line, not by its
+  // index within a batch.
+  expect_error("predict --model " + model + " --batch-size 100 --data " + bad_rows.string() + " --out " +
+                   (dir_ / "p.csv").string(),
+               bad_rows.string() + ":1500: column 'D1' = 'abc'");
+  expect_error("eval --model " + model + " --data " + bad_rows.string(), bad_rows.string() + ":1500: column 'D1'");
+  EXPECT_FALSE(fs::exists(dir_ / "p.csv"));
 }
 
 }  // namespace
