@@ -282,5 +282,34 @@ TEST_F(RechubCli, StrayValuesAreErrorsNamingFileAndLine) {
   EXPECT_FALSE(fs::exists(dir_ / "p.csv"));
 }
 
+// The cache follows the file's bytes: a rewrite with the same size and the old mtime (touch -r)
+// with every label inverted is parsed again.
+TEST_F(RechubCli, RewrittenFileWithRestoredMtimeIsNotReadFromTheCache) {
+  const fs::path data = dir_ / "cache";
+  ASSERT_EQ(run("synth --kind ali-ccp --rows 2000 --seed 5 --out " + data.string()).code, 0);
+  const fs::path train = data / "ali_ccp_train.csv";
+  const std::string cmd = "train --train " + train.string() + kSmall + " --out " + (dir_ / "cache_run").string();
+  Result r = run(cmd);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto mtime = fs::last_write_time(train);
+  std::string text;
+  {
+    std::ifstream in(train);
+    std::string l;
+    std::getline(in, l);
+    text = l + "\n";
+    while (std::getline(in, l)) {
+      l[0] = l[0] == '0' ? '1' : '0';  // click is the first column
+      text += l + "\n";
+    }
+  }
+  ASSERT_EQ(text.size(), fs::file_size(train));
+  write_text(train, text);
+  fs::last_write_time(train, mtime);
+  r = run(cmd);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("is stale: the source changed"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace rechub
