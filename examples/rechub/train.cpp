@@ -11,6 +11,7 @@
 #include "kernels/cuda/runtime.h"
 #endif
 #include "examples/rechub/cli.h"
+#include "mtl/data/cache.h"
 #include "mtl/data/infer.h"
 #include "mtl/data/load.h"
 #include "mtl/metrics/evaluate.h"
@@ -206,7 +207,10 @@ Runner add_train(CLI::App& app) {
       ->check(CLI::IsMember({"auc", "logloss", "mse", "mae"}));
   c->add_option("--out", f->out, "Output directory: checkpoint, model.safetensors, metrics.jsonl, report.svg")
       ->required();
-  c->add_flag("--resume", f->resume, "Continue from --out/checkpoint.safetensors");
+  c->add_flag("--resume", f->resume,
+              "Continue from --out/checkpoint.safetensors (bit-identical to an uninterrupted run, dropout included). "
+              "Refused when --lr, --task-lr, --weight-decay, --optimizer, --clip-grad-norm, --batch-size, --seed or "
+              "the training file's contents differ from the checkpoint's run");
   c->add_flag("--quiet", f->quiet, "No progress output");
   c->add_flag("--no-cache", f->no_cache, "Do not write or use binary caches next to the CSV files");
   return [f]() {
@@ -252,6 +256,8 @@ Runner add_train(CLI::App& app) {
     RECHUB_CHECK(fs::exists(f->train), "--train '" << f->train << "': no such file");
     for (const auto* p : {&f->val, &f->test})
       RECHUB_CHECK(p->empty() || fs::exists(*p), "'" << *p << "': no such file");
+    to.run_identity = {{"train_file", fs::weakly_canonical(f->train).string()},
+                       {"train_xxh64", data::file_content_xxh64(f->train)}};
     data::CsvOptions csv{.separator = f->separator};
     const data::Schema schema = make_schema(*f, csv);
     data::DataOptions dopt{
