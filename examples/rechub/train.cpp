@@ -117,6 +117,32 @@ void print_table(const metrics::EvalResult& r, const std::string& split) {
   std::fflush(stdout);
 }
 
+// Parameters and optimizer state of sizes that cannot fit are refused before anything is
+// allocated (the allocation and initialisation of, say, a 100000-wide embedding would otherwise
+// run for minutes before failing). The figure is a lower bound: the embedding tables and one
+// first layer, with a gradient for the dense part and the optimizer's per-parameter state.
+void check_model_fits(const TrainFlags& f, const data::Schema& fitted) {
+  double embedding = 0, input_width = static_cast<double>(fitted.dense.size());
+  for (const auto& s : fitted.sparse) {
+    input_width += static_cast<double>(s.embed_dim);
+    if (s.shared_with.empty()) embedding += static_cast<double>(s.vocab_size) * static_cast<double>(s.embed_dim);
+  }
+  double first_width = 1e300;
+  for (const auto* units : {&f.hidden_units, &f.expert_units, &f.tower_units})
+    first_width = std::min(first_width, static_cast<double>(parse_int_list("--units", *units).at(0)));
+  const double dense = input_width * first_width;
+  const double states = f.optimizer == "sgd" ? 0 : f.optimizer == "adagrad" ? 1 : 2;
+  const double bytes = 4.0 * (embedding * (1 + states) + dense * (2 + states));
+  const auto have = static_cast<double>(usable_memory_bytes());
+  RECHUB_CHECK(bytes <= have, "the model needs at least "
+                                  << gib(bytes) << " for its parameters and " << f.optimizer
+                                  << " state (embedding tables: " << embedding << " parameters at --embed-dim "
+                                  << f.embed_dim << "; first layer: " << input_width << " inputs), more than the "
+                                  << gib(have)
+                                  << " of memory here: lower --embed-dim, or cap the vocabularies "
+                                     "(vocab_size in a --schema file)");
+}
+
 }  // namespace
 
 Device parse_device_flag(const std::string& s) {
@@ -189,7 +215,7 @@ Runner add_train(CLI::App& app) {
   c->add_option("--clip-grad-norm", f->clip, "Clip the global gradient norm (0: off)")->check(non_negative());
   c->add_option("--seed", f->seed, "Seed (shuffling, initialisation, PCGrad's order)");
   c->add_option("--device", f->device, "Where to train: cpu, cuda or cuda:N (default cpu)");
-  c->add_option("--threads", f->threads, "OpenMP threads (0: all)")->check(non_negative());
+  c->add_option("--threads", f->threads, "OpenMP threads (0: all; at most 4 per core)")->check(non_negative());
   c->add_option("--balance", f->balance, "Task balancing: fixed|gradnorm|metabalance|uwl|dwa|pcgrad")
       ->check(CLI::IsMember({"fixed", "gradnorm", "metabalance", "uwl", "dwa", "pcgrad"}));
   c->add_option("--task-weights", f->task_weights, "Fixed loss weights per task, e.g. 1,0.5");
@@ -214,7 +240,7 @@ Runner add_train(CLI::App& app) {
   c->add_flag("--quiet", f->quiet, "No progress output");
   c->add_flag("--no-cache", f->no_cache, "Do not write or use binary caches next to the CSV files");
   return [f]() {
-    if (f->threads > 0) omp_set_num_threads(f->threads);
+    apply_threads_flag(f->threads);
     RECHUB_CHECK(f->val.empty() || f->val_fraction == 0, "--val and --val-fraction exclude each other");
     RECHUB_CHECK(f->test.empty() || f->test_fraction == 0, "--test and --test-fraction exclude each other");
     // Everything the options decide is checked before any data is read.
@@ -256,6 +282,13 @@ Runner add_train(CLI::App& app) {
     RECHUB_CHECK(fs::exists(f->train), "--train '" << f->train << "': no such file");
     for (const auto* p : {&f->val, &f->test})
       RECHUB_CHECK(p->empty() || fs::exists(*p), "'" << *p << "': no such file");
+    // Validating or testing on the training rows would report a fit as a generalisation.
+    refuse_same_file("--train", f->train, "--val", f->val);
+    refuse_same_file("--train", f->train, "--test", f->test);
+    refuse_same_file("--val", f->val, "--test", f->test);
+    // Held from before any data is read until the process ends: two runs into one --out would
+    // overwrite each other's checkpoints and both report success.
+    const OutDirLock lock(f->out);
     to.run_identity = {{"train_file", fs::weakly_canonical(f->train).string()},
                        {"train_xxh64", data::file_content_xxh64(f->train)}};
     data::CsvOptions csv{.separator = f->separator};
@@ -266,6 +299,7 @@ Runner add_train(CLI::App& app) {
     auto d = data::load_data({.train = f->train, .val = f->val, .test = f->test}, schema, dopt);
     to.preprocessor = d.preprocessor;
     const auto& fitted = d.preprocessor->schema();
+    check_model_fits(*f, fitted);
     auto model = trainer::build_model(f->model, models::features_from_schema(fitted), fitted.task_names(),
                                       fitted.task_types(), sizes);
     if (!f->quiet)
