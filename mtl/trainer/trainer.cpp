@@ -334,22 +334,33 @@ void MTLTrainer::check_finite(int64_t epoch, int64_t batch, int64_t step, bool g
   const std::string keep = opts_.out_dir.empty()
                                ? std::string()
                                : "; the checkpoint of the last finished epoch in '" + opts_.out_dir + "' is unchanged";
-  for (const auto& [name, p] : model_->named_parameters()) {
-    Tensor t = grads ? p.grad() : p;
-    if (!t.defined()) continue;
+  auto scan = [&](Tensor t, const std::string& what) {
+    if (!t.defined()) return;
     if (t.is_sparse()) t = t.sparse_values();  // the touched rows of an embedding's gradient
-    if (t.dtype() != DType::f32) continue;
+    if (t.dtype() != DType::f32) return;
     const Tensor h = t.device().is_cpu() ? t : t.to(Device::cpu());
     const float* v = h.data<float>();
     const int64_t n = h.numel();
     for (int64_t i = 0; i < n; ++i) {
       if (std::isfinite(v[i])) continue;
       RECHUB_FAIL("training stopped: the model diverged: epoch "
-                  << epoch + 1 << ", batch " << batch << " (step " << step << "): " << (grads ? "the gradient of " : "")
-                  << "parameter '" << name << "' holds " << v[i] << " (element " << i << ")" << keep
-                  << " (lower the learning rate, or clip the gradient norm)");
+                  << epoch + 1 << ", batch " << batch << " (step " << step << "): " << what << " holds " << v[i]
+                  << " (element " << i << ")" << keep << " (lower the learning rate, or clip the gradient norm)");
     }
+  };
+  if (grads) {
+    for (const auto& [name, p] : model_->named_parameters()) scan(p.grad(), "the gradient of parameter '" + name + "'");
+    return;
   }
+  // Buffers too: a BatchNorm running variance that overflowed makes every prediction of the
+  // saved model 0 while the weights are finite. So does an optimizer state that overflowed
+  // (Adam's exp_avg_sq), which freezes the parameter from then on.
+  for (const auto& [name, p] : model_->named_parameters()) {
+    scan(p, "parameter '" + name + "'");
+    if (const nn::Optimizer::ParamState* st = optimizer_->state(p))
+      for (const auto& [key, t] : st->tensors) scan(t, "the optimizer's " + key + " of parameter '" + name + "'");
+  }
+  for (const auto& [name, b] : model_->named_buffers()) scan(b, "buffer '" + name + "'");
 }
 
 void MTLTrainer::save_checkpoint(int64_t epochs_done) {

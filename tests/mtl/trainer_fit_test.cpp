@@ -253,6 +253,32 @@ TEST(MTLTrainer, DivergedWeightsStopNamingStepAndParameter) {
   }
 }
 
+// Finite weights with an overflowed BatchNorm running variance predict 0 for every row once
+// saved: a buffer that is not finite stops training too, naming it.
+TEST(MTLTrainer, NonFiniteBufferStopsTraining) {
+  const auto& d = synth().data;
+  auto model = small_model("mmoe");
+  std::string poisoned;
+  {
+    NoGradGuard ng;
+    for (auto& [n, b] : model->named_buffers())
+      if (poisoned.empty() && n.find("running_var") != std::string::npos) {
+        b.fill_(INFINITY);
+        poisoned = n;
+      }
+  }
+  ASSERT_FALSE(poisoned.empty()) << "the model has no BatchNorm";
+  MTLTrainer t(model, {.optimizer_params = {.lr = 1e-3}, .n_epochs = 1, .progress = false, .finite_check_every = 1});
+  data::DataLoader train(d.train, {.batch_size = 4096, .seed = 4, .prefetch = 0});
+  try {
+    t.fit(train);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("(step 1): buffer '" + poisoned + "' holds inf"), std::string::npos) << m;
+  }
+}
+
 TEST(MTLTrainer, WritesMetricsReportAndModel) {
   const auto& d = synth().data;
   const fs::path out = synth().dir / "outputs";
