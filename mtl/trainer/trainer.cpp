@@ -331,9 +331,11 @@ nlohmann::json MTLTrainer::run_settings() const {
 
 void MTLTrainer::check_finite(int64_t epoch, int64_t batch, int64_t step, bool grads) const {
   NoGradGuard ng;
-  const std::string keep = opts_.out_dir.empty()
-                               ? std::string()
-                               : "; the checkpoint of the last finished epoch in '" + opts_.out_dir + "' is unchanged";
+  std::string keep;
+  if (!opts_.out_dir.empty())
+    keep = fs::exists(path("checkpoint.safetensors"))
+               ? "; the checkpoint of the last finished epoch in '" + opts_.out_dir + "' is unchanged"
+               : "; no checkpoint was written to '" + opts_.out_dir + "'";
   auto scan = [&](Tensor t, const std::string& what) {
     if (!t.defined()) return;
     if (t.is_sparse()) t = t.sparse_values();  // the touched rows of an embedding's gradient
