@@ -117,30 +117,43 @@ void print_table(const metrics::EvalResult& r, const std::string& split) {
   std::fflush(stdout);
 }
 
-// Parameters and optimizer state of sizes that cannot fit are refused before anything is
-// allocated (the allocation and initialisation of, say, a 100000-wide embedding would otherwise
-// run for minutes before failing). The figure is a lower bound: the embedding tables and one
-// first layer, with a gradient for the dense part and the optimizer's per-parameter state.
+// Sizes that cannot fit are refused before anything is allocated (allocating and initialising,
+// say, 100000-wide embeddings otherwise runs for minutes and ends in the OOM killer). The figure is
+// a lower bound: the embedding tables and the layers that read the concatenated embeddings, each
+// with the optimizer's per-parameter state (and a gradient for the dense layers), plus that
+// concatenated input for one batch and its gradient.
 void check_model_fits(const TrainFlags& f, const data::Schema& fitted) {
   double embedding = 0, input_width = static_cast<double>(fitted.dense.size());
   for (const auto& s : fitted.sparse) {
     input_width += static_cast<double>(s.embed_dim);
     if (s.shared_with.empty()) embedding += static_cast<double>(s.vocab_size) * static_cast<double>(s.embed_dim);
   }
-  double first_width = 1e300;
-  for (const auto* units : {&f.hidden_units, &f.expert_units, &f.tower_units})
-    first_width = std::min(first_width, static_cast<double>(parse_int_list("--units", *units).at(0)));
-  const double dense = input_width * first_width;
+  const auto first = [](const std::string& flag, const std::string& units) {
+    return static_cast<double>(parse_int_list(flag, units).at(0));
+  };
+  const auto tasks = static_cast<double>(fitted.labels.size());
+  const double experts = static_cast<double>(f.num_experts);
+  // Width of the layers reading the input, summed over the model's blocks that read it.
+  double readers = first("--hidden-units", f.hidden_units);  // shared_bottom: one bottom
+  if (f.model == "mmoe" || f.model == "omoe") readers = experts * first("--expert-units", f.expert_units);
+  if (f.model == "ple")
+    readers = (tasks * experts + static_cast<double>(f.num_shared_experts)) * first("--expert-units", f.expert_units);
+  if (f.model == "aitm") readers = tasks * first("--hidden-units", f.hidden_units);
+  if (f.model == "esmm")
+    readers = std::min(first("--hidden-units", f.hidden_units), 2 * first("--tower-units", f.tower_units));
+  const double dense = input_width * readers;
   const double states = f.optimizer == "sgd" ? 0 : f.optimizer == "adagrad" ? 1 : 2;
-  const double bytes = 4.0 * (embedding * (1 + states) + dense * (2 + states));
+  const double activations = 2.0 * static_cast<double>(f.batch_size) * input_width;
+  const double bytes = 4.0 * (embedding * (1 + states) + dense * (2 + states) + activations);
   const auto have = static_cast<double>(usable_memory_bytes());
   RECHUB_CHECK(bytes <= have, "the model needs at least "
-                                  << gib(bytes) << " for its parameters and " << f.optimizer
-                                  << " state (embedding tables: " << embedding << " parameters at --embed-dim "
-                                  << f.embed_dim << "; first layer: " << input_width << " inputs), more than the "
+                                  << gib(bytes) << " of memory (embedding tables: " << embedding
+                                  << " parameters at --embed-dim " << f.embed_dim << ", layers on the " << input_width
+                                  << "-wide input: " << dense << " parameters, with " << f.optimizer
+                                  << " state; one batch of " << f.batch_size << " input rows), more than the "
                                   << gib(have)
-                                  << " of memory here: lower --embed-dim, or cap the vocabularies "
-                                     "(vocab_size in a --schema file)");
+                                  << " this machine has: lower --embed-dim or --batch-size, or cap the "
+                                     "vocabularies (vocab_size in a --schema file)");
 }
 
 }  // namespace
@@ -289,8 +302,8 @@ Runner add_train(CLI::App& app) {
     // Held from before any data is read until the process ends: two runs into one --out would
     // overwrite each other's checkpoints and both report success.
     const OutDirLock lock(f->out);
-    to.run_identity = {{"train_file", fs::weakly_canonical(f->train).string()},
-                       {"train_xxh64", data::file_content_xxh64(f->train)}};
+    // The training file by content, not path: a data folder that moved still resumes.
+    to.run_identity = {{"train_xxh64", data::file_content_xxh64(f->train)}};
     data::CsvOptions csv{.separator = f->separator};
     const data::Schema schema = make_schema(*f, csv);
     data::DataOptions dopt{
