@@ -2,6 +2,7 @@
 // The rechub command's subcommands (examples/rechub): each registers its flags on a CLI11 app and
 // returns the function that runs it.
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -17,6 +18,33 @@ Runner add_train(CLI::App& app);
 Runner add_eval(CLI::App& app);
 Runner add_predict(CLI::App& app);
 Runner add_synth(CLI::App& app);
+
+// ---- guards (guard.cpp) ----
+// --threads above this many per core are refused; OMP_NUM_THREADS above it is replaced.
+constexpr int kThreadsPerCore = 4;
+int max_threads();
+// Refuses a --threads value above max_threads(); applies a positive one.
+void apply_threads_flag(int threads);
+// A bad or huge OMP_NUM_THREADS (libgomp would abort or spin up thousands of threads) is replaced
+// by the core count, with a warning. Called before any parallel region runs.
+void cap_env_threads();
+// Physical memory, or the cgroup's limit when lower.
+uint64_t usable_memory_bytes();
+std::string gib(double bytes);
+// Refuses two flags naming one file (compared by inode when both exist, else by resolved path).
+void refuse_same_file(const std::string& flag_a, const std::string& a, const std::string& flag_b, const std::string& b);
+// An exclusive flock on DIR/.rechub.lock for the life of the object, holding this process's PID;
+// a second holder is refused with a message naming the first one's PID.
+class OutDirLock {
+ public:
+  explicit OutDirLock(const std::string& dir);
+  ~OutDirLock();
+  OutDirLock(const OutDirLock&) = delete;
+  OutDirLock& operator=(const OutDirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
 
 // Flag checks with short messages ("--lr: must be a positive number, got 'abc'").
 CLI::Validator positive();

@@ -6,13 +6,19 @@
 //   rechub eval --model runs/mmoe/model.safetensors --data data/ali_ccp_test.csv --json
 //   rechub predict --model runs/mmoe/model.safetensors --data data/ali_ccp_test.csv --out preds.csv
 #include <omp.h>
+#include <pthread.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "core/error.h"
 #include "examples/rechub/cli.h"
@@ -97,10 +103,10 @@ Runner add_eval(CLI::App& app) {
   c->add_option("--data", o->data, "CSV file with the training columns and the label columns")->required();
   c->add_flag("--json", o->json, "Print one JSON object {\"tasks\": {...}, \"rows\": n}");
   c->add_option("--batch-size", o->batch_size, "Rows per forward pass")->check(positive());
-  c->add_option("--threads", o->threads, "OpenMP threads (0: all)")->check(non_negative());
+  c->add_option("--threads", o->threads, "OpenMP threads (0: all; at most 4 per core)")->check(non_negative());
   c->add_option("--device", o->device, "Where the model runs: cpu, cuda or cuda:N (default cpu)");
   return [o]() {
-    if (o->threads > 0) omp_set_num_threads(o->threads);
+    apply_threads_flag(o->threads);
     const Device device = parse_device_flag(o->device);
     trainer::Predictor p(o->model, device);
     const auto& prep = p.preprocessor();
@@ -133,14 +139,27 @@ Runner add_predict(CLI::App& app) {
   c->add_option("--out", o->out, "Output CSV: one column per task, rows in input order (written atomically)")
       ->required();
   c->add_option("--batch-size", o->batch_size, "Rows per forward pass")->check(positive());
-  c->add_option("--threads", o->threads, "OpenMP threads (0: all)")->check(non_negative());
+  c->add_option("--threads", o->threads, "OpenMP threads (0: all; at most 4 per core)")->check(non_negative());
   c->add_option("--device", o->device, "Where the model runs: cpu, cuda or cuda:N (default cpu)");
   return [o]() {
-    if (o->threads > 0) omp_set_num_threads(o->threads);
+    apply_threads_flag(o->threads);
     const Device device = parse_device_flag(o->device);
+    refuse_same_file("--data", o->data, "--out", o->out);
+    refuse_same_file("--model", o->model, "--out", o->out);
     trainer::Predictor p(o->model, device);
     const data::RawRows raw = data::read_raw_rows(o->data, p.preprocessor().csv_options());
-    const auto preds = p.predict(raw.rows, raw.header, o->batch_size);
+    // Batched here rather than by Predictor::predict(rows) so that an error names the file and
+    // the row's line, not its index within a batch.
+    std::vector<std::vector<double>> preds;
+    preds.reserve(raw.rows.size());
+    const auto batch = static_cast<size_t>(o->batch_size);
+    for (size_t b = 0; b < raw.rows.size(); b += batch) {
+      const size_t e = std::min(raw.rows.size(), b + batch);
+      const std::vector<std::vector<std::string>> chunk(raw.rows.begin() + static_cast<std::ptrdiff_t>(b),
+                                                        raw.rows.begin() + static_cast<std::ptrdiff_t>(e));
+      for (auto& x : p.predict(p.preprocessor().encode_rows(chunk, raw.header, o->data, raw.lines.data() + b)))
+        preds.push_back(std::move(x));
+    }
     std::ostringstream os;
     os.precision(9);
     const auto& tasks = p.task_names();
@@ -160,6 +179,51 @@ Runner add_predict(CLI::App& app) {
 }
 
 // ---- synth ---------------------------------------------------------------------------------------
+
+namespace {
+// Blocks SIGINT/SIGTERM in every thread (OpenMP's included, which start later and inherit the mask)
+// and waits for them on one thread: on a signal it removes `dir` and ends the process with the
+// shell's status for that signal. The destructor stops the thread and restores the mask.
+class SignalCleanup {
+ public:
+  explicit SignalCleanup(fs::path dir) : dir_(std::move(dir)) {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGUSR2);  // the destructor's "stop"
+    pthread_sigmask(SIG_BLOCK, &set_, &old_);
+    waiter_ = std::thread([this] {
+      int sig = 0;
+      while (sigwait(&set_, &sig) == 0) {
+        if (sig == SIGUSR2 && done_.load()) return;
+        if (sig == SIGINT || sig == SIGTERM) {
+          std::error_code ec;
+          fs::remove_all(dir_, ec);
+          fs::remove_all(dir_, ec);  // a file the writer opened meanwhile
+          const std::string msg = "rechub synth: interrupted; removed " + dir_.string() + "\n";
+          if (::write(2, msg.data(), msg.size()) < 0) {
+          }
+          std::_Exit(128 + sig);
+        }
+      }
+    });
+  }
+  ~SignalCleanup() {
+    done_.store(true);
+    pthread_kill(waiter_.native_handle(), SIGUSR2);
+    waiter_.join();
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SignalCleanup(const SignalCleanup&) = delete;
+  SignalCleanup& operator=(const SignalCleanup&) = delete;
+
+ private:
+  fs::path dir_;
+  sigset_t set_{}, old_{};
+  std::atomic<bool> done_{false};
+  std::thread waiter_;
+};
+}  // namespace
 
 Runner add_synth(CLI::App& app) {
   struct Opts {
@@ -190,6 +254,9 @@ Runner add_synth(CLI::App& app) {
     std::string tmp_name = ".synth-tmp-";
     tmp_name.append(std::to_string(::getpid()));
     const fs::path tmp = fs::path(o->out) / tmp_name;
+    // SIGINT and SIGTERM are taken by a thread of their own, which removes the temporary folder
+    // before the process ends (a signal handler could not walk a folder safely).
+    SignalCleanup cleanup(tmp);
     fs::create_directories(tmp);
     std::vector<std::string> paths;
     try {
@@ -238,6 +305,7 @@ int main(int argc, char** argv) {
   for (auto& [sub, run] : cmds) {
     if (!sub->parsed()) continue;
     try {
+      rechub::cli::cap_env_threads();
       return run();
     } catch (const std::exception& e) {
       std::cerr << "rechub " << sub->get_name() << ": error: " << e.what() << "\n";

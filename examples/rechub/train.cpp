@@ -11,6 +11,7 @@
 #include "kernels/cuda/runtime.h"
 #endif
 #include "examples/rechub/cli.h"
+#include "mtl/data/cache.h"
 #include "mtl/data/infer.h"
 #include "mtl/data/load.h"
 #include "mtl/metrics/evaluate.h"
@@ -116,6 +117,45 @@ void print_table(const metrics::EvalResult& r, const std::string& split) {
   std::fflush(stdout);
 }
 
+// Sizes that cannot fit are refused before anything is allocated (allocating and initialising,
+// say, 100000-wide embeddings otherwise runs for minutes and ends in the OOM killer). The figure is
+// a lower bound: the embedding tables and the layers that read the concatenated embeddings, each
+// with the optimizer's per-parameter state (and a gradient for the dense layers), plus that
+// concatenated input for one batch and its gradient.
+void check_model_fits(const TrainFlags& f, const data::Schema& fitted) {
+  double embedding = 0, input_width = static_cast<double>(fitted.dense.size());
+  for (const auto& s : fitted.sparse) {
+    input_width += static_cast<double>(s.embed_dim);
+    if (s.shared_with.empty()) embedding += static_cast<double>(s.vocab_size) * static_cast<double>(s.embed_dim);
+  }
+  const auto first = [](const std::string& flag, const std::string& units) {
+    return static_cast<double>(parse_int_list(flag, units).at(0));
+  };
+  const auto tasks = static_cast<double>(fitted.labels.size());
+  const double experts = static_cast<double>(f.num_experts);
+  // Width of the layers reading the input, summed over the model's blocks that read it.
+  double readers = first("--hidden-units", f.hidden_units);  // shared_bottom: one bottom
+  if (f.model == "mmoe" || f.model == "omoe") readers = experts * first("--expert-units", f.expert_units);
+  if (f.model == "ple")
+    readers = (tasks * experts + static_cast<double>(f.num_shared_experts)) * first("--expert-units", f.expert_units);
+  if (f.model == "aitm") readers = tasks * first("--hidden-units", f.hidden_units);
+  if (f.model == "esmm")
+    readers = std::min(first("--hidden-units", f.hidden_units), 2 * first("--tower-units", f.tower_units));
+  const double dense = input_width * readers;
+  const double states = f.optimizer == "sgd" ? 0 : f.optimizer == "adagrad" ? 1 : 2;
+  const double activations = 2.0 * static_cast<double>(f.batch_size) * input_width;
+  const double bytes = 4.0 * (embedding * (1 + states) + dense * (2 + states) + activations);
+  const auto have = static_cast<double>(usable_memory_bytes());
+  RECHUB_CHECK(bytes <= have, "the model needs at least "
+                                  << gib(bytes) << " of memory (embedding tables: " << embedding
+                                  << " parameters at --embed-dim " << f.embed_dim << ", layers on the " << input_width
+                                  << "-wide input: " << dense << " parameters, with " << f.optimizer
+                                  << " state; one batch of " << f.batch_size << " input rows), more than the "
+                                  << gib(have)
+                                  << " this machine has: lower --embed-dim or --batch-size, or cap the "
+                                     "vocabularies (vocab_size in a --schema file)");
+}
+
 }  // namespace
 
 Device parse_device_flag(const std::string& s) {
@@ -188,7 +228,7 @@ Runner add_train(CLI::App& app) {
   c->add_option("--clip-grad-norm", f->clip, "Clip the global gradient norm (0: off)")->check(non_negative());
   c->add_option("--seed", f->seed, "Seed (shuffling, initialisation, PCGrad's order)");
   c->add_option("--device", f->device, "Where to train: cpu, cuda or cuda:N (default cpu)");
-  c->add_option("--threads", f->threads, "OpenMP threads (0: all)")->check(non_negative());
+  c->add_option("--threads", f->threads, "OpenMP threads (0: all; at most 4 per core)")->check(non_negative());
   c->add_option("--balance", f->balance, "Task balancing: fixed|gradnorm|metabalance|uwl|dwa|pcgrad")
       ->check(CLI::IsMember({"fixed", "gradnorm", "metabalance", "uwl", "dwa", "pcgrad"}));
   c->add_option("--task-weights", f->task_weights, "Fixed loss weights per task, e.g. 1,0.5");
@@ -206,11 +246,14 @@ Runner add_train(CLI::App& app) {
       ->check(CLI::IsMember({"auc", "logloss", "mse", "mae"}));
   c->add_option("--out", f->out, "Output directory: checkpoint, model.safetensors, metrics.jsonl, report.svg")
       ->required();
-  c->add_flag("--resume", f->resume, "Continue from --out/checkpoint.safetensors");
+  c->add_flag("--resume", f->resume,
+              "Continue from --out/checkpoint.safetensors (bit-identical to an uninterrupted run, dropout included). "
+              "Refused when --lr, --task-lr, --weight-decay, --optimizer, --clip-grad-norm, --batch-size, --seed or "
+              "the training file's contents differ from the checkpoint's run");
   c->add_flag("--quiet", f->quiet, "No progress output");
   c->add_flag("--no-cache", f->no_cache, "Do not write or use binary caches next to the CSV files");
   return [f]() {
-    if (f->threads > 0) omp_set_num_threads(f->threads);
+    apply_threads_flag(f->threads);
     RECHUB_CHECK(f->val.empty() || f->val_fraction == 0, "--val and --val-fraction exclude each other");
     RECHUB_CHECK(f->test.empty() || f->test_fraction == 0, "--test and --test-fraction exclude each other");
     // Everything the options decide is checked before any data is read.
@@ -252,6 +295,15 @@ Runner add_train(CLI::App& app) {
     RECHUB_CHECK(fs::exists(f->train), "--train '" << f->train << "': no such file");
     for (const auto* p : {&f->val, &f->test})
       RECHUB_CHECK(p->empty() || fs::exists(*p), "'" << *p << "': no such file");
+    // Validating or testing on the training rows would report a fit as a generalisation.
+    refuse_same_file("--train", f->train, "--val", f->val);
+    refuse_same_file("--train", f->train, "--test", f->test);
+    refuse_same_file("--val", f->val, "--test", f->test);
+    // Held from before any data is read until the process ends: two runs into one --out would
+    // overwrite each other's checkpoints and both report success.
+    const OutDirLock lock(f->out);
+    // The training file by content, not path: a data folder that moved still resumes.
+    to.run_identity = {{"train_xxh64", data::file_content_xxh64(f->train)}};
     data::CsvOptions csv{.separator = f->separator};
     const data::Schema schema = make_schema(*f, csv);
     data::DataOptions dopt{
@@ -260,6 +312,7 @@ Runner add_train(CLI::App& app) {
     auto d = data::load_data({.train = f->train, .val = f->val, .test = f->test}, schema, dopt);
     to.preprocessor = d.preprocessor;
     const auto& fitted = d.preprocessor->schema();
+    check_model_fits(*f, fitted);
     auto model = trainer::build_model(f->model, models::features_from_schema(fitted), fitted.task_names(),
                                       fitted.task_types(), sizes);
     if (!f->quiet)

@@ -4,12 +4,12 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -351,8 +351,20 @@ std::string source_key(const std::string& path, const Schema& schema, const CsvO
   return k;
 }
 
-std::string full_key(const std::string& base, const FileStamp& st) {
-  return base + "\nsize=" + std::to_string(st.size) + "\nmtime_ns=" + std::to_string(st.mtime_ns);
+// The source's bytes decide, not its size and mtime: a rewrite of the same size with the old
+// mtime restored (cp -p, rsync -t, touch -r) must not bring back the old rows. Hashing a mapped
+// file runs at memory speed, far below the cost of parsing it.
+std::string content_hash(const std::string& path) {
+  const auto file = MappedFile::open(path);
+  Xxh64 h;
+  constexpr size_t kStep = size_t(64) << 20;
+  for (size_t at = 0; at < file->size(); at += kStep) h.update(file->data() + at, std::min(kStep, file->size() - at));
+  return hex64(h.digest());
+}
+
+// No mtime: a touched file with the same bytes keeps its cache.
+std::string full_key(const std::string& base, const FileStamp& st, const std::string& content) {
+  return base + "\nsize=" + std::to_string(st.size) + "\ncontent_xxh64=" + content;
 }
 
 std::string key_field(const std::string& key, const std::string& field) {
@@ -399,6 +411,8 @@ ColumnTable read_cache_bytes(std::string_view bytes, const std::string& name, bo
   return open_image(buf, reinterpret_cast<const char*>(buf->data()), bytes.size(), name, verify_checksum).table;
 }
 
+std::string file_content_xxh64(const std::string& path) { return content_hash(path); }
+
 std::string read_cache_key(const std::string& path) { return open_cache_file(path, false).key; }
 
 ColumnTable load_csv(const std::string& path, const Schema& schema, const CsvOptions& csv, const CacheOptions& cache) {
@@ -408,7 +422,8 @@ ColumnTable load_csv(const std::string& path, const Schema& schema, const CsvOpt
   const auto log = cache.log ? cache.log : std::function<void(const std::string&)>(default_log);
   const FileStamp st = file_stamp(path);
   const std::string cpath = cache_path_for(path, schema, csv, cache);
-  const std::string key = full_key(source_key(path, schema, csv), st);
+  const std::string content = content_hash(path);
+  const std::string key = full_key(source_key(path, schema, csv), st, content);
   const auto specs = column_specs(schema);
 
   CacheStatus status = CacheStatus::built;
@@ -429,11 +444,10 @@ ColumnTable load_csv(const std::string& path, const Schema& schema, const CsvOpt
         }
       }
       status = CacheStatus::rebuilt_stale;
-      const std::string was_size = key_field(oc.key, "size"), was_mtime = key_field(oc.key, "mtime_ns");
-      if (was_size != std::to_string(st.size) || was_mtime != std::to_string(st.mtime_ns))
+      const std::string was_size = key_field(oc.key, "size"), was_content = key_field(oc.key, "content_xxh64");
+      if (was_size != std::to_string(st.size) || was_content != content)
         message = "cache " + cpath + " is stale: the source changed (size " + was_size + " -> " +
-                  std::to_string(st.size) + " bytes, mtime_ns " + was_mtime + " -> " + std::to_string(st.mtime_ns) +
-                  "); rebuilding";
+                  std::to_string(st.size) + " bytes, content XXH64 " + was_content + " -> " + content + "); rebuilding";
       else
         message = "cache " + cpath + " is stale: it was built with other parse options or columns; rebuilding";
     } catch (const Error& e) {

@@ -7,7 +7,8 @@
 //               group bits, footer offset and size, key hash, checksum
 //   [64, F)     row groups of ColumnTable::kGroupRows rows, each column-major, 4 bytes a cell
 //               (categorical codes or float bits); each group a zstd frame when compressed
-//   [F, end)    footer: the key (source path, size, mtime, parse options, columns), the skipped-row
+//   [F, end)    footer: the key (source path, size, XXH64 of the source's bytes, parse
+//               options, columns), the skipped-row
 //               report, per column its name, role and dictionary (values and counts), and the
 //               group offsets when compressed
 // The checksum is XXH64 over everything after the header, chained with the header's own fields.
@@ -38,14 +39,21 @@ struct CacheOptions {
 };
 
 // Parses `path` with a cache: maps a valid cache, or parses and writes one. The returned table's
-// report() says which (cache, cache_path, cache_message).
+// report() says which (cache, cache_path, cache_message). A cache is valid only for the exact bytes
+// it was built from: the source is hashed (XXH64) on every call, so a rewrite that keeps the size
+// and mtime is seen,
+// and a touched file with the same bytes keeps its cache.
 ColumnTable load_csv(const std::string& path, const Schema& schema, const CsvOptions& csv = {},
                      const CacheOptions& cache = {});
 
 // The cache file load_csv uses for these arguments (the name carries a hash of the parse options
-// and columns; the source's size and mtime are checked inside).
+// and columns; the source's content hash is checked inside).
 std::string cache_path_for(const std::string& path, const Schema& schema, const CsvOptions& csv,
                            const CacheOptions& cache);
+
+// XXH64 of a file's bytes as 16 hex digits (the content key of a cache; throws rechub::Error naming
+// the file when it cannot be read).
+std::string file_content_xxh64(const std::string& path);
 
 // Writes any table as a cache file (temp file + rename). `key` is stored for load_csv's checks.
 void write_cache(const ColumnTable& table, const std::string& path, bool compress = false, int level = 3,

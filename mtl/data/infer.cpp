@@ -30,9 +30,25 @@ struct ColumnStats {
   int64_t missing = 0, integers = 0, numbers = 0, texts = 0;
   double lo = 0, hi = 0;
   bool only01 = true;
+  int64_t zero_one = 0;  // numbers equal to 0 or 1
   std::unordered_set<std::string> distinct;
   std::string text_example, number_example;
+  // The first few values that would decide against the majority, with their 1-based lines.
+  std::vector<std::pair<int64_t, std::string>> texts_seen, non01_seen;
 };
+
+constexpr size_t kValuesShown = 4;
+
+std::string values_seen(const std::vector<std::pair<int64_t, std::string>>& seen, int64_t count) {
+  std::string s;
+  for (const auto& [line, v] : seen) {
+    if (!s.empty()) s += ", ";
+    s += "'" + detail::display_value(v) + "' (line " + std::to_string(line) + ")";
+  }
+  if (count > static_cast<int64_t>(seen.size()))
+    s += " and " + std::to_string(count - static_cast<int64_t>(seen.size())) + " more";
+  return s;
+}
 
 }  // namespace
 
@@ -57,8 +73,9 @@ InferredSchema infer_schema_from_rows(const RawRows& raw, const std::string& nam
   for (size_t c = 0; c < raw.header.size(); ++c) {
     const std::string& col = raw.header[c];
     ColumnStats st;
-    for (const auto& row : raw.rows) {
-      const std::string& v = row[c];
+    for (size_t r = 0; r < raw.rows.size(); ++r) {
+      const std::string& v = raw.rows[r][c];
+      const int64_t line = r < raw.lines.size() ? raw.lines[r] : static_cast<int64_t>(r) + 2;
       if (v.empty() || (!csv.missing.empty() && v == csv.missing)) {
         ++st.missing;
         continue;
@@ -72,11 +89,17 @@ InferredSchema infer_schema_from_rows(const RawRows& raw, const std::string& nam
         if (st.number_example.empty() && !is_integer(v)) st.number_example = v;
         st.lo = first ? f : std::min<double>(st.lo, f);
         st.hi = first ? f : std::max<double>(st.hi, f);
-        st.only01 = st.only01 && (f == 0.0f || f == 1.0f);
+        const bool is01 = f == 0.0f || f == 1.0f;
+        st.only01 = st.only01 && is01;
+        if (is01)
+          ++st.zero_one;
+        else if (st.non01_seen.size() < kValuesShown)
+          st.non01_seen.emplace_back(line, v);
       } else {
         ++st.texts;
         st.only01 = false;
         if (st.text_example.empty()) st.text_example = v;
+        if (st.texts_seen.size() < kValuesShown) st.texts_seen.emplace_back(line, v);
       }
     }
     const int64_t present = n - st.missing;
@@ -95,6 +118,17 @@ InferredSchema infer_schema_from_rows(const RawRows& raw, const std::string& nam
       } else if (!opt.labels.empty() && label - labels.begin() < static_cast<std::ptrdiff_t>(opt.labels.size())) {
         rep << "label of task '" << l.task << "' (" << task_type_name(l.type) << ", as given)";
       } else {
+        // A column of 0/1 values with a few others is a binary label with bad rows far more often
+        // than a regression target: the kind is not guessed from the minority.
+        const int64_t others = present - st.zero_one;
+        if (others > 0 && st.zero_one > others)
+          throw Error(name + ":" + std::to_string(st.non01_seen.front().first) + ": label column '" + col + "' = '" +
+                      detail::display_value(st.non01_seen.front().second) + "': not 0 or 1, but " +
+                      std::to_string(st.zero_one) + " of its " + std::to_string(present) + " values in the first " +
+                      std::to_string(n) +
+                      " rows are 0 or 1 (values other than 0/1: " + values_seen(st.non01_seen, others) +
+                      "). Say which task it is: --task-types binary (and fix those rows) or --task-types regression "
+                      "(InferOptions::labels, or the label's \"type\" in a --schema file)");
         l.type = st.only01 ? TaskType::binary : TaskType::regression;
         rep << "label of task '" << l.task << "' (" << task_type_name(l.type)
             << (st.only01 ? ": every sampled value is 0 or 1" : ": numeric values beyond 0/1") << ")";
@@ -114,6 +148,16 @@ InferredSchema infer_schema_from_rows(const RawRows& raw, const std::string& nam
     } else if (present == 0) {
       rep << "sparse: no values in the sample (every one missing)";
       out.schema.sparse.push_back({.name = col, .embed_dim = opt.embed_dim});
+    } else if (st.texts > 0 && st.integers < st.numbers && st.texts < st.numbers) {
+      // Mostly fractional numbers with a few words or nan: a dense column with bad values, not a
+      // text feature; turning it sparse would train on it as ids without a word.
+      throw Error(name + ":" + std::to_string(st.texts_seen.front().first) + ": column '" + col + "' = '" +
+                  detail::display_value(st.texts_seen.front().second) + "': not a number, but " +
+                  std::to_string(st.numbers) + " of its " + std::to_string(present) + " values in the first " +
+                  std::to_string(n) + " rows are numbers, e.g. '" + detail::display_value(st.number_example) +
+                  "' (non-numbers: " + values_seen(st.texts_seen, st.texts) +
+                  "). Fix those values, or settle the column's kind: --dense " + col + " (numbers only) or --sparse " +
+                  col + " (InferOptions::dense/sparse, or the \"dense\"/\"sparse\" list of a --schema file)");
     } else if (st.texts > 0) {
       rep << "sparse: text values (" << st.distinct.size() << " distinct, e.g. '"
           << detail::display_value(st.text_example) << "')";

@@ -275,7 +275,8 @@ std::shared_ptr<const BatchSource> Preprocessor::view(std::shared_ptr<const Colu
 }
 
 Batch Preprocessor::encode_rows(const std::vector<std::vector<std::string>>& rows,
-                                const std::vector<std::string>& header) const {
+                                const std::vector<std::string>& header, const std::string& file,
+                                const int64_t* lines) const {
   require_fitted("encode_rows");
   auto index_of = [&](const std::string& name) -> int64_t {
     for (size_t i = 0; i < header.size(); ++i)
@@ -284,7 +285,9 @@ Batch Preprocessor::encode_rows(const std::vector<std::vector<std::string>>& row
   };
   auto need = [&](const std::string& name, const char* what) -> size_t {
     const int64_t i = index_of(name);
-    if (i < 0) throw Error("encode_rows: the header has no column '" + name + "' (" + what + ")");
+    if (i < 0)
+      throw Error((file.empty() ? std::string("encode_rows") : file + ":1") + ": the header has no column '" + name +
+                  "' (" + what + ")");
     return static_cast<size_t>(i);
   };
   std::vector<size_t> sc, dc, lc;
@@ -309,11 +312,14 @@ Batch Preprocessor::encode_rows(const std::vector<std::vector<std::string>>& row
   for (int64_t r = 0; r < n; ++r) {
     const auto& row = rows[static_cast<size_t>(r)];
     const auto ru = static_cast<size_t>(r);
+    const bool located = !file.empty() && lines != nullptr;
+    const std::string at =
+        located ? file + ":" + std::to_string(lines[r]) + ":" : "encode_rows: row " + std::to_string(r) + ",";
     if (row.size() != header.size())
-      throw Error("encode_rows: row " + std::to_string(r) + " has " + std::to_string(row.size()) +
-                  " fields, the header " + std::to_string(header.size()));
+      throw Error((located ? at + " the row" : "encode_rows: row " + std::to_string(r)) + " has " +
+                  std::to_string(row.size()) + " fields, the header " + std::to_string(header.size()));
     auto where = [&](const std::string& col, std::string_view v) {
-      return "encode_rows: row " + std::to_string(r) + ", column '" + col + "' = '" + detail::display_value(v) + "': ";
+      return at + " column '" + col + "' = '" + detail::display_value(v) + "': ";
     };
     for (size_t j = 0; j < ns; ++j) {
       const std::string_view v = trimmed(row[sc[j]], csv_.trim);

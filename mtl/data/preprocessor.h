@@ -62,7 +62,10 @@ class Preprocessor {
   std::shared_ptr<const BatchSource> view(std::shared_ptr<const ColumnTable> table) const;
   // Raw rows (strings, as in a CSV file) with their header, for prediction. Labels are encoded
   // when the header has every label column, else the batch's labels are [B, 0].
-  Batch encode_rows(const std::vector<std::vector<std::string>>& rows, const std::vector<std::string>& header) const;
+  // With `file` and `lines` (the 1-based line of each row, as RawRows::lines), errors name
+  // "file:line: column 'c' = 'v'"; without them, the row's index in `rows`.
+  Batch encode_rows(const std::vector<std::vector<std::string>>& rows, const std::vector<std::string>& header,
+                    const std::string& file = {}, const int64_t* lines = nullptr) const;
 
   nlohmann::json to_json() const;
   static Preprocessor from_json(const nlohmann::json& j, const std::string& origin = "<json>");

@@ -299,6 +299,8 @@ nlohmann::json MTLTrainer::trainer_state(int64_t epochs_done) const {
   nlohmann::json drop = nlohmann::json::array();
   for (nn::Dropout* d : dropouts(*model_)) drop.push_back(gen_json(d->generator()));
   return {{"epochs_done", epochs_done},
+          {"model_dropout_generator", gen_json(model_->dropout_generator())},
+          {"settings", run_settings()},
           {"strategy", balancer_->name()},
           {"strategy_state", balancer_->state()},
           {"history", hist},
@@ -307,6 +309,60 @@ nlohmann::json MTLTrainer::trainer_state(int64_t epochs_done) const {
           {"bad_epochs", bad_epochs_},
           {"stopped_early", stopped_early_},
           {"dropout_generators", drop}};
+}
+
+nlohmann::json MTLTrainer::run_settings() const {
+  nlohmann::json task_lr = nlohmann::json::object();
+  for (const auto& [task, lr] : opts_.task_specific_lr) task_lr[task] = lr;
+  nlohmann::json j = {{"lr", opts_.optimizer_params.lr},
+                      {"task_lr", task_lr},
+                      {"weight_decay", opts_.optimizer_params.weight_decay},
+                      {"optimizer", std::array<const char*, 4>{"adam", "adamw", "sgd", "adagrad"}.at(
+                                        static_cast<size_t>(opts_.optimizer_params.kind))},
+                      {"clip_grad_norm", opts_.clip_grad_norm}};
+  if (train_loader_) {
+    j["batch_size"] = train_loader_->batch_size;
+    j["shuffle_seed"] = train_loader_->seed;
+    j["train_rows"] = train_rows_;
+  }
+  for (auto it = opts_.run_identity.begin(); it != opts_.run_identity.end(); ++it) j[it.key()] = it.value();
+  return j;
+}
+
+void MTLTrainer::check_finite(int64_t epoch, int64_t batch, int64_t step, bool grads) const {
+  NoGradGuard ng;
+  std::string keep;
+  if (!opts_.out_dir.empty())
+    keep = fs::exists(path("checkpoint.safetensors"))
+               ? "; the checkpoint of the last finished epoch in '" + opts_.out_dir + "' is unchanged"
+               : "; no checkpoint was written to '" + opts_.out_dir + "'";
+  auto scan = [&](Tensor t, const std::string& what) {
+    if (!t.defined()) return;
+    if (t.is_sparse()) t = t.sparse_values();  // the touched rows of an embedding's gradient
+    if (t.dtype() != DType::f32) return;
+    const Tensor h = t.device().is_cpu() ? t : t.to(Device::cpu());
+    const float* v = h.data<float>();
+    const int64_t n = h.numel();
+    for (int64_t i = 0; i < n; ++i) {
+      if (std::isfinite(v[i])) continue;
+      RECHUB_FAIL("training stopped: the model diverged: epoch "
+                  << epoch + 1 << ", batch " << batch << " (step " << step << "): " << what << " holds " << v[i]
+                  << " (element " << i << ")" << keep << " (lower the learning rate, or clip the gradient norm)");
+    }
+  };
+  if (grads) {
+    for (const auto& [name, p] : model_->named_parameters()) scan(p.grad(), "the gradient of parameter '" + name + "'");
+    return;
+  }
+  // Buffers too: a BatchNorm running variance that overflowed makes every prediction of the
+  // saved model 0 while the weights are finite. So does an optimizer state that overflowed
+  // (Adam's exp_avg_sq), which freezes the parameter from then on.
+  for (const auto& [name, p] : model_->named_parameters()) {
+    scan(p, "parameter '" + name + "'");
+    if (const nn::Optimizer::ParamState* st = optimizer_->state(p))
+      for (const auto& [key, t] : st->tensors) scan(t, "the optimizer's " + key + " of parameter '" + name + "'");
+  }
+  for (const auto& [name, b] : model_->named_buffers()) scan(b, "buffer '" + name + "'");
 }
 
 void MTLTrainer::save_checkpoint(int64_t epochs_done) {
@@ -324,6 +380,18 @@ bool MTLTrainer::load_checkpoint() {
   RECHUB_CHECK(st.at("strategy").get<std::string>() == balancer_->name(),
                p << ": the checkpoint was trained with task balancing '" << st.at("strategy").get<std::string>()
                  << "', this run uses '" << balancer_->name() << "'");
+  if (st.contains("settings")) {
+    const nlohmann::json now = run_settings(), was = st.at("settings");
+    std::string diffs;
+    for (auto it = now.begin(); it != now.end(); ++it) {
+      if (!was.contains(it.key()) || was.at(it.key()) == it.value()) continue;
+      diffs += "\n  " + it.key() + ": " + was.at(it.key()).dump() + " in the checkpoint, " + it.value().dump() + " now";
+    }
+    RECHUB_CHECK(diffs.empty(),
+                 p << ": resume refused: this run's settings differ from the checkpoint's (a resumed run "
+                      "must continue the same run; start a new --out for new settings):"
+                   << diffs);
+  }
   balancer_->load_state(st.at("strategy_state"));
   start_epoch_ = st.at("epochs_done").get<int64_t>();
   history_.clear();
@@ -338,6 +406,9 @@ bool MTLTrainer::load_checkpoint() {
   RECHUB_CHECK(dj.size() == drops.size(), p << ": " << dj.size() << " dropout generators saved, the model has "
                                             << drops.size());
   for (size_t i = 0; i < drops.size(); ++i) gen_load(drops[i]->generator(), dj[i]);
+  // Checkpoints from before the model's own generator was saved resume without it (their dropout
+  // masks after resume differ from an uninterrupted run's).
+  if (st.contains("model_dropout_generator")) gen_load(model_->dropout_generator(), st.at("model_dropout_generator"));
   if (best_epoch_ >= 0 && fs::exists(path("best.safetensors"))) {
     best_state_.clear();
     const auto contents = nn::read_checkpoint(path("best.safetensors"));
@@ -388,6 +459,8 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
                                                          << T << " tasks");
   RECHUB_CHECK(train.rows() > 0, "MTLTrainer::fit: the training data has no rows");
   if (!opts_.out_dir.empty()) fs::create_directories(opts_.out_dir);
+  train_loader_ = &train.options();
+  train_rows_ = train.rows();
   start_epoch_ = 0;
   history_.clear();
   best_epoch_ = -1;
@@ -443,7 +516,10 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       optimizer_->zero_grad();
       balancer_->backward(losses, balance_params_);
       if (opts_.clip_grad_norm > 0) nn::clip_grad_norm(balance_params_.params, opts_.clip_grad_norm);
+      const bool scan = opts_.finite_check_every > 0 && (batches_run_ + 1) % opts_.finite_check_every == 0;
+      if (scan) check_finite(epoch, b + 1, batches_run_ + 1, true);
       optimizer_->step();
+      if (scan) check_finite(epoch, b + 1, batches_run_ + 1, false);
       for (size_t t = 0; t < T; ++t) sum[t] += lv[t] * static_cast<double>(B);
       rows += B;
       ++b;
@@ -452,6 +528,8 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       for (size_t t = 0; t < T; ++t) running[t] = sum[t] / static_cast<double>(rows);
       progress.update(rows, running, balancer_->weights());
     }
+    // A checkpoint is written only from finite weights, so the last one is always a usable restart.
+    check_finite(epoch, b, batches_run_, false);
     EpochRecord rec;
     rec.epoch = epoch;
     for (size_t t = 0; t < T; ++t) rec.train_loss.push_back(rows > 0 ? sum[t] / static_cast<double>(rows) : NAN);

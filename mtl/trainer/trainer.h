@@ -16,14 +16,17 @@
 // (task_specific_lr) or the base rate.
 //
 // With out_dir, every epoch writes (each atomically): checkpoint.safetensors (model, optimizer,
-// trainer state: epoch, strategy state, history, early-stopping state, dropout generators),
+// trainer state: epoch, strategy state, history, early-stopping state, every dropout generator
+// (the model's and nn::Dropout's), the run's settings that resume checks),
 // metrics.jsonl, report.svg; the best epoch's weights go to best.safetensors when early stopping
 // is on; at the end model.safetensors holds the final (or best) weights with the metadata a
 // Predictor needs. resume = true continues from out_dir/checkpoint.safetensors and ends with the
 // same weights as an uninterrupted run (the loader's order depends only on its seed and epoch).
 //
-// A NaN or infinite loss stops training with an Error naming epoch, batch and task; the
-// checkpoint of the last finished epoch is left as it was.
+// A NaN or infinite loss stops training with an Error naming epoch, batch and task; so does a
+// NaN/inf parameter or gradient (checked every finite_check_every steps and before each
+// checkpoint), naming the step and the first bad parameter. Either way the checkpoint of the last
+// finished epoch is left as it was.
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -79,6 +82,15 @@ struct TrainerOptions {
   bool progress = true;
   // Carried into every checkpoint so that a Predictor encodes raw rows as training did.
   std::shared_ptr<const data::Preprocessor> preprocessor{};
+  // What else a resumed run must share with the run that wrote the checkpoint, beyond what the
+  // trainer checks itself (learning rates, optimizer, weight decay, the loader's batch size, seed
+  // and row count): e.g. {"train_file": path, "train_xxh64": hash}. A resume whose values differ
+  // from the checkpoint's is refused with an Error naming each difference.
+  nlohmann::json run_identity = nlohmann::json::object();
+  // Parameters and gradients are scanned for NaN/inf every this many steps (and before every
+  // checkpoint); a bad one stops training with an Error naming the step and the parameter, and
+  // the last checkpoint (which passed the scan) is kept. 0: only before checkpoints.
+  int64_t finite_check_every = 50;
   // Stops after this many batches of the run (counting from the start of fit; -1: never) by
   // throwing an Error, as if the process were killed: tests of resume use it.
   int64_t stop_after_batches = -1;
@@ -116,6 +128,8 @@ class MTLTrainer {
   void save_checkpoint(int64_t epochs_done);
   bool load_checkpoint();
   nlohmann::json trainer_state(int64_t epochs_done) const;
+  nlohmann::json run_settings() const;
+  void check_finite(int64_t epoch, int64_t batch, int64_t step, bool grads) const;
   std::string path(const char* file) const;
   double metric_of(const metrics::EvalResult& r, bool& higher_better) const;
   void snapshot_best();
@@ -134,6 +148,8 @@ class MTLTrainer {
   bool stopped_early_ = false;
   std::vector<std::pair<std::string, Tensor>> best_state_;  // CPU copies
   int64_t batches_run_ = 0;
+  const data::LoaderOptions* train_loader_ = nullptr;  // during fit
+  int64_t train_rows_ = 0;
 };
 
 }  // namespace rechub::trainer

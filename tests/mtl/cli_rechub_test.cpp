@@ -1,9 +1,14 @@
 // The rechub command, run as a program: every subcommand's --help, the error paths (non-zero
 // exit, a message naming the flag or file, no crash, no half-written output) and the
 // synth -> train -> eval -> predict flow.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -28,6 +33,25 @@ Result run([[maybe_unused]] const std::string& args) {
   return {};
 #else
   const std::string cmd = std::string(RECHUB_CLI) + " " + args + " 2>&1";
+  Result r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int st = ::pclose(p);
+  r.signaled = WIFSIGNALED(st);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+#endif
+}
+
+// The same with environment assignments ("NAME=value") before the command.
+Result run_env(const std::string& env, const std::string& args) {
+#ifndef RECHUB_CLI
+  (void)env;
+  return run(args);
+#else
+  const std::string cmd = "env " + env + " " + std::string(RECHUB_CLI) + " " + args + " 2>&1";
   Result r;
   FILE* p = ::popen(cmd.c_str(), "r");
   char buf[4096];
@@ -202,6 +226,197 @@ TEST_F(RechubCli, DeviceFlagErrorsAreClear) {
   expect_error("train --train a.csv --out x --device cuda", why);
   expect_error("train --train a.csv --out x --device cuda:1", why);
   expect_error("predict --model m.safetensors --data x.csv --out p.csv --device cuda", why);
+}
+
+}  // namespace
+}  // namespace rechub
+
+namespace rechub {
+namespace {
+
+// The lines of a file; `edit` changes field `column` (by header name) of 1-based line `line`.
+std::string edited_csv(const fs::path& src, int64_t line, const std::string& column, const std::string& value) {
+  std::ifstream in(src);
+  std::string header, l, out;
+  std::getline(in, header);
+  std::vector<std::string> names;
+  {
+    std::stringstream hs(header);
+    std::string n;
+    while (std::getline(hs, n, ',')) names.push_back(n);
+  }
+  const auto col = static_cast<size_t>(std::find(names.begin(), names.end(), column) - names.begin());
+  out = header + "\n";
+  for (int64_t at = 2; std::getline(in, l); ++at) {
+    if (at == line) {
+      std::vector<std::string> f;
+      std::stringstream ls(l);
+      std::string x;
+      while (std::getline(ls, x, ',')) f.push_back(x);
+      f.at(col) = value;
+      l.clear();
+      for (size_t i = 0; i < f.size(); ++i) l += (i ? "," : "") + f[i];
+    }
+    out += l + "\n";
+  }
+  return out;
+}
+
+void write_text(const fs::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+
+// A small model; a command adds --epochs and --batch-size.
+const std::string kModel =
+    " --tasks click,purchase --model mmoe --embed-dim 4 --expert-units 8 --num-experts 2 --tower-units 4 --quiet";
+const std::string kSmall = kModel + " --epochs 1 --batch-size 256";
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A stray value among the rows inference reads is an error naming file, line, column and what
+// settles it; so is a bad value in eval's and predict's input, by its line in the file.
+TEST_F(RechubCli, StrayValuesAreErrorsNamingFileAndLine) {
+  const fs::path data = dir_ / "stray";
+  ASSERT_EQ(run("synth --kind ali-ccp --rows 2000 --seed 3 --out " + data.string()).code, 0);
+  const fs::path train = data / "ali_ccp_train.csv";
+  for (const std::string word : {"nan", "abc"}) {
+    const fs::path bad = data / ("bad_dense_" + word + ".csv");
+    write_text(bad, edited_csv(train, 40, "D1", word));
+    expect_error("train --train " + bad.string() + kSmall + " --no-cache --out " + (dir_ / "stray_run").string(),
+                 bad.string() + ":40: column 'D1' = '" + word + "': not a number");
+    expect_error("train --train " + bad.string() + kSmall + " --no-cache --out " + (dir_ / "stray_run").string(),
+                 "--dense D1");
+  }
+  const fs::path bad_label = data / "bad_label.csv";
+  write_text(bad_label, edited_csv(train, 41, "click", "2"));
+  expect_error("train --train " + bad_label.string() + kSmall + " --no-cache --out " + (dir_ / "stray_run").string(),
+               bad_label.string() + ":41: label column 'click' = '2': not 0 or 1");
+  expect_error("train --train " + bad_label.string() + kSmall + " --no-cache --out " + (dir_ / "stray_run").string(),
+               "--task-types binary");
+
+  const fs::path out = dir_ / "stray_model";
+  Result r = run("train --train " + train.string() + kSmall + " --no-cache --out " + out.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string model = (out / "model.safetensors").string();
+  const fs::path bad_rows = data / "bad_rows.csv";
+  write_text(bad_rows, edited_csv(train, 1500, "D1", "abc"));
+  // Line 1500 is row 1498 of the data, in the 15th batch of 100: named by its line, not by its
+  // index within a batch.
+  expect_error("predict --model " + model + " --batch-size 100 --data " + bad_rows.string() + " --out " +
+                   (dir_ / "p.csv").string(),
+               bad_rows.string() + ":1500: column 'D1' = 'abc'");
+  expect_error("eval --model " + model + " --data " + bad_rows.string(), bad_rows.string() + ":1500: column 'D1'");
+  EXPECT_FALSE(fs::exists(dir_ / "p.csv"));
+}
+
+// Mistakes that used to end in silent damage or a crash: each is refused (or corrected with a
+// warning) with a message naming the flag, the file or the other process.
+TEST_F(RechubCli, RunGuards) {
+  const fs::path data = dir_ / "guards";
+  ASSERT_EQ(run("synth --kind ali-ccp --rows 2000 --seed 4 --out " + data.string()).code, 0);
+  const std::string train = (data / "ali_ccp_train.csv").string(), test = (data / "ali_ccp_test.csv").string();
+  const std::string out = (dir_ / "guards_run").string();
+
+  // An output over an input, and a split that is the training file under another spelling.
+  expect_error(
+      "train --train " + train + " --val " + (data / "." / "ali_ccp_train.csv").string() + kSmall + " --out " + out,
+      "are the same file");
+  // Another run holds --out: refused, naming its PID.
+  fs::create_directories(dir_ / "locked");
+  {
+    const int fd = ::open((dir_ / "locked" / ".rechub.lock").c_str(), O_RDWR | O_CREAT, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+    ASSERT_EQ(::write(fd, "4242\n", 5), 5);
+    expect_error("train --train " + train + kSmall + " --out " + (dir_ / "locked").string(), "(PID 4242)");
+    ::close(fd);
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "locked" / "checkpoint.safetensors"));
+  // Thread counts: a flag far above the cores is refused; the environment variable is replaced.
+  expect_error("train --train " + train + kSmall + " --threads 100000 --out " + out, "--threads 100000: more than");
+  // Sizes that cannot fit are refused with the figure, before anything is allocated.
+  expect_error("train --train " + train + " --tasks click,purchase --embed-dim 100000000 --quiet --out " + out,
+               "the model needs at least");
+  // A learning rate that sends the weights to infinity stops training with an error.
+  Result r = run("train --train " + train + kSmall + " --lr 1e39 --out " + (dir_ / "diverged").string());
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("training stopped"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir_ / "diverged" / "model.safetensors"));
+
+  r = run("train --train " + train + kSmall + " --out " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string model = (fs::path(out) / "model.safetensors").string();
+  r = run_env("OMP_NUM_THREADS=100000", "eval --model " + model + " --data " + test);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("warning: OMP_NUM_THREADS=100000"), std::string::npos) << r.out;
+  // predict over its own input
+  const std::string before = slurp(test);
+  expect_error("predict --model " + model + " --data " + test + " --out " + test, "are the same file");
+  EXPECT_EQ(slurp(test), before);
+  // Resume with another learning rate or batch size: refused, naming the setting.
+  const std::string resume = "train --train " + train + kModel + " --epochs 2 --resume --out " + out;
+  expect_error(resume + " --batch-size 256 --lr 0.01", "lr: 0.001 in the checkpoint, 0.01 now");
+  expect_error(resume + " --batch-size 128", "batch_size: 256 in the checkpoint, 128 now");
+  r = run(resume + " --batch-size 256");
+  EXPECT_EQ(r.code, 0) << r.out;
+}
+
+// The cache follows the file's bytes: a rewrite with the same size and the old mtime (touch -r)
+// with every label inverted is parsed again.
+TEST_F(RechubCli, RewrittenFileWithRestoredMtimeIsNotReadFromTheCache) {
+  const fs::path data = dir_ / "cache";
+  ASSERT_EQ(run("synth --kind ali-ccp --rows 2000 --seed 5 --out " + data.string()).code, 0);
+  const fs::path train = data / "ali_ccp_train.csv";
+  const std::string cmd = "train --train " + train.string() + kSmall + " --out " + (dir_ / "cache_run").string();
+  Result r = run(cmd);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto mtime = fs::last_write_time(train);
+  std::string text;
+  {
+    std::ifstream in(train);
+    std::string l;
+    std::getline(in, l);
+    text = l + "\n";
+    while (std::getline(in, l)) {
+      l[0] = l[0] == '0' ? '1' : '0';  // click is the first column
+      text += l + "\n";
+    }
+  }
+  ASSERT_EQ(text.size(), fs::file_size(train));
+  write_text(train, text);
+  fs::last_write_time(train, mtime);
+  r = run(cmd);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("is stale: the source changed"), std::string::npos) << r.out;
+}
+
+// An interrupted synth leaves no temporary folder behind.
+TEST_F(RechubCli, InterruptedSynthLeavesNoTemporaryFolder) {
+#ifdef RECHUB_CLI
+  const fs::path out = dir_ / "synth_int";
+  fs::create_directories(out);
+  for (const int sig : {SIGINT, SIGTERM}) {
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::execl(RECHUB_CLI, RECHUB_CLI, "synth", "--rows", "50000000", "--out", out.c_str(), nullptr);
+      ::_exit(127);
+    }
+    const fs::path tmp = out / (".synth-tmp-" + std::to_string(pid));
+    for (int i = 0; i < 1000 && !fs::exists(tmp); ++i) ::usleep(10000);
+    EXPECT_TRUE(fs::exists(tmp));
+    ::usleep(100000);
+    ::kill(pid, sig);
+    int st = 0;
+    ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 128 + sig) << st;
+    EXPECT_FALSE(fs::exists(tmp));
+    EXPECT_TRUE(fs::is_empty(out));
+  }
+#endif
 }
 
 }  // namespace

@@ -187,6 +187,48 @@ TEST(SchemaInference, LabelsNeverBecomeFeaturesAndTextLabelsNeedAMapping) {
             std::string::npos);
 }
 
+// One stray value among the sampled rows must not change a column's kind: it is an error that
+// names the file, the value's line, the column, the values seen and what settles it.
+TEST(SchemaInference, AFewStrayValuesAreErrorsNotANewKind) {
+  auto csv = [](const std::string& stray_d1, const std::string& stray_click) {
+    std::string text = "click,D1,city\n";
+    for (int i = 0; i < 20; ++i) {
+      const bool stray = i == 9;  // line 11 (the header is line 1)
+      text += (stray ? stray_click : std::to_string(i % 2)) + "," + (stray ? stray_d1 : std::to_string(i) + ".5") +
+              ",c" + std::to_string(i % 3) + "\n";
+    }
+    return text;
+  };
+  const InferOptions opt{.label_columns = {"click"}};
+  for (const std::string word : {"nan", "abc"}) {
+    const RawRows raw = read_raw_rows_bytes(csv(word, "1"), "t.csv", {});
+    const std::string m = error_of([&] { infer_schema_from_rows(raw, "t.csv", opt, {}); });
+    EXPECT_NE(m.find("t.csv:11: column 'D1' = '" + word + "': not a number"), std::string::npos) << m;
+    EXPECT_NE(m.find("19 of its 20 values"), std::string::npos) << m;
+    EXPECT_NE(m.find("--dense D1"), std::string::npos) << m;
+    EXPECT_NE(m.find("--sparse D1"), std::string::npos) << m;
+  }
+  const RawRows two = read_raw_rows_bytes(csv("3.5", "2"), "t.csv", {});
+  const std::string m = error_of([&] { infer_schema_from_rows(two, "t.csv", opt, {}); });
+  EXPECT_NE(m.find("t.csv:11: label column 'click' = '2': not 0 or 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("19 of its 20 values"), std::string::npos) << m;
+  EXPECT_NE(m.find("'2' (line 11)"), std::string::npos) << m;
+  EXPECT_NE(m.find("--task-types"), std::string::npos) << m;
+  // Settled by the caller, the same rows are accepted.
+  const InferredSchema as_regression = infer_schema_from_rows(
+      two, "t.csv", {.labels = {{.task = "click", .column = "click", .type = TaskType::regression}}}, {});
+  EXPECT_EQ(as_regression.schema.labels[0].type, TaskType::regression);
+  const RawRows word = read_raw_rows_bytes(csv("abc", "1"), "t.csv", {});
+  const InferredSchema as_sparse =
+      infer_schema_from_rows(word, "t.csv", {.label_columns = {"click"}, .sparse = {"D1"}}, {});
+  EXPECT_NE(as_sparse.schema.find_sparse("D1"), nullptr);
+  // A majority still decides: mostly words is a text feature, mostly other numbers a regression.
+  const RawRows mostly_text = read_raw_rows_bytes("y,D1\n0.5,a\n2.5,b\n1,1.5\n0,c\n", "m.csv", {});
+  const InferredSchema inf = infer_schema_from_rows(mostly_text, "m.csv", {.label_columns = {"y"}}, {});
+  EXPECT_NE(inf.schema.find_sparse("D1"), nullptr);
+  EXPECT_EQ(inf.schema.labels[0].type, TaskType::regression);
+}
+
 TEST(SchemaInference, InfersTheAliCcpSampleFromItsHeader) {
   const InferredSchema inf =
       infer_schema(data_dir() + "/ali-ccp/ali_ccp_train_sample.csv", {.label_columns = {"click", "purchase"}});

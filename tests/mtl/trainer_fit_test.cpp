@@ -55,10 +55,12 @@ ModelSizes small_sizes() {
           .num_shared_experts = 1, .num_layers = 1, .tower_units = {16}};
 }
 
-std::shared_ptr<models::MultiTaskModel> small_model(const std::string& kind) {
+std::shared_ptr<models::MultiTaskModel> small_model(const std::string& kind, double dropout = 0) {
   const auto& d = synth().data;
-  return build_model(kind, models::features_from_schema(d.preprocessor->schema()), d.preprocessor->schema().task_names(),
-                     {}, small_sizes());
+  ModelSizes sizes = small_sizes();
+  sizes.dropout = dropout;
+  return build_model(kind, models::features_from_schema(d.preprocessor->schema()),
+                     d.preprocessor->schema().task_names(), {}, sizes);
 }
 
 TEST(MTLTrainer, EveryModelLearnsBothTasksOnPlantedSignal) {
@@ -99,13 +101,22 @@ TEST(MTLTrainer, ResumeEqualsUninterruptedBitForBit) {
   std::vector<int64_t> rows(6000);
   for (int64_t i = 0; i < 6000; ++i) rows[static_cast<size_t>(i)] = i;
   const auto small_train = std::make_shared<const data::Dataset>(d.train->subset(rows));
-  for (const std::string strategy : {"gradnorm", "metabalance", "pcgrad", "uwl", "dwa"}) {
-    SCOPED_TRACE(strategy);
-    const fs::path a = synth().dir / ("full_" + strategy), b = synth().dir / ("split_" + strategy);
-    TrainerOptions o{.optimizer_params = {.lr = 2e-3}, .n_epochs = 3, .task_weights_strategy = strategy,
+  // Dropout draws from the model's generator and from nn::Dropout's; every balancer; the task
+  // layers at their own learning rate; every model kind once.
+  std::vector<std::pair<std::string, std::string>> cases;
+  for (const std::string strategy : {"fixed", "gradnorm", "metabalance", "pcgrad", "uwl", "dwa"})
+    cases.emplace_back("mmoe", strategy);
+  for (const std::string kind : {"shared_bottom", "esmm", "omoe", "ple", "aitm"}) cases.emplace_back(kind, "fixed");
+  for (const auto& [kind, strategy] : cases) {
+    SCOPED_TRACE(kind + " " + strategy);
+    const fs::path a = synth().dir / ("full_" + kind + strategy), b = synth().dir / ("split_" + kind + strategy);
+    TrainerOptions o{.optimizer_params = {.lr = 2e-3},
+                     .n_epochs = 3,
+                     .task_weights_strategy = strategy,
+                     .task_specific_lr = {{d.preprocessor->schema().task_names()[0], 3e-3}},
                      .progress = false};
     // uninterrupted
-    auto m1 = small_model("mmoe");
+    auto m1 = small_model(kind, 0.1);
     {
       TrainerOptions o1 = o;
       o1.out_dir = a.string();
@@ -116,7 +127,7 @@ TEST(MTLTrainer, ResumeEqualsUninterruptedBitForBit) {
     }
     // killed in the middle of epoch 2, then resumed by a fresh process-like setup
     {
-      auto m2 = small_model("mmoe");
+      auto m2 = small_model(kind, 0.1);
       TrainerOptions o2 = o;
       o2.out_dir = b.string();
       o2.stop_after_batches = 6 + 3;  // 6 batches an epoch: stops in epoch 2
@@ -125,7 +136,7 @@ TEST(MTLTrainer, ResumeEqualsUninterruptedBitForBit) {
       data::DataLoader val(d.val, {.batch_size = 4096, .shuffle = false, .prefetch = 0});
       EXPECT_THROW(t.fit(train, &val), Error);
     }
-    auto m3 = small_model("mmoe");
+    auto m3 = small_model(kind, 0.1);
     TrainerOptions o3 = o;
     o3.out_dir = b.string();
     o3.resume = true;
@@ -152,6 +163,119 @@ TEST(MTLTrainer, ResumeEqualsUninterruptedBitForBit) {
       return out;
     };
     EXPECT_EQ(strip(a / "metrics.jsonl"), strip(b / "metrics.jsonl"));
+  }
+}
+
+TEST(MTLTrainer, ResumeRefusesChangedSettings) {
+  const auto& d = synth().data;
+  std::vector<int64_t> rows(3000);
+  for (int64_t i = 0; i < 3000; ++i) rows[static_cast<size_t>(i)] = i;
+  const auto small_train = std::make_shared<const data::Dataset>(d.train->subset(rows));
+  const fs::path out = synth().dir / "resume_settings";
+  const TrainerOptions o{.optimizer_params = {.lr = 2e-3},
+                         .n_epochs = 1,
+                         .out_dir = out.string(),
+                         .progress = false,
+                         .run_identity = {{"train_xxh64", "0123"}}};
+  {
+    MTLTrainer t(small_model("mmoe"), o);
+    data::DataLoader train(small_train, {.batch_size = 1024, .seed = 4, .prefetch = 0});
+    t.fit(train);
+  }
+  auto resume_error = [&](TrainerOptions r, int64_t batch_size) {
+    r.resume = true;
+    r.n_epochs = 2;
+    MTLTrainer t(small_model("mmoe"), r);
+    data::DataLoader train(small_train, {.batch_size = batch_size, .seed = 4, .prefetch = 0});
+    try {
+      t.fit(train);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  TrainerOptions lr = o;
+  lr.optimizer_params.lr = 1e-2;
+  std::string m = resume_error(lr, 1024);
+  EXPECT_NE(m.find("resume refused"), std::string::npos) << m;
+  EXPECT_NE(m.find("lr: 0.002 in the checkpoint, 0.01 now"), std::string::npos) << m;
+  m = resume_error(o, 512);
+  EXPECT_NE(m.find("batch_size: 1024 in the checkpoint, 512 now"), std::string::npos) << m;
+  TrainerOptions task_lr = o;
+  task_lr.task_specific_lr = {{"ctr", 1e-3}};
+  EXPECT_NE(resume_error(task_lr, 1024).find("task_lr"), std::string::npos);
+  TrainerOptions file = o;
+  file.run_identity = {{"train_xxh64", "4567"}};
+  m = resume_error(file, 1024);
+  EXPECT_NE(m.find("train_xxh64: \"0123\" in the checkpoint, \"4567\" now"), std::string::npos) << m;
+  // The same settings resume.
+  EXPECT_EQ(resume_error(o, 1024), "no error");
+}
+
+// A learning rate so large that the first step makes the weights infinite (the loss of that step
+// is still finite): stopped at that step, naming a parameter, with the last checkpoint kept.
+TEST(MTLTrainer, DivergedWeightsStopNamingStepAndParameter) {
+  const auto& d = synth().data;
+  const fs::path out = synth().dir / "diverge";
+  auto model = small_model("mmoe");
+  {
+    MTLTrainer t(model, {.optimizer_params = {.lr = 1e-3}, .n_epochs = 1, .out_dir = out.string(), .progress = false});
+    data::DataLoader train(d.train, {.batch_size = 4096, .seed = 4, .prefetch = 0});
+    t.fit(train);
+  }
+  std::stringstream before;
+  before << std::ifstream(out / "checkpoint.safetensors", std::ios::binary).rdbuf();
+  for (const int64_t every : {int64_t(1), int64_t(0)}) {
+    SCOPED_TRACE(every);
+    MTLTrainer t(small_model("mmoe"), {.optimizer_params = {.lr = 1e39},
+                                       .n_epochs = 2,
+                                       .out_dir = out.string(),
+                                       .progress = false,
+                                       .finite_check_every = every});
+    data::DataLoader train(d.train, {.batch_size = 4096, .seed = 4, .prefetch = 0});
+    try {
+      t.fit(train);
+      FAIL() << "expected an error";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("training stopped"), std::string::npos) << m;
+      EXPECT_NE(m.find("is unchanged"), std::string::npos) << m;
+      // Every step checked: found at the first. Only before checkpoints: at the end of epoch 1, or
+      // earlier through a loss that became NaN.
+      if (every == 1) {
+        EXPECT_NE(m.find("diverged: epoch 1, batch 1 (step 1): "), std::string::npos) << m;
+        EXPECT_NE(m.find("parameter '"), std::string::npos) << m;
+      }
+    }
+    std::stringstream after;
+    after << std::ifstream(out / "checkpoint.safetensors", std::ios::binary).rdbuf();
+    EXPECT_EQ(after.str(), before.str());
+  }
+}
+
+// Finite weights with an overflowed BatchNorm running variance predict 0 for every row once
+// saved: a buffer that is not finite stops training too, naming it.
+TEST(MTLTrainer, NonFiniteBufferStopsTraining) {
+  const auto& d = synth().data;
+  auto model = small_model("mmoe");
+  std::string poisoned;
+  {
+    NoGradGuard ng;
+    for (auto& [n, b] : model->named_buffers())
+      if (poisoned.empty() && n.find("running_var") != std::string::npos) {
+        b.fill_(INFINITY);
+        poisoned = n;
+      }
+  }
+  ASSERT_FALSE(poisoned.empty()) << "the model has no BatchNorm";
+  MTLTrainer t(model, {.optimizer_params = {.lr = 1e-3}, .n_epochs = 1, .progress = false, .finite_check_every = 1});
+  data::DataLoader train(d.train, {.batch_size = 4096, .seed = 4, .prefetch = 0});
+  try {
+    t.fit(train);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("(step 1): buffer '" + poisoned + "' holds inf"), std::string::npos) << m;
   }
 }
 
