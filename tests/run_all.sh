@@ -7,6 +7,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash cmake/install_deps.sh
+# ONNX Runtime for the ONNX export test (into build/ort, git-ignored).
+bash tests/onnx/install_ort.sh
 jobs=${JOBS:-$(nproc)}
 start=$(date +%s)
 

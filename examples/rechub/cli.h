@@ -17,6 +17,7 @@ Runner add_train(CLI::App& app);
 Runner add_eval(CLI::App& app);
 Runner add_predict(CLI::App& app);
 Runner add_synth(CLI::App& app);
+Runner add_export(CLI::App& app);  // examples/rechub/export.cpp
 
 // Flag checks with short messages ("--lr: must be a positive number, got 'abc'").
 CLI::Validator positive();
