@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -576,7 +577,8 @@ CheckpointExport export_checkpoint_onnx(const std::string& checkpoint_path, cons
     const std::string stem =
         onnx_path.size() > 5 && onnx_path.ends_with(".onnx") ? onnx_path.substr(0, onnx_path.size() - 5) : onnx_path;
     r.preprocessor_path = stem + ".preprocessor.json";
-    o.metadata["rechub.preprocessor"] = r.preprocessor_path;
+    // The file name only: it lies beside the model wherever the pair is copied.
+    o.metadata["rechub.preprocessor"] = std::filesystem::path(r.preprocessor_path).filename().string();
   }
   export_onnx(p.model(), onnx_path, o);
   if (p.has_preprocessor()) p.preprocessor().save(r.preprocessor_path);

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "core/autograd.h"
@@ -256,6 +257,45 @@ TEST_F(OnnxExport, CollidingNamesAreAnErrorNotABadGraph) {
                Error);
   EXPECT_FALSE(fs::exists(dir_ / "m.onnx"));
 }
+
+#ifdef RECHUB_CLI
+// `rechub export` writes what the C++ API writes, and a bad --model is a message and exit code 1.
+TEST_F(OnnxExport, CommandWritesWhatTheApiWrites) {
+  data::AliCcpSynthConfig cfg{.seed = 2, .vocab_sizes = {40, 6}, .num_dense = 1, .click_rate = 0.3};
+  const auto paths = data::write_ali_ccp_synthetic((dir_ / "a").string(), cfg, 400, 0, 0);
+  const auto loaded = data::load_data({.train = paths[0]}, data::AliCcpSynth(cfg).schema(4));
+  const data::Schema& fitted = loaded.preprocessor->schema();
+  auto model = trainer::build_model("mmoe", models::features_from_schema(fitted), fitted.task_names(), {},
+                                    {.expert_units = {8}, .num_experts = 2, .tower_units = {4}});
+  trainer::MTLTrainer t(model, {.n_epochs = 1, .progress = false, .preprocessor = loaded.preprocessor});
+  data::DataLoader train(loaded.train, {.batch_size = 128, .prefetch = 0});
+  t.fit(train);
+  const std::string ckpt = (dir_ / "model.safetensors").string();
+  t.save_model(ckpt);
+  fs::create_directories(dir_ / "api");
+  fs::create_directories(dir_ / "cli");
+  const std::string api = (dir_ / "api" / "m.onnx").string(), cli = (dir_ / "cli" / "m.onnx").string();
+  exporter::export_checkpoint_onnx(ckpt, api);
+  const std::string log = (dir_ / "log.txt").string();
+  ASSERT_EQ(
+      std::system(
+          (std::string(RECHUB_CLI) + " export --model '" + ckpt + "' --onnx '" + cli + "' 2> '" + log + "'").c_str()),
+      0);
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_TRUE(slurp(api) == slurp(cli)) << "rechub export and export_checkpoint_onnx wrote different models";
+  EXPECT_TRUE(slurp((dir_ / "api" / "m.preprocessor.json").string()) ==
+              slurp((dir_ / "cli" / "m.preprocessor.json").string()));
+  EXPECT_NE(std::system((std::string(RECHUB_CLI) + " export --model '" + (dir_ / "nope.safetensors").string() +
+                         "' --onnx '" + (dir_ / "x.onnx").string() + "' 2> '" + log + "'")
+                            .c_str()),
+            0);
+  EXPECT_NE(slurp(log).find("nope.safetensors"), std::string::npos) << slurp(log);
+  EXPECT_FALSE(fs::exists(dir_ / "x.onnx"));
+}
+#endif
 
 }  // namespace
 }  // namespace rechub
