@@ -3,8 +3,8 @@
 # models exported with `rechub export` (onnxruntime-node, CPU), and PyTorch under
 # torch.inference_mode() with the anchor's models (pytorch-anchor/bench_mtl.py) in the anchor's
 # tuned environment (copied from ../shared/bench/pytorch-anchor/run.sh). MMoE and PLE at
-# bench_serving's sizes; latency p50/p99 at batch 1, 16, 256, 4096 with all cores for one call;
-# throughput at batch 256 with 1 caller (all cores) and 2 callers (one thread each).
+# bench_serving's sizes; latency p50/p99 at batch 1, 16, 256, 4096 with THREADS threads per call;
+# throughput at batch 256 with 1 caller (THREADS threads) and 2 callers (one thread each).
 #
 #   bash bench/serving/run.sh [build dir, default build/release] [seconds per configuration, default 1]
 #
@@ -20,7 +20,11 @@ dir=${OUT_DIR:-/tmp/rechub_serving}
 out=$dir/results.jsonl
 anchor=${ANCHOR:-$root/../shared/bench/pytorch-anchor}
 modules=$root/build/ort/node_modules
-threads=$(nproc)
+# Threads per call (OpenMP, ONNX Runtime intra-op, torch.set_num_threads); default all cores.
+# THREADS=1 where other work shares the cores: a 2-thread team descheduled in a barrier turns a
+# 0.2 ms call into 20 ms.
+threads=${THREADS:-$(nproc)}
+impls=${IMPLS:-fused trh}  # the anchor's PyTorch implementations to time
 mkdir -p "$dir"
 cmake --build "$build" -j2 --target bench_serving rechub_cli >/dev/null
 
@@ -38,7 +42,7 @@ torch_env=(env LD_LIBRARY_PATH=$OB OPENBLAS_CORETYPE=$CORE
   GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295)
 
 {
-  echo "{\"date\": \"$(date -u +%FT%TZ)\", \"cpu\": \"$(lscpu | sed -n 's/^Model name: *//p' | head -1)\", \"cores\": $threads, \"loadavg_before\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
+  echo "{\"date\": \"$(date -u +%FT%TZ)\", \"cpu\": \"$(lscpu | sed -n 's/^Model name: *//p' | head -1)\", \"cores\": $(nproc), \"threads_per_call\": $threads, \"loadavg_before\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
 } > "$out"
 
 echo "== rechub Predictor (bench_serving)" >&2
@@ -75,7 +79,7 @@ done
 
 echo "== PyTorch (inference_mode, tuned environment)" >&2
 for m in mmoe ple; do
-  for impl in fused trh; do
+  for impl in $impls; do
     "${torch_env[@]}" /usr/bin/python3 "$root/bench/serving/torch_serving.py" --anchor "$anchor" --model $m --impl $impl \
       --mode latency --threads "$threads" --seconds "$secs" >> "$out"
     "${torch_env[@]}" /usr/bin/python3 "$root/bench/serving/torch_serving.py" --anchor "$anchor" --model $m --impl $impl \

@@ -9,7 +9,7 @@ thr = [r for r in rows if r.get("mode") == "throughput"]
 rss = [r for r in rows if "rss_mib_after_load" in r]
 for r in rows:
     if "cpu" in r:
-        print(f"date {r['date']}, CPU {r['cpu']} ({r['cores']} cores), load average before {r['loadavg_before']}")
+        print(f"date {r['date']}, CPU {r['cpu']} ({r['cores']} cores, {r.get('threads_per_call', r['cores'])} thread(s) per call), load average before {r['loadavg_before']}")
     if "loadavg_after" in r:
         print(f"load average after {r['loadavg_after']}")
 print("\n| model | implementation | batch | p50 µs | p99 µs | rows/s |\n|---|---|---:|---:|---:|---:|")
