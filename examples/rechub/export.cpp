@@ -23,7 +23,7 @@ Runner add_export(CLI::App& app) {
   c->add_option("--onnx", o->onnx,
                 "Output ONNX file (written atomically); the vocabularies go to <name>.preprocessor.json beside it")
       ->required();
-  return [o]() {
+  return [o]() -> int {
 #if RECHUB_WITH_ONNX
     namespace fs = std::filesystem;
     const fs::path out(o->onnx);
@@ -35,6 +35,7 @@ Runner add_export(CLI::App& app) {
     std::cerr << "\n";
     return 0;
 #else
+    (void)o;
     RECHUB_FAIL(
         "this rechub was built without the ONNX exporter: install libonnx-dev, libprotobuf-dev and "
         "protobuf-compiler (cmake/install_deps.sh) and configure again");

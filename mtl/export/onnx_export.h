@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "mtl/models/model.h"
 
