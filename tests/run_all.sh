@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds rechub and runs the whole test suite: a Release build with warnings as errors (CUDA code
 # compiled where nvcc exists; GPU tests skip without a GPU), then the same suite under
-# AddressSanitizer + UndefinedBehaviorSanitizer, then a short fuzzing run of the parsers.
+# AddressSanitizer + UndefinedBehaviorSanitizer, a ThreadSanitizer run of Predictor from 8 threads,
+# then a short fuzzing run of the parsers.
 # Environment: JOBS (parallel jobs), SANITIZE=0 to skip the sanitizer pass, FUZZ_SECONDS (default 20).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash cmake/install_deps.sh
+# ONNX Runtime for the ONNX export test (into build/ort, git-ignored).
+bash tests/onnx/install_ort.sh
 jobs=${JOBS:-$(nproc)}
 start=$(date +%s)
 
@@ -28,6 +31,17 @@ if [ "${SANITIZE:-1}" != 0 ]; then
   # Python references run outside the sanitized process; leak checks stay on for our code.
   (cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
      ctest -j"$jobs" --output-on-failure --timeout 1800 -LE install)
+fi
+
+if [ "${SANITIZE:-1}" != 0 ]; then
+  echo "== ThreadSanitizer: one Predictor scored from 8 threads"
+  # Only the library and that test (tests/CMakeLists.txt, Predictor.ThreadSanitizer), to keep CI short;
+  # the test runs with OMP_NUM_THREADS=1 since libgomp is not instrumented.
+  cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
+        -DRECHUB_SANITIZE=thread -DRECHUB_CUDA=OFF -DRECHUB_BUILD_BENCH=OFF -DRECHUB_BUILD_EXAMPLES=OFF \
+        -DRECHUB_ONNX=OFF -DRECHUB_WERROR=ON >/dev/null
+  cmake --build build/tsan -j"$jobs" --target rechub_predictor_threads_test
+  (cd build/tsan && ctest --output-on-failure --timeout 900 -L tsan)
 fi
 
 if [ -x tests/fuzz/run.sh ] || [ -f tests/fuzz/run.sh ]; then

@@ -18,6 +18,7 @@ Runner add_train(CLI::App& app);
 Runner add_eval(CLI::App& app);
 Runner add_predict(CLI::App& app);
 Runner add_synth(CLI::App& app);
+Runner add_export(CLI::App& app);  // examples/rechub/export.cpp
 
 // ---- guards (guard.cpp) ----
 // --threads above this many per core are refused; OMP_NUM_THREADS above it is replaced.

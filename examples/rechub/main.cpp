@@ -5,6 +5,7 @@
 //                --tasks click,purchase --model mmoe --epochs 3 --out runs/mmoe
 //   rechub eval --model runs/mmoe/model.safetensors --data data/ali_ccp_test.csv --json
 //   rechub predict --model runs/mmoe/model.safetensors --data data/ali_ccp_test.csv --out preds.csv
+//   rechub export --model runs/mmoe/model.safetensors --onnx runs/mmoe/model.onnx
 #include <omp.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -297,6 +298,7 @@ int main(int argc, char** argv) {
   add(rechub::cli::add_eval);
   add(rechub::cli::add_predict);
   add(rechub::cli::add_synth);
+  add(rechub::cli::add_export);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <latch>
 #include <thread>
 
 #include "mtl/data/load.h"
@@ -25,10 +26,9 @@ TEST(Predictor, RawRowsMatchTheTrainedModelAndEightThreadsMatchOne) {
   const auto paths = data::write_ali_ccp_synthetic((dir / "a").string(), cfg, 3000, 0, 600);
   const auto d = data::load_data({.train = paths[0], .test = paths[1]}, gen.schema(4),
                                  {.preprocess = {.normalization = data::Normalization::standard}});
-  auto model = build_model("ple", models::features_from_schema(d.preprocessor->schema()),
-                           d.preprocessor->schema().task_names(), {},
-                           {.expert_units = {16}, .num_experts = 2, .num_shared_experts = 1, .num_layers = 2,
-                            .tower_units = {8}});
+  auto model = build_model(
+      "ple", models::features_from_schema(d.preprocessor->schema()), d.preprocessor->schema().task_names(), {},
+      {.expert_units = {16}, .num_experts = 2, .num_shared_experts = 1, .num_layers = 2, .tower_units = {8}});
   MTLTrainer t(model, {.n_epochs = 1, .progress = false, .preprocessor = d.preprocessor});
   data::DataLoader train(d.train, {.batch_size = 256, .prefetch = 0});
   t.fit(train);
@@ -44,17 +44,23 @@ TEST(Predictor, RawRowsMatchTheTrainedModelAndEightThreadsMatchOne) {
   for (size_t i = 0; i < single.size(); ++i)
     for (size_t k = 0; k < 2; ++k) ASSERT_NEAR(single[i][k], expected[k][i], 1e-6) << "row " << i << " task " << k;
 
+  // Eight callers released together (so their calls overlap), each with its own batch size; the
+  // ThreadSanitizer pass of tests/run_all.sh runs this test too.
   std::vector<std::vector<std::vector<double>>> results(8);
   std::vector<std::thread> threads;
+  std::latch start(8);
   for (size_t th = 0; th < 8; ++th)
     threads.emplace_back([&, th] {
-      for (int rep = 0; rep < 3; ++rep) results[th] = p.predict(raw.rows, raw.header, 64 + 32 * static_cast<int64_t>(th));
+      start.arrive_and_wait();
+      for (int rep = 0; rep < 3; ++rep)
+        results[th] = p.predict(raw.rows, raw.header, 64 + 32 * static_cast<int64_t>(th));
     });
   for (auto& x : threads) x.join();
   for (size_t th = 0; th < 8; ++th) {
     ASSERT_EQ(results[th].size(), single.size());
     for (size_t i = 0; i < single.size(); ++i)
-      for (size_t k = 0; k < 2; ++k) ASSERT_NEAR(results[th][i][k], single[i][k], 1e-6) << "thread " << th << " row " << i;
+      for (size_t k = 0; k < 2; ++k)
+        ASSERT_NEAR(results[th][i][k], single[i][k], 1e-6) << "thread " << th << " row " << i;
   }
   EXPECT_THROW(Predictor((dir / "missing.safetensors").string()), Error);
   fs::remove_all(dir);
