@@ -107,6 +107,8 @@ void run_case(const Case& c, DType dt) {
   }
 }
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 std::vector<Case> cases() {
   std::vector<Case> out;
   const auto adam = [](OptimKind k, double wd, double b1, double b2, double eps) {
