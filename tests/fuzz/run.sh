@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Builds the fuzz targets (clang++ -fsanitize=fuzzer,address,undefined) and runs each for
 # SECONDS seconds (default 20). Exits non-zero when a target crashes or fails to build.
+# Targets: the CSV reader and the cache reader (built from mtl/data sources alone), and with
+# RECHUB_FUZZ_LIBRARY_TARGETS=1 the readers that need the whole library, built once with clang
+# and the sanitizers in $out/lib: safetensors files, checkpoints, model configs, schema files,
+# preprocessor and vocabulary files. Each starts from a seed corpus of valid files written by the
+# library.
 #
 #   tests/fuzz/run.sh 20
 #
@@ -12,7 +17,11 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${RECHUB_FUZZ_DIR:-$root/build-fuzz}
 cxx=${CXX_FUZZ:-clang++}
 jobs=${RECHUB_FUZZ_JOBS:-2}
+# RECHUB_FUZZ_LIBRARY_TARGETS=1 adds them (not yet the default: see docs/TESTING.md).
+lib_targets=()
+[[ "${RECHUB_FUZZ_LIBRARY_TARGETS:-0}" == 1 ]] && lib_targets=(safetensors_fuzz checkpoint_fuzz model_config_fuzz schema_fuzz vocabulary_fuzz)
 mkdir -p "$out/obj" "$out/corpus/csv" "$out/corpus/cache" "$out/crashes"
+for t in "${lib_targets[@]}"; do mkdir -p "$out/corpus/${t%_fuzz}"; done
 
 srcs=(big_buffer checksum column_table csv_reader csv_records dictionary input_stream schema cache infer)
 common=(-std=c++20 -O1 -g -fno-omit-frame-pointer -I"$root")
@@ -50,8 +59,30 @@ for f in "$root"/examples/data/ali-ccp/*_sample.csv; do
   [[ -f "$f" ]] && { printf '\0'; cat "$f"; } > "$out/corpus/csv/sample_$(basename "$f")"
 done
 
+# The library, instrumented (no CUDA, examples, tests or benchmarks).
+if (( ${#lib_targets[@]} > 0 )); then
+echo "fuzz: building the rechub library with $cxx into $out/lib"
+launcher=()
+command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake -S "$root" -B "$out/lib" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" "${launcher[@]}" \
+      -DCMAKE_CXX_FLAGS="-fno-omit-frame-pointer ${san[*]} -fsanitize=fuzzer-no-link" \
+      -DRECHUB_CUDA=OFF -DRECHUB_BUILD_TESTS=OFF -DRECHUB_BUILD_BENCH=OFF -DRECHUB_BUILD_EXAMPLES=OFF > "$out/lib.log" 2>&1 &&
+  cmake --build "$out/lib" -j"$jobs" --target rechub >> "$out/lib.log" 2>&1 ||
+  { echo "fuzz: cannot build the library (log: $out/lib.log)" >&2; tail -30 "$out/lib.log" >&2; exit 1; }
+lib_link=("$out/lib/librechub.a" -fopenmp -lz -lzstd -lpthread)
+lib_inc=(-I/usr/include/eigen3 -fopenmp -march=native)
+for t in "${lib_targets[@]}" make_model_seeds; do
+  extra=(-fsanitize=fuzzer)
+  [[ $t == make_model_seeds ]] && extra=()
+  "$cxx" "${common[@]}" "${san[@]}" "${lib_inc[@]}" "${extra[@]}" "$root/tests/fuzz/$t.cpp" "${lib_link[@]}" -o "$out/$t" ||
+    { echo "fuzz: cannot link $t" >&2; exit 1; }
+done
+"$out/make_model_seeds" "$out/corpus" || { echo "fuzz: model seed writer failed" >&2; exit 1; }
+fi
+
 status=0
-for t in csv_fuzz cache_fuzz; do
+for t in csv_fuzz cache_fuzz "${lib_targets[@]}"; do
   corpus=$out/corpus/${t%_fuzz}
   echo "fuzz: $t for ${secs}s"
   if ! "$out/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "mtl/metrics/metrics.h"
+#include "support/test_util.h"
 
 namespace rechub {
 namespace {
@@ -45,11 +46,12 @@ Case make_case(Generator& g, int64_t n, double pos_rate, int tie_levels, bool ex
 }
 
 TEST(Metrics, MatchScikitLearnOnRandomAndTiedPredictions) {
-  if (!python_has("sklearn, numpy")) GTEST_SKIP() << RECHUB_PYTHON << " lacks scikit-learn/numpy";
+  if (!python_has("sklearn, numpy"))
+    RECHUB_REFERENCE_MISSING(RECHUB_PYTHON << " lacks scikit-learn/numpy", "python3-sklearn python3-numpy");
   Generator g(11);
   std::vector<Case> cases = {
-      make_case(g, 2, 0.5, 0, false, 1),        make_case(g, 1000, 0.3, 0, false, 20),
-      make_case(g, 1000, 0.05, 10, false, 7),   make_case(g, 5000, 0.5, 3, true, 50),
+      make_case(g, 2, 0.5, 0, false, 1),         make_case(g, 1000, 0.3, 0, false, 20),
+      make_case(g, 1000, 0.05, 10, false, 7),    make_case(g, 5000, 0.5, 3, true, 50),
       make_case(g, 20000, 0.04, 100, true, 300), make_case(g, 777, 0.5, 1, false, 3),
   };
   // every score tied
@@ -62,8 +64,9 @@ TEST(Metrics, MatchScikitLearnOnRandomAndTiedPredictions) {
   nlohmann::json j;
   for (const Case& c : cases) j["cases"].push_back({{"labels", c.labels}, {"scores", c.scores}, {"groups", c.groups}});
   std::ofstream(dir / "in.json") << j.dump();
-  const std::string cmd = std::string(RECHUB_PYTHON) + " " + RECHUB_SOURCE_DIR + "/tests/reference/metrics_sklearn.py " +
-                          (dir / "in.json").string() + " " + (dir / "out.json").string();
+  const std::string cmd = std::string(RECHUB_PYTHON) + " " + RECHUB_SOURCE_DIR +
+                          "/tests/reference/metrics_sklearn.py " + (dir / "in.json").string() + " " +
+                          (dir / "out.json").string();
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const auto ref = nlohmann::json::parse(std::ifstream(dir / "out.json"))["results"];
   ASSERT_EQ(ref.size(), cases.size());
@@ -97,12 +100,7 @@ TEST(Metrics, AucOfSingleClassIsNaN) {
 
 TEST(Metrics, HandComputedTies) {
   // positives at 0.5, 0.7; negatives at 0.5, 0.2: wins = 0.5 (tie) + 1 + 1 + 1 = 3.5 of 4.
-  // (Built element by element: with GCC 12 at -O3 -march=native, this file's braced list
-  // {1, 1, 0, 0} came out as {1, 1, 1, 1}.)
-  std::vector<double> y, s;
-  for (double v : {0.5, 0.7}) y.push_back(1.0), s.push_back(v);
-  for (double v : {0.5, 0.2}) y.push_back(0.0), s.push_back(v);
-  const double auc = metrics::roc_auc(y, s);
+  const double auc = metrics::roc_auc({1, 1, 0, 0}, {0.5, 0.7, 0.5, 0.2});
   EXPECT_DOUBLE_EQ(auc, 3.5 / 4);
   // log loss with clipping: p = 1 for a negative gives -log(eps).
   EXPECT_NEAR(metrics::log_loss({0}, {1.0}), -std::log(DBL_EPSILON), 1e-6);

@@ -18,6 +18,7 @@
 #include "mtl/models/ple.h"
 #include "mtl/models/shared_bottom.h"
 #include "nn/safetensors.h"
+#include "support/test_util.h"
 
 namespace rechub::models {
 namespace {
@@ -292,7 +293,7 @@ bool torch_available(std::string& why) {
 
 TEST(ModelsParity, MatchPyTorchReferenceModels) {
   std::string why;
-  if (!torch_available(why)) GTEST_SKIP() << "PyTorch parity skipped: " << why;
+  if (!torch_available(why)) RECHUB_REFERENCE_MISSING("PyTorch parity cannot run: " << why, "python3-torch");
   char tmpl[] = "/tmp/rechub_models_parity_XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   const fs::path root(tmpl);

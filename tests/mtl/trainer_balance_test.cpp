@@ -15,6 +15,7 @@
 #include "core/ops.h"
 #include "core/rng.h"
 #include "mtl/trainer/balance.h"
+#include "support/test_util.h"
 
 namespace rechub::trainer {
 namespace {
@@ -35,7 +36,8 @@ struct Problem {
   std::vector<Tensor> a;
   Problem() {
     W = from_vector(W0, {3}, {.dtype = DType::f64, .requires_grad = true});
-    for (double v : a0) a.push_back(from_vector(std::vector<double>{v}, {1}, {.dtype = DType::f64, .requires_grad = true}));
+    for (double v : a0)
+      a.push_back(from_vector(std::vector<double>{v}, {1}, {.dtype = DType::f64, .requires_grad = true}));
   }
   int64_t tasks() const { return static_cast<int64_t>(c.size()); }
   std::vector<Tensor> losses() const {
@@ -65,14 +67,14 @@ struct Problem {
 };
 
 TEST(TaskBalancing, StrategiesMatchPyTorchReferenceSteps) {
-  if (!have_torch()) GTEST_SKIP() << RECHUB_PYTHON << " lacks torch";
+  if (!have_torch()) RECHUB_REFERENCE_MISSING(RECHUB_PYTHON << " lacks torch", "python3-torch");
   Problem base;
   const int steps = 4;
   const double sgd_lr = 0.05, alpha = 1.5, glr = 0.025, relax = 0.7, beta = 0.9;
   const std::vector<double> fixed = {1.0, 0.5};
-  nlohmann::json cfg = {{"c", base.c}, {"y", base.y}, {"W", base.W0}, {"a", base.a0}, {"steps", steps},
-                        {"sgd_lr", sgd_lr}, {"alpha", alpha}, {"gradnorm_lr", glr}, {"relax", relax},
-                        {"beta", beta}, {"fixed_weights", fixed}};
+  nlohmann::json cfg = {{"c", base.c},    {"y", base.y},      {"W", base.W0},          {"a", base.a0},
+                        {"steps", steps}, {"sgd_lr", sgd_lr}, {"alpha", alpha},        {"gradnorm_lr", glr},
+                        {"relax", relax}, {"beta", beta},     {"fixed_weights", fixed}};
   const fs::path dir = fs::temp_directory_path() / ("rechub_balance_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::ofstream(dir / "in.json") << cfg.dump();
@@ -88,8 +90,10 @@ TEST(TaskBalancing, StrategiesMatchPyTorchReferenceSteps) {
     Problem pr;
     auto bal = make_balancer(pr.tasks(), {.strategy = strategy,
                                           .task_weights = strategy == "fixed" ? fixed : std::vector<double>{},
-                                          .gradnorm_alpha = alpha, .gradnorm_lr = glr,
-                                          .relax_factor = relax, .beta = beta});
+                                          .gradnorm_alpha = alpha,
+                                          .gradnorm_lr = glr,
+                                          .relax_factor = relax,
+                                          .beta = beta});
     for (int s = 0; s < steps; ++s) {
       SCOPED_TRACE("step " + std::to_string(s));
       bal->backward(pr.losses(), pr.params());
@@ -213,8 +217,8 @@ TEST(PCGrad, ProjectedGradientsDoNotConflictAndSparseMatchesDense) {
 TEST(UncertaintyWeighting, HandComputedAdamStep) {
   // Binary tasks: L = exp(−s) L_i + s/2. First Adam step from s = 0 moves s by −lr·sign(dL/ds).
   Problem pr;
-  auto bal = make_balancer(2, {.strategy = "uwl", .task_types = {data::TaskType::binary, data::TaskType::regression},
-                               .uwl_lr = 0.1});
+  auto bal = make_balancer(
+      2, {.strategy = "uwl", .task_types = {data::TaskType::binary, data::TaskType::regression}, .uwl_lr = 0.1});
   const auto L = pr.losses();
   const double l0 = L[0].item(), l1 = L[1].item();
   bal->backward(L, pr.params());

@@ -3,17 +3,21 @@
 // stop with a clear message, outputs are written, per-task learning rates reach the optimizer.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <numeric>
 #include <sstream>
 
 #include "core/autograd.h"
 #include "core/error.h"
-#include <cstring>
 #include "mtl/data/load.h"
 #include "mtl/data/synthetic.h"
 #include "mtl/metrics/evaluate.h"
+#include "mtl/metrics/metrics.h"
 #include "mtl/trainer/model_builder.h"
 #include "mtl/trainer/trainer.h"
 #include "nn/checkpoint.h"
@@ -28,6 +32,14 @@ struct SynthData {
   data::LoadedData data;
 };
 
+data::AliCcpSynthConfig synth_config() {
+  return {.seed = 3,
+          .vocab_sizes = {2000, 500, 300, 100, 50, 10},
+          .num_dense = 2,
+          .click_rate = 0.25,
+          .conversion_rate = 0.3};
+}
+
 // 24k train / 4k val / 8k test rows with frequent clicks and conversions so that both tasks have
 // enough positives to measure.
 const SynthData& synth() {
@@ -35,8 +47,7 @@ const SynthData& synth() {
     SynthData s;
     s.dir = fs::temp_directory_path() / ("rechub_trainer_fit_" + std::to_string(::getpid()));
     fs::create_directories(s.dir);
-    data::AliCcpSynthConfig cfg{.seed = 3, .vocab_sizes = {2000, 500, 300, 100, 50, 10}, .num_dense = 2,
-                                .click_rate = 0.25, .conversion_rate = 0.3};
+    const data::AliCcpSynthConfig cfg = synth_config();
     data::AliCcpSynth gen(cfg);
     const auto paths = data::write_ali_ccp_synthetic((s.dir / "ali").string(), cfg, 24000, 4000, 8000);
     s.data = data::load_data({.train = paths[0], .val = paths[1], .test = paths[2]}, gen.schema(8));
@@ -45,14 +56,27 @@ const SynthData& synth() {
   return d;
 }
 
+// Label column k of a dataset, in row order.
+std::vector<double> column_of(const data::Dataset& ds, int64_t k) {
+  std::vector<double> out;
+  const int64_t T = ds.num_tasks();
+  for (int64_t r = 0; r < ds.rows(); ++r) out.push_back(ds.label_data()[r * T + k]);
+  return out;
+}
+
 struct Run {
   std::shared_ptr<models::MultiTaskModel> model;
   std::unique_ptr<MTLTrainer> trainer;
 };
 
 ModelSizes small_sizes() {
-  return {.embed_dim = 8, .hidden_units = {32, 16}, .expert_units = {32, 16}, .num_experts = 3,
-          .num_shared_experts = 1, .num_layers = 1, .tower_units = {16}};
+  return {.embed_dim = 8,
+          .hidden_units = {32, 16},
+          .expert_units = {32, 16},
+          .num_experts = 3,
+          .num_shared_experts = 1,
+          .num_layers = 1,
+          .tower_units = {16}};
 }
 
 std::shared_ptr<models::MultiTaskModel> small_model(const std::string& kind, double dropout = 0) {
@@ -63,18 +87,76 @@ std::shared_ptr<models::MultiTaskModel> small_model(const std::string& kind, dou
                      d.preprocessor->schema().task_names(), {}, sizes);
 }
 
+// Against the planted model: the generator knows every test row's true click and click-and-buy
+// probability. Each model, after 3 epochs on 24k rows, must (per task) lower its training loss
+// from the first epoch to the last, beat the log loss of predicting the base rate by 3%, get at
+// least 45% of the way from 0.5 to the oracle's AUC (the true probabilities' AUC on the same
+// labels), rank rows like the true probabilities (Spearman > 0.4) and predict the right mean
+// within 75%. (Measured, 2026-12: 56-62% of the oracle's AUC lift, Spearman 0.51-0.61, log loss
+// 6-12% under the base rate, means within 60%.)
+double spearman(const std::vector<double>& a, const std::vector<double>& b) {
+  auto ranks = [](const std::vector<double>& v) {
+    std::vector<size_t> idx(v.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    std::sort(idx.begin(), idx.end(), [&](size_t i, size_t j) { return v[i] < v[j]; });
+    std::vector<double> r(v.size());
+    for (size_t k = 0; k < idx.size(); ++k) r[idx[k]] = static_cast<double>(k);
+    return r;
+  };
+  const auto ra = ranks(a), rb = ranks(b);
+  const double n = static_cast<double>(a.size()), mean = (n - 1) / 2;
+  double sab = 0, saa = 0, sbb = 0;
+  for (size_t i = 0; i < ra.size(); ++i) {
+    sab += (ra[i] - mean) * (rb[i] - mean);
+    saa += (ra[i] - mean) * (ra[i] - mean);
+    sbb += (rb[i] - mean) * (rb[i] - mean);
+  }
+  return sab / std::sqrt(saa * sbb);
+}
+
 TEST(MTLTrainer, EveryModelLearnsBothTasksOnPlantedSignal) {
   const auto& d = synth().data;
+  const data::AliCcpRows truth = data::AliCcpSynth(synth_config()).generate(24000 + 4000, 8000);
+  const std::vector<const std::vector<float>*> true_prob = {&truth.click_prob, &truth.ctcvr_prob};
+  const std::vector<const std::vector<float>*> true_label = {&truth.click, &truth.purchase};
+  const auto tasks = d.preprocessor->schema().task_names();
+  ASSERT_EQ(tasks.size(), 2u);
   for (const std::string kind : {"shared_bottom", "esmm", "mmoe", "omoe", "ple", "aitm"}) {
     SCOPED_TRACE(kind);
     auto model = small_model(kind);
     MTLTrainer t(model, {.optimizer_params = {.lr = 3e-3}, .n_epochs = 3, .progress = false});
     data::DataLoader train(d.train, {.batch_size = 512, .seed = 1, .prefetch = 0});
     t.fit(train);
+    ASSERT_EQ(t.history().size(), 3u);
     const auto r = metrics::evaluate_multi_task(*model, *d.test, {.quiet = true});
-    for (const auto& task : d.preprocessor->schema().task_names()) {
-      EXPECT_GT(r.at(task).auc, 0.70) << kind << " task " << task;
-      EXPECT_TRUE(std::isfinite(r.at(task).logloss));
+    const auto pred = metrics::predict_rows(*model, *d.test);
+    for (size_t k = 0; k < tasks.size(); ++k) {
+      const std::string& task = tasks[k];
+      SCOPED_TRACE(task);
+      EXPECT_LT(t.history()[2].train_loss[k], t.history()[0].train_loss[k]) << "training loss did not decrease";
+      const auto labels = column_of(*d.test, static_cast<int64_t>(k));
+      const std::vector<double> oracle(true_prob[k]->begin(), true_prob[k]->end());
+      ASSERT_EQ(labels.size(), oracle.size());
+      for (size_t i = 0; i < labels.size(); ++i)
+        ASSERT_EQ(labels[i], (*true_label[k])[i]) << "the test file's row " << i << " is not the generator's";
+      ASSERT_EQ(pred[k].size(), oracle.size());
+      double base = 0, mean_pred = 0, mean_true = 0;
+      for (size_t i = 0; i < labels.size(); ++i) base += labels[i], mean_pred += pred[k][i], mean_true += oracle[i];
+      base /= static_cast<double>(labels.size());
+      mean_pred /= static_cast<double>(labels.size());
+      mean_true /= static_cast<double>(labels.size());
+      const double base_logloss = -(base * std::log(base) + (1 - base) * std::log(1 - base));
+      const double oracle_auc = metrics::roc_auc(labels, oracle);
+      const double rho = spearman(pred[k], oracle);
+      std::cout << kind << " " << task << ": AUC " << r.at(task).auc << " (oracle " << oracle_auc << "), log loss "
+                << r.at(task).logloss << " (base rate " << base_logloss << "), Spearman " << rho << ", mean "
+                << mean_pred << " (true " << mean_true << "), train loss " << t.history()[0].train_loss[k] << " -> "
+                << t.history()[2].train_loss[k] << "\n";
+      EXPECT_LT(r.at(task).logloss, 0.97 * base_logloss) << "no better than predicting the base rate " << base;
+      EXPECT_GT(r.at(task).auc - 0.5, 0.45 * (oracle_auc - 0.5))
+          << "AUC " << r.at(task).auc << ", oracle " << oracle_auc;
+      EXPECT_GT(rho, 0.4);
+      EXPECT_NEAR(mean_pred, mean_true, 0.75 * mean_true);
     }
     if (kind == "esmm") {
       EXPECT_TRUE(std::isfinite(r.at("cvr").auc)) << "ESMM reports CVR on clicked rows";
@@ -283,13 +365,18 @@ TEST(MTLTrainer, WritesMetricsReportAndModel) {
   const auto& d = synth().data;
   const fs::path out = synth().dir / "outputs";
   auto model = small_model("ple");
-  MTLTrainer t(model, {.optimizer_params = {.lr = 2e-3}, .n_epochs = 2, .task_weights_strategy = "gradnorm",
-                       .earlystop_patience = 3, .out_dir = out.string(), .progress = false,
+  MTLTrainer t(model, {.optimizer_params = {.lr = 2e-3},
+                       .n_epochs = 2,
+                       .task_weights_strategy = "gradnorm",
+                       .earlystop_patience = 3,
+                       .out_dir = out.string(),
+                       .progress = false,
                        .preprocessor = d.preprocessor});
   data::DataLoader train(d.train, {.batch_size = 2048, .seed = 4, .prefetch = 0});
   data::DataLoader val(d.val, {.batch_size = 4096, .shuffle = false, .prefetch = 0});
   t.fit(train, &val);
-  for (const char* f : {"checkpoint.safetensors", "model.safetensors", "best.safetensors", "metrics.jsonl", "report.svg"})
+  for (const char* f :
+       {"checkpoint.safetensors", "model.safetensors", "best.safetensors", "metrics.jsonl", "report.svg"})
     EXPECT_TRUE(fs::exists(out / f)) << f;
   std::ifstream jl(out / "metrics.jsonl");
   std::string line;
@@ -354,8 +441,9 @@ TEST(MTLTrainer, NaNLossStopsWithClearMessageAndKeepsCheckpoint) {
 
 TEST(MTLTrainer, TaskSpecificLearningRatesGoToTheTasksOwnGroups) {
   auto model = small_model("mmoe");
-  MTLTrainer t(model, {.optimizer_params = {.lr = 1e-3}, .task_specific_lr = {{"ctr", 2e-3}, {"ctcvr", 5e-4}},
-                       .progress = false});
+  MTLTrainer t(
+      model,
+      {.optimizer_params = {.lr = 1e-3}, .task_specific_lr = {{"ctr", 2e-3}, {"ctcvr", 5e-4}}, .progress = false});
   auto& opt = t.optimizer();
   const auto layers = models::shared_task_layers(*model);
   bool saw_ctr = false, saw_ctcvr = false;

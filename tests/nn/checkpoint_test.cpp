@@ -15,6 +15,7 @@
 #include "nn/embedding.h"
 #include "nn/mlp.h"
 #include "nn/optim.h"
+#include "support/test_util.h"
 
 namespace rechub::nn {
 namespace {
@@ -231,7 +232,8 @@ TEST_F(Checkpoint, ValidFilesForAnotherModelAreRefusedWithTheDifferences) {
 TEST_F(Checkpoint, OpensInPyTorchWithTheDocumentedNames) {
   const std::string py = RECHUB_PYTHON;
   if (py.empty() || !fs::exists(py) || std::system((py + " -c 'import torch' > /dev/null 2>&1").c_str()) != 0)
-    GTEST_SKIP() << "no python3 with torch at '" << py << "': the PyTorch load check is skipped";
+    RECHUB_REFERENCE_MISSING("no python3 with torch at '" << py << "': the PyTorch load check cannot run",
+                             "python3-torch");
   Generator g(4);
   MLP m({.input_dim = 6, .dims = {10, 4}, .activation = "prelu", .generator = &g});
   SGD opt({{m.parameters(), 0.1}}, {.momentum = 0.9});

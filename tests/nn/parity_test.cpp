@@ -26,6 +26,7 @@
 #include "nn/mlp.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
+#include "support/test_util.h"
 
 namespace rechub::nn {
 namespace {
@@ -42,7 +43,7 @@ class Parity : public ::testing::Test {
     if (!dir_.empty() && !std::getenv("RECHUB_KEEP_PARITY_DIR")) fs::remove_all(dir_);
   }
   void SetUp() override {
-    if (!skip_.empty()) GTEST_SKIP() << skip_;
+    if (!skip_.empty()) RECHUB_REFERENCE_MISSING(skip_, "python3-torch python3-numpy");
   }
 
   // Every tensor of our result for `name` against the reference:
@@ -370,7 +371,7 @@ void Parity::SetUpTestSuite() {
     return;
   }
   if (std::system((py + " -c 'import torch, numpy' > /dev/null 2>&1").c_str()) != 0) {
-    skip_ = py + " has no torch/numpy: PyTorch parity skipped";
+    skip_ = py + " has no torch/numpy: the PyTorch parity cannot run";
     return;
   }
   dir_ = (fs::temp_directory_path() / ("rechub_nn_parity_" + std::to_string(::getpid()))).string();

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -11,6 +12,31 @@
 #include "core/error.h"
 
 namespace rechub::testing {
+
+// Whether a missing reference implementation (PyTorch, scikit-learn run by Debian's python3) fails
+// the test instead of skipping it: in CI (CI=true, as CI services set it) and wherever
+// RECHUB_REQUIRE_REFERENCES=1 (tests/run_all.sh sets it). A developer's machine without torch
+// still gets skips with the reason.
+inline bool references_required() {
+  const auto is_on = [](const char* name) {
+    const char* v = std::getenv(name);
+    if (!v) return false;
+    const std::string s(v);
+    return s == "1" || s == "true" || s == "TRUE" || s == "True" || s == "yes";
+  };
+  return is_on("RECHUB_REQUIRE_REFERENCES") || is_on("CI");
+}
+
+// Ends the current test (or fixture SetUp) because a reference is missing: a skip, or with
+// references_required() a failure naming the Debian package(s) to install.
+#define RECHUB_REFERENCE_MISSING(reason, packages)                                                         \
+  do {                                                                                                     \
+    if (::rechub::testing::references_required())                                                          \
+      GTEST_FAIL() << "reference missing: " << reason << ". Install it with: apt-get install " << packages \
+                   << " (a missing reference fails when CI or RECHUB_REQUIRE_REFERENCES=1 is set)";        \
+    else                                                                                                   \
+      GTEST_SKIP() << reason << " (apt-get install " << packages << ")";                                   \
+  } while (0)
 
 // The message of the rechub::Error that f throws, or "<no error>".
 inline std::string error_of(const std::function<void()>& f) {
