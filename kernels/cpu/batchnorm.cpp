@@ -13,29 +13,29 @@ namespace {
 // array per thread, reduced in thread order.
 template <class F>
 void channel_sums(int64_t N, int64_t C, int64_t L, int nsums, double* out, F f) {
-  const int64_t total = N * C * L;
-  const int nt = (total > kParallelGrain && !omp_in_parallel()) ? omp_get_max_threads() : 1;
-  std::vector<double> part(static_cast<size_t>(nt) * nsums * C, 0.0);
-  auto body = [&](int t, int64_t lo, int64_t hi) {
-    double* p = part.data() + static_cast<size_t>(t) * nsums * C;
+  // Fixed blocks of rows, whatever the thread count: each block's partial sums are summed in block
+  // order, so the result is the same on 1, 2 or 16 threads (a partial per thread would not be).
+  constexpr int64_t kRowBlock = 256;
+  const int64_t nb = std::max<int64_t>(1, (N + kRowBlock - 1) / kRowBlock);
+  const int64_t width = static_cast<int64_t>(nsums) * C;
+  std::vector<double> part(static_cast<size_t>(nb * width), 0.0);
+  auto block = [&](int64_t b) {
+    double* p = part.data() + b * width;
+    const int64_t lo = b * kRowBlock, hi = std::min(N, lo + kRowBlock);
     for (int64_t n = lo; n < hi; ++n)
       for (int64_t c = 0; c < C; ++c)
         for (int64_t l = 0; l < L; ++l) f(p, n, c, l, (n * C + c) * L + l);
   };
-  if (nt == 1) {
-    body(0, 0, N);
+  const bool parallel = N * C * L > kParallelGrain && nb > 1 && !omp_in_parallel() && omp_get_max_threads() > 1;
+  if (parallel) {
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < nb; ++b) block(b);
   } else {
-#pragma omp parallel num_threads(nt)
-    {
-      const int t = omp_get_thread_num(), k = omp_get_num_threads();
-      const int64_t chunk = (N + k - 1) / k, lo = std::min<int64_t>(N, t * chunk),
-                    hi = std::min<int64_t>(N, lo + chunk);
-      body(t, lo, hi);
-    }
+    for (int64_t b = 0; b < nb; ++b) block(b);
   }
-  std::fill_n(out, static_cast<size_t>(nsums) * C, 0.0);
-  for (int t = 0; t < nt; ++t)
-    for (int64_t i = 0; i < nsums * C; ++i) out[i] += part[static_cast<size_t>(t) * nsums * C + i];
+  std::fill_n(out, static_cast<size_t>(width), 0.0);
+  for (int64_t b = 0; b < nb; ++b)
+    for (int64_t i = 0; i < width; ++i) out[i] += part[static_cast<size_t>(b * width + i)];
 }
 
 template <class F>

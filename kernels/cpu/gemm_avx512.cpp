@@ -455,7 +455,8 @@ RECHUB_AVX512 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N,
 
 void sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  static constexpr BlockedSgemm kImpl{&gemm_serial, 16, 32.0, kNCMax};
+  // Column splits on whole 32-column panels, so every tile is computed as on one thread.
+  static constexpr BlockedSgemm kImpl{&gemm_serial, kNR, 32.0, kNCMax};
   sgemm_threaded(kImpl, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 

@@ -36,7 +36,8 @@ struct BlockedSgemm {
 };
 
 // Splits the problem over omp_get_max_threads() threads (one thread inside a parallel region, or when
-// the problem is small) along M, N or K by a small cost model, and reduces K-split partial sums.
+// the problem is small) along M or N by a small cost model; never along K, so every element of C is
+// computed by one thread in an order that does not depend on the thread count.
 void sgemm_threaded(const BlockedSgemm& impl, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 

@@ -8,8 +8,8 @@
 #include <omp.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <random>
@@ -20,10 +20,10 @@
 namespace {
 
 using rechub::kernels::cpu::dgemm;
+using rechub::kernels::cpu::Isa;
 using rechub::kernels::cpu::sgemm;
 using rechub::kernels::cpu::sgemm_eigen;
 using rechub::kernels::cpu::sgemm_kernel_name;
-using rechub::kernels::cpu::Isa;
 
 struct GemmCase {
   bool trans_a = false;
@@ -77,8 +77,10 @@ std::vector<double> naive_gemm(const GemmCase& g, const Operands<T>& op) {
     for (int64_t j = 0; j < g.N; ++j) {
       double acc = 0.0;
       for (int64_t k = 0; k < g.K; ++k) {
-        const double a = g.trans_a ? op.a[static_cast<size_t>(k * op.lda + i)] : op.a[static_cast<size_t>(i * op.lda + k)];
-        const double b = g.trans_b ? op.b[static_cast<size_t>(j * op.ldb + k)] : op.b[static_cast<size_t>(k * op.ldb + j)];
+        const double a =
+            g.trans_a ? op.a[static_cast<size_t>(k * op.lda + i)] : op.a[static_cast<size_t>(i * op.lda + k)];
+        const double b =
+            g.trans_b ? op.b[static_cast<size_t>(j * op.ldb + k)] : op.b[static_cast<size_t>(k * op.ldb + j)];
         acc += a * b;
       }
       double v = g.alpha * acc;
@@ -113,8 +115,8 @@ bool padding_untouched(const GemmCase& g, const std::vector<T>& c, int64_t ldc) 
   return true;
 }
 
-using SgemmFn = std::function<void(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                                   const float*, int64_t, float, float*, int64_t)>;
+using SgemmFn = std::function<void(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
+                                   int64_t, float, float*, int64_t)>;
 
 void expect_sgemm_matches(const SgemmFn& fn, const GemmCase& g, double tol = 1e-5) {
   Operands<float> op = make_operands<float>(g, static_cast<uint32_t>(g.M * 7919 + g.N * 104729 + g.K * 31 + g.pad));
@@ -136,11 +138,11 @@ void expect_dgemm_matches(const GemmCase& g, double tol = 1e-12) {
 
 // Every awkward size (1, 3, 13, 31, 33, 127, 257, 1000) appears in each of the M, N and K slots.
 std::vector<GemmCase> awkward_cases() {
-  const int64_t shapes[][3] = {
-      {1, 1, 1},        {3, 3, 3},       {13, 13, 13},    {31, 31, 31},     {33, 33, 33},     {127, 127, 127},
-      {257, 257, 257},  {1, 257, 33},    {257, 1, 127},   {33, 127, 1},     {3, 1000, 13},    {1000, 3, 31},
-      {13, 31, 1000},   {1000, 33, 127}, {31, 1000, 3},   {127, 13, 1000},  {1000, 257, 33},  {257, 1000, 13},
-      {33, 3, 257},     {13, 127, 31},   {127, 257, 257}, {1000, 1000, 1},  {1, 1000, 257},   {257, 31, 1000}};
+  const int64_t shapes[][3] = {{1, 1, 1},       {3, 3, 3},       {13, 13, 13},    {31, 31, 31},    {33, 33, 33},
+                               {127, 127, 127}, {257, 257, 257}, {1, 257, 33},    {257, 1, 127},   {33, 127, 1},
+                               {3, 1000, 13},   {1000, 3, 31},   {13, 31, 1000},  {1000, 33, 127}, {31, 1000, 3},
+                               {127, 13, 1000}, {1000, 257, 33}, {257, 1000, 13}, {33, 3, 257},    {13, 127, 31},
+                               {127, 257, 257}, {1000, 1000, 1}, {1, 1000, 257},  {257, 31, 1000}};
   std::vector<GemmCase> cases;
   for (const auto& s : shapes)
     for (int t = 0; t < 4; ++t) {
@@ -293,8 +295,10 @@ TEST(Sgemm, BetaOneAccumulatesOntoTheExistingC) {
     GemmCase g{(t & 1) != 0, (t & 2) != 0, 100, 96, 200, 1.0, 0.0, 0};
     Operands<float> op = make_operands<float>(g, 11);
     const std::vector<double> once = naive_gemm(g, op);
-    sgemm(g.trans_a, g.trans_b, g.M, g.N, g.K, 1.0f, op.a.data(), op.lda, op.b.data(), op.ldb, 0.0f, op.c.data(), op.ldc);
-    sgemm(g.trans_a, g.trans_b, g.M, g.N, g.K, 1.0f, op.a.data(), op.lda, op.b.data(), op.ldb, 1.0f, op.c.data(), op.ldc);
+    sgemm(g.trans_a, g.trans_b, g.M, g.N, g.K, 1.0f, op.a.data(), op.lda, op.b.data(), op.ldb, 0.0f, op.c.data(),
+          op.ldc);
+    sgemm(g.trans_a, g.trans_b, g.M, g.N, g.K, 1.0f, op.a.data(), op.lda, op.b.data(), op.ldb, 1.0f, op.c.data(),
+          op.ldc);
     std::vector<double> twice(once.size());
     for (size_t i = 0; i < once.size(); ++i) twice[i] = 2.0 * once[i];
     EXPECT_LT(relative_error(g, op.c, op.ldc, twice), 1e-5) << g.name();
@@ -333,17 +337,38 @@ TEST(Sgemm, MatchesNaiveLoopsAtMmoeShapes) {
   }
 }
 
-TEST(Sgemm, GivesTheSameAnswerForAnyThreadCount) {
+// Bit for bit, not only within rounding: the depth is never split, so each element of C is summed
+// by one thread in the same order whatever the thread count (what makes training results independent
+// of --threads). The AVX2 and AVX-512 kernels the CPU supports; the generic path is Eigen's GEMM, whose
+// blocking changes with the thread count, so it only matches within rounding (checked below).
+TEST(Sgemm, GivesBitIdenticalResultsForAnyThreadCount) {
   const int saved = omp_get_max_threads();
   const std::vector<GemmCase> shapes = {
       {false, false, 1024, 256, 128, 1.0, 0.0, 0},  // split along M
-      {true, false, 128, 256, 4096, 1.0, 0.5, 0},   // split along K (partial sums reduced)
-      {false, true, 64, 1000, 300, 1.0, 1.0, 3},    // split along N
-      {true, true, 301, 97, 211, 2.0, 0.0, 1},
+      {true, false, 128, 256, 4096, 1.0, 0.5, 0},   // the weight-gradient shape (long K)
+      {false, true, 64, 1000, 300, 1.0, 1.0, 3},    // split along N, beta = 1
+      {true, true, 301, 97, 211, 2.0, 0.0, 1},     {false, false, 200, 2048, 128, -0.5, 0.25, 0},
   };
-  for (int threads : {1, 2, 3, 4}) {
-    omp_set_num_threads(threads);
-    for (const GemmCase& g : shapes) expect_sgemm_matches(sgemm, g);
+  for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512}) {
+    if (!rechub::kernels::cpu::isa_supported(isa)) continue;
+    SCOPED_TRACE(rechub::kernels::cpu::isa_name(isa));
+    for (const GemmCase& g : shapes) {
+      std::vector<float> first;
+      const std::vector<double> ref = naive_gemm(g, make_operands<float>(g, 99));
+      for (int threads : {1, 2, 3, 4}) {
+        omp_set_num_threads(threads);
+        Operands<float> op = make_operands<float>(g, 99);
+        rechub::kernels::cpu::sgemm_isa(isa, g.trans_a, g.trans_b, g.M, g.N, g.K, static_cast<float>(g.alpha),
+                                        op.a.data(), op.lda, op.b.data(), op.ldb, static_cast<float>(g.beta),
+                                        op.c.data(), op.ldc);
+        EXPECT_LT(relative_error(g, op.c, op.ldc, ref), 1e-5) << g.name() << " on " << threads << " threads";
+        if (threads == 1) {
+          first = op.c;
+        } else if (isa != Isa::generic) {
+          EXPECT_TRUE(op.c == first) << g.name() << " differs on " << threads << " threads";
+        }
+      }
+    }
   }
   omp_set_num_threads(saved);
 }
@@ -383,8 +408,8 @@ TEST(SgemmEigen, BetaZeroNeverReadsCSoNaNDoesNotPropagate) {
     for (int64_t i = 0; i < g.M; ++i)
       for (int64_t j = 0; j < g.N; ++j) op.c[static_cast<size_t>(i * op.ldc + j)] = std::nanf("");
     const std::vector<double> ref = naive_gemm(g, op);
-    sgemm_eigen(g.trans_a, g.trans_b, g.M, g.N, g.K, 1.0f, op.a.data(), op.lda, op.b.data(), op.ldb, 0.0f,
-                op.c.data(), op.ldc);
+    sgemm_eigen(g.trans_a, g.trans_b, g.M, g.N, g.K, 1.0f, op.a.data(), op.lda, op.b.data(), op.ldb, 0.0f, op.c.data(),
+                op.ldc);
     EXPECT_LT(relative_error(g, op.c, op.ldc, ref), 1e-5) << g.name();
   }
 }

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -81,7 +82,8 @@ class RechubCli : public ::testing::Test {
     const Result r = run(args);
     EXPECT_FALSE(r.signaled) << args << "\n" << r.out;
     EXPECT_NE(r.code, 0) << args << "\n" << r.out;
-    EXPECT_NE(r.out.find(needle), std::string::npos) << "rechub " << args << "\nexpected '" << needle << "' in:\n" << r.out;
+    EXPECT_NE(r.out.find(needle), std::string::npos) << "rechub " << args << "\nexpected '" << needle << "' in:\n"
+                                                     << r.out;
   }
   static inline fs::path dir_;
 };
@@ -124,12 +126,14 @@ TEST_F(RechubCli, SynthTrainEvalPredictFlow) {
   const fs::path data = dir_ / "data", out = dir_ / "run";
   Result r = run("synth --kind ali-ccp --rows 4000 --seed 2 --out " + data.string());
   ASSERT_EQ(r.code, 0) << r.out;
-  for (const char* f : {"ali_ccp_train.csv", "ali_ccp_val.csv", "ali_ccp_test.csv"}) EXPECT_TRUE(fs::exists(data / f)) << f;
+  for (const char* f : {"ali_ccp_train.csv", "ali_ccp_val.csv", "ali_ccp_test.csv"})
+    EXPECT_TRUE(fs::exists(data / f)) << f;
   const std::string train = (data / "ali_ccp_train.csv").string(), val = (data / "ali_ccp_val.csv").string(),
                     test = (data / "ali_ccp_test.csv").string();
 
   // Data errors: a label column that is not in the file, a feature list naming a missing column.
-  expect_error("train --train " + train + " --tasks click,bought --out " + out.string() + " --quiet --no-cache", "bought");
+  expect_error("train --train " + train + " --tasks click,bought --out " + out.string() + " --quiet --no-cache",
+               "bought");
   expect_error("train --train " + train + " --tasks click,purchase --sparse nope --out " + out.string() + " --quiet",
                "nope");
   expect_error("train --train " + train + " --tasks click,purchase --task-lr views=1e-3 --out " + out.string() +
@@ -145,7 +149,8 @@ TEST_F(RechubCli, SynthTrainEvalPredictFlow) {
           out.string() + " --quiet --no-cache");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("test metrics"), std::string::npos) << r.out;
-  for (const char* f : {"model.safetensors", "checkpoint.safetensors", "metrics.jsonl", "report.svg", "test_metrics.json"})
+  for (const char* f :
+       {"model.safetensors", "checkpoint.safetensors", "metrics.jsonl", "report.svg", "test_metrics.json"})
     EXPECT_TRUE(fs::exists(out / f)) << f;
   const std::string model = (out / "model.safetensors").string();
 
@@ -200,8 +205,9 @@ TEST_F(RechubCli, SynthTrainEvalPredictFlow) {
   expect_error("eval --model " + bad.string() + " --data " + test, "bad.safetensors");
   expect_error("eval --model " + model + " --data " + (dir_ / "nothing.csv").string(), "nothing.csv");
   // resume with a different strategy is refused, naming both
-  expect_error("train --train " + train + " --tasks click,purchase --model mmoe --epochs 2 --embed-dim 4"
-               " --expert-units 16 --num-experts 2 --tower-units 8 --balance pcgrad --resume --out " +
+  expect_error("train --train " + train +
+                   " --tasks click,purchase --model mmoe --epochs 2 --embed-dim 4"
+                   " --expert-units 16 --num-experts 2 --tower-units 8 --balance pcgrad --resume --out " +
                    out.string() + " --quiet --no-cache",
                "gradnorm");
 }
@@ -417,6 +423,36 @@ TEST_F(RechubCli, InterruptedSynthLeavesNoTemporaryFolder) {
     EXPECT_TRUE(fs::is_empty(out));
   }
 #endif
+}
+
+// The trained weights do not depend on --threads: 1, 2 and 3 threads write the same bytes (MMoE and
+// PLE, dropout on, one epoch). Holds where the GEMM is rechub's own (AVX2 or AVX-512 kernels: the depth
+// is never split across threads, BatchNorm sums fixed row blocks in order); Eigen's GEMM on a CPU
+// without AVX2 re-blocks with the thread count, which the README says.
+TEST_F(RechubCli, TheThreadCountDoesNotChangeTheTrainedWeights) {
+  const bool own_gemm = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (!own_gemm) GTEST_SKIP() << "no AVX2 + FMA: the generic GEMM path does not promise this";
+  const fs::path data = dir_ / "threads_data";
+  ASSERT_EQ(run("synth --kind ali-ccp --rows 12000 --out " + data.string()).code, 0);
+  for (const std::string model : {"mmoe", "ple"}) {
+    std::string first;
+    for (int threads : {1, 2, 3}) {
+      const fs::path out = dir_ / ("threads_" + model + std::to_string(threads));
+      const Result r =
+          run_env("RECHUB_CPU=", "train --train " + (data / "ali_ccp_train.csv").string() + " --val " +
+                                     (data / "ali_ccp_val.csv").string() + " --tasks click,purchase --model " + model +
+                                     " --epochs 1 --batch-size 512 --dropout 0.1 --threads " + std::to_string(threads) +
+                                     " --out " + out.string());
+      ASSERT_EQ(r.code, 0) << r.out;
+      std::ifstream f(out / "model.safetensors", std::ios::binary);
+      const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      ASSERT_FALSE(bytes.empty());
+      if (threads == 1)
+        first = bytes;
+      else
+        EXPECT_TRUE(bytes == first) << model << ": --threads " << threads << " wrote other weights than --threads 1";
+    }
+  }
 }
 
 }  // namespace
