@@ -4,7 +4,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libeigen3-dev nlohmann-json3-dev libzstd-dev zlib1g-dev
       libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libopenblas-dev
       python3 python3-numpy python3-torch python3-sklearn python3-pandas
-      clang libclang-rt-14-dev
+      clang libclang-rt-14-dev libomp-dev
       libprotobuf-dev protobuf-compiler libonnx-dev python3-onnx nodejs)  # nodejs: npm installs onnxruntime-node (tests/onnx/install_ort.sh)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -48,7 +48,7 @@ if [ "${SANITIZE:-1}" != 0 ]; then
 fi
 
 if [ -x tests/fuzz/run.sh ] || [ -f tests/fuzz/run.sh ]; then
-  echo "== Fuzzing the CSV and cache readers (${FUZZ_SECONDS:-20} s each)"
+  echo "== Fuzzing every reader of outside bytes (${FUZZ_SECONDS:-20} s each)"
   bash tests/fuzz/run.sh "${FUZZ_SECONDS:-20}"
 fi
 echo "== all tests passed in $(( $(date +%s) - start )) s"

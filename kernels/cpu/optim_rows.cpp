@@ -2,7 +2,8 @@
 // coefficient in a register and the state rows kRowsAhead rows ahead prefetched: calling a per-row
 // function from for_rows reloaded the captured pointers and coefficients for every row and ran at half
 // this speed. The two sets differ only in the vector type: the loops are written once
-// (optim_rows_body.inc) and compiled once per set under that set's target.
+// (optim_rows_body.inc) and included once per set with that set's target attribute
+// (RECHUB_ROWS_TARGET), so GCC and Clang inline the vector wrappers into them.
 #include "kernels/cpu/optim_rows.h"
 
 #include <immintrin.h>
@@ -47,19 +48,17 @@ struct V256 {
   RECHUB_AVX2_ROWS static reg sqrt(reg a) { return _mm256_sqrt_ps(a); }
 };
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512dq,fma")
+#define RECHUB_ROWS_TARGET RECHUB_AVX512_ROWS
 namespace avx512 {
 #include "kernels/cpu/optim_rows_body.inc"
 }  // namespace avx512
-#pragma GCC pop_options
+#undef RECHUB_ROWS_TARGET
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#define RECHUB_ROWS_TARGET RECHUB_AVX2_ROWS
 namespace avx2 {
 #include "kernels/cpu/optim_rows_body.inc"
 }  // namespace avx2
-#pragma GCC pop_options
+#undef RECHUB_ROWS_TARGET
 
 RECHUB_AVX512_ROWS void adam_rows_avx512(float* p, float* m, float* v, const float* g, const int64_t* idx, int64_t lo,
                                          int64_t hi, int64_t n, const SparseAdamCoef& c) {

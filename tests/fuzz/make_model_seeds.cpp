@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
     put(root + "/schema/seed_config.json", nlohmann::json{{"train", "t.csv"}, {"schema", sj}}.dump());
 
     // a fitted preprocessor and one of its vocabularies
-    const std::string csv = "click,buy,u,i,h,x\n1,0,a,p,q,0.5\n0,0,b,q,p,1.5\n1,1,a,r,,2\n0,0,c,p,p,\n";
+    const std::string csv = "click,buy,u,i,h,x\n1,0,a,p,q,0.5\n0,0,b,q,p,1.5\n1,1,a,r,,2\n0,0,c,p,p,0.25\n";
     data::Preprocessor p(schema);
     p.fit(data::read_csv_bytes(csv, "seed.csv", schema));
     put(root + "/vocabulary/seed_preprocessor", std::string(1, '\0') + p.to_json().dump());

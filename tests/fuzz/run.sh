@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds the fuzz targets (clang++ -fsanitize=fuzzer,address,undefined) and runs each for
 # SECONDS seconds (default 20). Exits non-zero when a target crashes or fails to build.
-# Targets: the CSV reader and the cache reader (built from mtl/data sources alone), and with
-# RECHUB_FUZZ_LIBRARY_TARGETS=1 the readers that need the whole library, built once with clang
-# and the sanitizers in $out/lib: safetensors files, checkpoints, model configs, schema files,
-# preprocessor and vocabulary files. Each starts from a seed corpus of valid files written by the
+# Targets: the CSV reader and the cache reader (built from mtl/data sources alone), and the readers
+# that need the whole library, built once with clang and the sanitizers in $out/lib: safetensors
+# files, checkpoints, model configs, schema files, preprocessor and vocabulary files
+# (RECHUB_FUZZ_LIBRARY_TARGETS=0 leaves those out). Each starts from a seed corpus of valid files written by the
 # library.
 #
 #   tests/fuzz/run.sh 20
@@ -17,9 +17,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${RECHUB_FUZZ_DIR:-$root/build-fuzz}
 cxx=${CXX_FUZZ:-clang++}
 jobs=${RECHUB_FUZZ_JOBS:-2}
-# RECHUB_FUZZ_LIBRARY_TARGETS=1 adds them (not yet the default: see docs/TESTING.md).
 lib_targets=()
-[[ "${RECHUB_FUZZ_LIBRARY_TARGETS:-0}" == 1 ]] && lib_targets=(safetensors_fuzz checkpoint_fuzz model_config_fuzz schema_fuzz vocabulary_fuzz)
+[[ "${RECHUB_FUZZ_LIBRARY_TARGETS:-1}" == 1 ]] && lib_targets=(safetensors_fuzz checkpoint_fuzz model_config_fuzz schema_fuzz vocabulary_fuzz)
 mkdir -p "$out/obj" "$out/corpus/csv" "$out/corpus/cache" "$out/crashes"
 for t in "${lib_targets[@]}"; do mkdir -p "$out/corpus/${t%_fuzz}"; done
 
