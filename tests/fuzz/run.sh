@@ -23,7 +23,10 @@ mkdir -p "$out/obj" "$out/corpus/csv" "$out/corpus/cache" "$out/crashes"
 for t in "${lib_targets[@]}"; do mkdir -p "$out/corpus/${t%_fuzz}"; done
 
 srcs=(big_buffer checksum column_table csv_reader csv_records dictionary input_stream schema cache infer)
-common=(-std=c++20 -O1 -g -fno-omit-frame-pointer -I"$root")
+# The library is included as "rechub/<layer>/..." (see CMakeLists.txt): $out/include/rechub -> $root.
+mkdir -p "$out/include"
+[[ -e "$out/include/rechub" ]] || ln -s "$root" "$out/include/rechub"
+common=(-std=c++20 -O1 -g -fno-omit-frame-pointer -I"$out/include" -I"$root")
 san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
 
 compile() {  # src obj extra-flags...
