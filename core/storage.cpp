@@ -11,12 +11,11 @@
 #include <sys/mman.h>
 
 #include "rechub/core/error.h"
+#ifdef RECHUB_WITH_CUDA
+#include "rechub/kernels/cuda/runtime.h"
+#endif
 
 namespace rechub {
-
-namespace detail {
-void throw_error(const std::string& msg) { throw Error(msg); }
-}  // namespace detail
 
 namespace {
 
@@ -135,46 +134,53 @@ class CpuAllocator {
   CpuAllocatorStats stats_;
 };
 
-DeviceAllocator g_cuda_allocator;
-
 }  // namespace
 
-
-static DeviceCopier g_cuda_copier;
-
-void set_cuda_allocator(DeviceAllocator a) { g_cuda_allocator = a; }
-void set_cuda_copier(DeviceCopier c) { g_cuda_copier = c; }
-
+// Core calls the CUDA backend's memory functions (kernels/cuda/runtime.h); the backend never calls
+// core. Without the backend, a GPU device is an Error here.
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) {
   if (nbytes == 0) return;
   if (dst_dev.is_cpu() && src_dev.is_cpu()) {
     std::memcpy(dst, src, nbytes);
     return;
   }
-  RECHUB_CHECK(g_cuda_copier.copy != nullptr,
-               "cannot copy " << src_dev.str() << " -> " << dst_dev.str() << ": this build of rechub has no CUDA backend");
-  g_cuda_copier.copy(dst, dst_dev, src, src_dev, nbytes);
+#ifdef RECHUB_WITH_CUDA
+  cuda::copy_bytes(dst, dst_dev.is_cpu() ? -1 : dst_dev.index, src, src_dev.is_cpu() ? -1 : src_dev.index, nbytes);
+#else
+  RECHUB_FAIL("cannot copy " << src_dev.str() << " -> " << dst_dev.str() << ": this build of rechub has no CUDA backend");
+#endif
 }
 
 bool cuda_available() { return cuda_device_count() > 0; }
-int cuda_device_count() { return g_cuda_copier.device_count ? g_cuda_copier.device_count() : 0; }
+int cuda_device_count() {
+#ifdef RECHUB_WITH_CUDA
+  return cuda::device_count();
+#else
+  return 0;
+#endif
+}
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   if (device.is_cpu()) {
     data_ = CpuAllocator::get().allocate(nbytes, &capacity_);
-  } else {
-    RECHUB_CHECK(g_cuda_allocator.allocate != nullptr,
-                 "cannot allocate on " << device.str() << ": this build of rechub has no CUDA backend");
-    data_ = g_cuda_allocator.allocate(nbytes, device.index, &capacity_);
+    return;
   }
+#ifdef RECHUB_WITH_CUDA
+  data_ = cuda::device_allocate(nbytes, device.index, &capacity_);
+#else
+  RECHUB_FAIL("cannot allocate on " << device.str() << ": this build of rechub has no CUDA backend");
+#endif
 }
 
 Storage::~Storage() {
   if (!data_) return;
-  if (device_.is_cpu())
+  if (device_.is_cpu()) {
     CpuAllocator::get().deallocate(data_, capacity_);
-  else if (g_cuda_allocator.deallocate)
-    g_cuda_allocator.deallocate(data_, capacity_, device_.index);
+    return;
+  }
+#ifdef RECHUB_WITH_CUDA
+  cuda::device_deallocate(data_, capacity_, device_.index);
+#endif
 }
 
 CpuAllocatorStats cpu_allocator_stats() { return CpuAllocator::get().stats(); }

@@ -34,19 +34,8 @@ class Storage {
   std::atomic<uint64_t> version_{0};
 };
 
-// Allocation hooks for non-CPU devices, installed by a backend (kernels/cuda) at start-up.
-struct DeviceAllocator {
-  void* (*allocate)(size_t nbytes, int device_index, size_t* capacity) = nullptr;
-  void (*deallocate)(void* p, size_t capacity, int device_index) = nullptr;
-};
-void set_cuda_allocator(DeviceAllocator a);
-
-// Byte copies between devices, installed by the CUDA backend; CPU-to-CPU is memcpy.
-struct DeviceCopier {
-  void (*copy)(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) = nullptr;
-  int (*device_count)() = nullptr;
-};
-void set_cuda_copier(DeviceCopier c);
+// Byte copies between devices: CPU-to-CPU is memcpy, anything touching a GPU goes through the
+// CUDA backend's copy (kernels/cuda/runtime.h); an Error without that backend.
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes);
 
 struct CpuAllocatorStats {

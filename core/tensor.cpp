@@ -187,13 +187,22 @@ Tensor Tensor::to(DType t) const {
 Tensor Tensor::to(Device d) const {
   check_defined("to");
   if (d == device()) return *this;
-#ifdef RECHUB_WITH_CUDA
-  cuda::ensure_registered();
-#endif
   if (is_sparse()) return sparse_rows(sparse_indices().to(d), sparse_values().to(d), shape());
   Tensor out = empty(shape(), {.dtype = dtype(), .device = d});
   copy_bytes(out.raw_data(), d, raw_data(), device(), nbytes());
   return out;
+}
+
+Tensor upload(const Tensor& host, Device dev) {
+  if (host.device() == dev) return host;
+#ifdef RECHUB_WITH_CUDA
+  if (dev.is_cuda() && host.device().is_cpu() && !host.is_sparse()) {
+    Tensor d = empty(host.shape(), {.dtype = host.dtype(), .device = dev});
+    cuda::upload(d.raw_data(), dev.index, host.raw_data(), host.nbytes());
+    return d;
+  }
+#endif
+  return host.to(dev);
 }
 
 Tensor& Tensor::zero_() { return fill_(0.0); }
@@ -367,9 +376,6 @@ Tensor Tensor::to_dense() const {
 
 Tensor empty(const Shape& shape, TensorOptions opts) {
   for (int64_t d : shape) RECHUB_CHECK(d >= 0, "cannot create a tensor of shape " << shape_str(shape) << ": negative size");
-#ifdef RECHUB_WITH_CUDA
-  if (opts.device.is_cuda()) cuda::ensure_registered();
-#endif
   auto impl = std::make_shared<TensorImpl>();
   impl->shape = shape;
   impl->dtype = opts.dtype;

@@ -128,6 +128,11 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
 // ---- creation ----
 Tensor empty(const Shape& shape, TensorOptions opts = {});
+// `host` copied to `device` without making the host wait for the GPU: on CUDA the bytes go through
+// the runtime's pinned staging ring and the copy is queued on the compute stream (ordered before
+// the kernels that read it), so the host tensor may be dropped at once; Tensor::to synchronises
+// after a pageable copy instead. Same as host.to(device) for any other case (sparse, CPU target).
+Tensor upload(const Tensor& host, Device device);
 Tensor zeros(const Shape& shape, TensorOptions opts = {});
 Tensor ones(const Shape& shape, TensorOptions opts = {});
 Tensor full(const Shape& shape, double value, TensorOptions opts = {});

@@ -1,13 +1,16 @@
 // Tutorial: ESMM — CTR and CVR towers over shared embeddings; pCTCVR = pCTR · pCVR; the loss is
 // on the entire space (click and click-and-purchase labels). Evaluation adds CVR on clicked rows.
-#include "examples/tutorial_data.h"
+#include <cstdio>
+
+#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/esmm.h"
 #include "rechub/mtl/trainer/trainer.h"
 
 using namespace rechub;
 
 int main() {
-  auto data = tutorial::ali_ccp_data();
+  auto data = data::ali_ccp_example_data();
   const auto& schema = data.preprocessor->schema();
   auto model = std::make_shared<models::ESMM>(models::ESMMConfig{
       .features = models::features_from_schema(schema), .tower_units = {32, 16}, .embedding_dim = 8,
@@ -16,5 +19,5 @@ int main() {
   data::DataLoader train(data.train, {.batch_size = 512, .seed = 1});
   t.fit(train);
   std::printf("ESMM test metrics (click = CTR, purchase = CTCVR, cvr = CVR on clicked rows):\n");
-  tutorial::print_metrics(metrics::evaluate_multi_task(*model, *data.test));
+  std::fputs((metrics::evaluate_multi_task(*model, *data.test)).table().c_str(), stdout);
 }

@@ -1,6 +1,9 @@
 // Tutorial: evaluation — evaluate_multi_task gives per-task AUC and LogLoss (sklearn's
 // definitions), GAUC with a group column, and the single metrics are plain functions.
-#include "examples/tutorial_data.h"
+#include <cstdio>
+
+#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/metrics/metrics.h"
 #include "rechub/mtl/models/mmoe.h"
 #include "rechub/mtl/trainer/trainer.h"
@@ -8,7 +11,7 @@
 using namespace rechub;
 
 int main() {
-  auto data = tutorial::ali_ccp_data(10000);
+  auto data = data::ali_ccp_example_data(10000);
   const auto& schema = data.preprocessor->schema();
   auto model = std::make_shared<models::MMoE>(models::MMoEConfig{
       .features = models::features_from_schema(schema), .expert_units = {16}, .num_experts = 2,

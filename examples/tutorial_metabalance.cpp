@@ -1,13 +1,16 @@
 // Tutorial: MetaBalance (He et al. 2022) — per shared parameter, each auxiliary task's gradient is
 // rescaled toward the main task's gradient norm (relax factor r, moving-average factor beta).
-#include "examples/tutorial_data.h"
+#include <cstdio>
+
+#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/ple.h"
 #include "rechub/mtl/trainer/trainer.h"
 
 using namespace rechub;
 
 int main() {
-  auto data = tutorial::ali_ccp_data();
+  auto data = data::ali_ccp_example_data();
   const auto& schema = data.preprocessor->schema();
   auto model = std::make_shared<models::PLE>(models::PLEConfig{
       .features = models::features_from_schema(schema), .expert_units = {32}, .num_experts = 2, .num_layers = 1,
@@ -19,5 +22,5 @@ int main() {
   data::DataLoader train(data.train, {.batch_size = 512, .seed = 1});
   t.fit(train);
   std::printf("MetaBalance + PLE test metrics:\n");
-  tutorial::print_metrics(metrics::evaluate_multi_task(*model, *data.test));
+  std::fputs((metrics::evaluate_multi_task(*model, *data.test)).table().c_str(), stdout);
 }

@@ -1,12 +1,15 @@
 // Tutorial: SharedBottom — one shared MLP over the embeddings, one tower per task.
-#include "examples/tutorial_data.h"
+#include <cstdio>
+
+#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/shared_bottom.h"
 #include "rechub/mtl/trainer/trainer.h"
 
 using namespace rechub;
 
 int main() {
-  auto data = tutorial::ali_ccp_data();
+  auto data = data::ali_ccp_example_data();
   const auto& schema = data.preprocessor->schema();
   auto model = std::make_shared<models::SharedBottom>(models::SharedBottomConfig{
       .features = models::features_from_schema(schema), .hidden_units = {64, 32}, .task_hidden_units = {16},
@@ -16,5 +19,5 @@ int main() {
   data::DataLoader val(data.val, {.batch_size = 4096, .shuffle = false});
   t.fit(train, &val);
   std::printf("SharedBottom test metrics:\n");
-  tutorial::print_metrics(metrics::evaluate_multi_task(*model, *data.test));
+  std::fputs((metrics::evaluate_multi_task(*model, *data.test)).table().c_str(), stdout);
 }

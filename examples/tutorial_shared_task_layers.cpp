@@ -1,12 +1,15 @@
 // Tutorial: shared and task layers — shared_task_layers(model) says which parameters every task
 // shares (embeddings, experts) and which belong to one task (gates, towers).
-#include "examples/tutorial_data.h"
+#include <cstdio>
+
+#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/mmoe.h"
 
 using namespace rechub;
 
 int main() {
-  auto data = tutorial::ali_ccp_data(2000);
+  auto data = data::ali_ccp_example_data(2000);
   const auto& schema = data.preprocessor->schema();
   models::MMoE model({.features = models::features_from_schema(schema), .expert_units = {32, 16}, .num_experts = 3,
                       .task_names = schema.task_names(), .tower_units = {16}});

@@ -1,13 +1,16 @@
 // Tutorial: task-specific learning rates — each task's own layers (shared_task_layers) train in
 // their own optimizer group with their own rate; shared layers use the base rate.
-#include "examples/tutorial_data.h"
+#include <cstdio>
+
+#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/mmoe.h"
 #include "rechub/mtl/trainer/trainer.h"
 
 using namespace rechub;
 
 int main() {
-  auto data = tutorial::ali_ccp_data();
+  auto data = data::ali_ccp_example_data();
   const auto& schema = data.preprocessor->schema();
   const auto tasks = schema.task_names();  // click, purchase
   auto model = std::make_shared<models::MMoE>(models::MMoEConfig{
@@ -20,5 +23,5 @@ int main() {
                 t.optimizer().group(g).params.size());
   data::DataLoader train(data.train, {.batch_size = 512, .seed = 1});
   t.fit(train);
-  tutorial::print_metrics(metrics::evaluate_multi_task(*model, *data.test));
+  std::fputs((metrics::evaluate_multi_task(*model, *data.test)).table().c_str(), stdout);
 }

@@ -1,7 +1,6 @@
 #include "rechub/nn/dropout.h"
 
 #include "rechub/core/ops.h"
-#include "rechub/nn/upload.h"
 
 namespace rechub::nn {
 
@@ -25,7 +24,7 @@ Tensor Dropout::forward(const Tensor& x) {
     for (int64_t i = 0; i < mask.numel(); ++i) m[i] = gen_.bernoulli(keep) ? scale : 0.0;
   }
   // Drawn on the host from the generator whatever the device, so CPU and CUDA runs draw the same mask.
-  if (!x.device().is_cpu()) mask = upload_to(mask, x.device());
+  if (!x.device().is_cpu()) mask = upload(mask, x.device());
   return ops::mul(x, mask);
 }
 

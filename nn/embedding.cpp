@@ -7,7 +7,6 @@
 
 #include "rechub/core/ops.h"
 #include "rechub/core/rng.h"
-#include "rechub/nn/upload.h"
 
 namespace rechub::nn {
 
@@ -237,7 +236,7 @@ Tensor EmbeddingCollection::forward(const Tensor& ids) const {
       offset_into(ida.data<int32_t>());
     else
       offset_into(ida.data<int64_t>());
-    if (!dev.is_cpu()) ida = upload_to(ida, arenas_[a].device());  // no host wait (nn/upload.h)
+    if (!dev.is_cpu()) ida = upload(ida, arenas_[a].device());  // no host wait (core/tensor.h)
     // offset_ids has checked every id: the lookup skips its own pass (on a device, a wait for the GPU).
     ops::EmbeddingCheck check{.ids_checked = true};
     for (int64_t f : feats) {

@@ -5,9 +5,7 @@
 #include <unordered_set>
 
 #include "rechub/core/autograd.h"
-#ifdef RECHUB_WITH_CUDA
-#include "rechub/kernels/cuda/runtime.h"
-#endif
+#include "rechub/core/device.h"
 
 namespace rechub::nn {
 
@@ -145,11 +143,7 @@ void Module::zero_grad() {
 
 Module& Module::to(Device device) {
   if (device.is_cuda()) {
-#ifdef RECHUB_WITH_CUDA
-    const int n = rechub::cuda::device_count();
-#else
-    const int n = 0;
-#endif
+    const int n = cuda_device_count();  // core/device.h: 0 without the CUDA backend
     RECHUB_CHECK(n > 0, describe() << ": cannot move to " << device.str()
                                    << ": this build has no CUDA backend or no CUDA device is visible");
     RECHUB_CHECK(device.index >= 0 && device.index < n, describe() << ": cannot move to " << device.str() << ": only "

@@ -60,8 +60,5 @@ std::vector<std::string> parse_name_list(const std::string& flag, const std::str
 // name, a build without the CUDA backend, or a device that is not visible.
 Device parse_device_flag(const std::string& s);
 
-// The per-task table of `rechub train` and `rechub eval`: a header, then one row per task with AUC
-// and LogLoss at `decimals` places (MSE and MAE for regression tasks).
-void print_task_rows(const metrics::EvalResult& r, int decimals);
 
 }  // namespace rechub::cli

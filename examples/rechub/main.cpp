@@ -97,6 +97,7 @@ Runner add_eval(CLI::App& app) {
     int64_t batch_size = 4096;
     int threads = 0;
     std::string device = "cpu";
+    std::string gauc_by;
   };
   auto o = std::make_shared<Opts>();
   auto* c = app.add_subcommand("eval", "Evaluate a trained model on a labelled CSV file: per-task AUC and LogLoss");
@@ -106,19 +107,42 @@ Runner add_eval(CLI::App& app) {
   c->add_option("--batch-size", o->batch_size, "Rows per forward pass")->check(positive());
   c->add_option("--threads", o->threads, "OpenMP threads (0: all; at most 4 per core)")->check(non_negative());
   c->add_option("--device", o->device, "Where the model runs: cpu, cuda or cuda:N (default cpu)");
+  c->add_option("--gauc-by", o->gauc_by,
+                "Also report GAUC for every binary task, grouping the rows by this column's values (e.g. a user id): "
+                "the mean of the per-group AUCs weighted by group size, over groups with both classes "
+                "[API: EvalOptions::groups]");
   return [o]() {
     apply_threads_flag(o->threads);
     const Device device = parse_device_flag(o->device);
     trainer::Predictor p(o->model, device);
     const auto& prep = p.preprocessor();
-    const data::ColumnTable table = data::read_csv(o->data, prep.schema(), prep.csv_options());
+    // The group column is read as its raw values (every distinct value its own group, also those
+    // the vocabulary maps to the out-of-vocabulary id); a column that is not a feature is read too.
+    data::Schema read_schema = prep.schema();
+    if (!o->gauc_by.empty()) {
+      bool known = false;
+      for (const auto& f : read_schema.sparse) known = known || f.name == o->gauc_by;
+      for (const auto& f : read_schema.dense) known = known || f.name == o->gauc_by;
+      for (const auto& l : read_schema.labels) {
+        RECHUB_CHECK(l.column != o->gauc_by, "--gauc-by " << o->gauc_by << ": that is the label column of task '"
+                                                            << l.task << "'; name a grouping column such as a user id");
+      }
+      if (!known) read_schema.sparse.push_back({.name = o->gauc_by});
+    }
+    const data::ColumnTable table = data::read_csv(o->data, read_schema, prep.csv_options());
     const data::Dataset ds = prep.transform(table);
+    metrics::EvalOptions eo{.batch_size = o->batch_size};
+    if (!o->gauc_by.empty()) {
+      const int col = table.require(o->gauc_by);
+      eo.groups.resize(static_cast<size_t>(table.rows()));
+      for (int64_t r = 0; r < table.rows(); ++r) eo.groups[static_cast<size_t>(r)] = table.code(r, col);
+    }
     auto model = p.shared_model();
-    const auto r = metrics::evaluate_multi_task(*model, ds, {.batch_size = o->batch_size});
+    const auto r = metrics::evaluate_multi_task(*model, ds, eo);
     if (o->json) {
       std::cout << r.to_json().dump() << "\n";
     } else {
-      print_task_rows(r, 6);
+      std::fputs(r.table(6).c_str(), stdout);
     }
     return 0;
   };

@@ -6,10 +6,8 @@
 #include <iostream>
 #include <set>
 
+#include "rechub/core/device.h"
 #include "rechub/core/error.h"
-#ifdef RECHUB_WITH_CUDA
-#include "rechub/kernels/cuda/runtime.h"
-#endif
 #include "examples/rechub/cli.h"
 #include "rechub/mtl/data/cache.h"
 #include "rechub/mtl/data/infer.h"
@@ -35,6 +33,9 @@ struct TrainFlags {
   double dropout = 0;
   int64_t epochs = 10, batch_size = 1024;
   double lr = 1e-3, weight_decay = 0, clip = 0;
+  std::string lr_schedule = "constant";
+  int64_t warmup_steps = 0, lr_step_epochs = 1;
+  double lr_min_factor = 0, lr_gamma = 0.1;
   std::string optimizer = "adam";
   uint64_t seed = 1;
   int threads = 0;
@@ -43,6 +44,7 @@ struct TrainFlags {
   int64_t early_stop = 0;
   std::string out;
   bool resume = false, quiet = false, no_cache = false;
+  bool hidden_given = false;  // --hidden-units on the command line (esmm has no bottom MLP without it)
 };
 
 data::Schema make_schema(const TrainFlags& f, const data::CsvOptions& csv) {
@@ -68,11 +70,13 @@ data::Schema make_schema(const TrainFlags& f, const data::CsvOptions& csv) {
     RECHUB_CHECK(types.size() == tasks.size(),
                  "--task-types has " << types.size() << " entries for " << tasks.size() << " tasks in --tasks");
     for (size_t i = 0; i < tasks.size(); ++i) {
-      RECHUB_CHECK(types[i] == "binary" || types[i] == "regression",
-                   "--task-types: '" << types[i] << "' must be binary or regression");
-      io.labels.push_back({.task = tasks[i],
-                           .column = tasks[i],
-                           .type = types[i] == "binary" ? data::TaskType::binary : data::TaskType::regression});
+      data::TaskType type;
+      try {
+        type = data::TaskType::from_string(types[i]);
+      } catch (const Error&) {
+        RECHUB_FAIL("--task-types: '" << types[i] << "' must be binary (or classification) or regression");
+      }
+      io.labels.push_back({.task = tasks[i], .column = tasks[i], .type = type});
     }
   } else {
     io.label_columns = tasks;
@@ -99,6 +103,73 @@ data::Schema make_schema(const TrainFlags& f, const data::CsvOptions& csv) {
   return inferred.schema;
 }
 
+// A flag that applies to some values of another flag (--expert-units to the mixture-of-experts
+// models, --gradnorm-alpha to --balance gradnorm): given with any other value, it would be ignored
+// without a word, so it is refused.
+struct ModelFlag {
+  CLI::Option* option;
+  std::vector<std::string> used_by;
+};
+
+void refuse_unused(const std::vector<ModelFlag>& flags, const char* selector, const std::string& chosen) {
+  for (const auto& fl : flags) {
+    if (fl.option->count() == 0 || std::find(fl.used_by.begin(), fl.used_by.end(), chosen) != fl.used_by.end())
+      continue;
+    std::string users;
+    for (const auto& u : fl.used_by) users += (users.empty() ? "" : ", ") + u;
+    RECHUB_FAIL(fl.option->get_name() << " does not apply to " << selector << " " << chosen << " (it is used by "
+                                      << selector << " " << users << "); remove it or choose one of those");
+  }
+}
+
+// --tower-units: "64,32" (every task) or "click=64,32;purchase=32" (each task its own, every task
+// named once). Returns the per-task lists in the order of `tasks`, or {} for the first form.
+std::vector<std::vector<int64_t>> parse_tower_units_per_task(const std::string& s,
+                                                             const std::vector<std::string>& tasks) {
+  if (s.find('=') == std::string::npos) return {};
+  std::map<std::string, std::vector<int64_t>> by_task;
+  size_t begin = 0;
+  while (begin <= s.size()) {
+    const size_t end = std::min(s.find(';', begin), s.size());
+    const std::string item = s.substr(begin, end - begin);
+    begin = end + 1;
+    if (item.empty()) continue;
+    const auto eq = item.find('=');
+    RECHUB_CHECK(eq != std::string::npos && eq > 0,
+                 "--tower-units '" << s << "': '" << item << "' must be task=units, e.g. click=64,32;purchase=32");
+    const std::string task = item.substr(0, eq);
+    RECHUB_CHECK(std::find(tasks.begin(), tasks.end(), task) != tasks.end(),
+                 "--tower-units: '" << task << "' is not a task (the tasks are " << [&] {
+                   std::string l;
+                   for (const auto& t : tasks) l += (l.empty() ? "" : ", ") + t;
+                   return l;
+                 }() << ")");
+    RECHUB_CHECK(!by_task.count(task), "--tower-units: task '" << task << "' is given twice");
+    by_task[task] = parse_int_list("--tower-units", item.substr(eq + 1));
+  }
+  std::vector<std::vector<int64_t>> out;
+  for (const auto& t : tasks) {
+    RECHUB_CHECK(by_task.count(t), "--tower-units '" << s << "': no units for task '" << t
+                                                      << "' (with task=units, every task needs its own)");
+    out.push_back(by_task[t]);
+  }
+  return out;
+}
+
+// The first width of --tower-units in either form (the smallest first layer, for the memory bound).
+int64_t first_tower_width(const std::string& s) {
+  if (s.find('=') == std::string::npos) return parse_int_list("--tower-units", s).at(0);
+  int64_t w = 0;
+  size_t p = 0;
+  while ((p = s.find('=', p)) != std::string::npos) {
+    const size_t end = s.find_first_of(",;", p + 1);
+    const int64_t v = parse_int_list("--tower-units", s.substr(p + 1, end == std::string::npos ? end : end - p - 1)).at(0);
+    w = w == 0 ? v : std::min(w, v);
+    ++p;
+  }
+  return w;
+}
+
 std::map<std::string, double> parse_task_lr(const std::string& s) {
   std::map<std::string, double> m;
   for (const auto& item : parse_name_list("--task-lr", s)) {
@@ -113,7 +184,7 @@ std::map<std::string, double> parse_task_lr(const std::string& s) {
 
 void print_table(const metrics::EvalResult& r, const std::string& split) {
   std::printf("\n%s metrics (%lld rows)\n", split.c_str(), static_cast<long long>(r.rows));
-  print_task_rows(r, 4);
+  std::fputs(r.table(4).c_str(), stdout);
   std::fflush(stdout);
 }
 
@@ -140,7 +211,8 @@ void check_model_fits(const TrainFlags& f, const data::Schema& fitted) {
     readers = (tasks * experts + static_cast<double>(f.num_shared_experts)) * first("--expert-units", f.expert_units);
   if (f.model == "aitm") readers = tasks * first("--hidden-units", f.hidden_units);
   if (f.model == "esmm")
-    readers = std::min(first("--hidden-units", f.hidden_units), 2 * first("--tower-units", f.tower_units));
+    readers = f.hidden_given ? first("--hidden-units", f.hidden_units)
+                             : 2 * static_cast<double>(first_tower_width(f.tower_units));
   const double dense = input_width * readers;
   const double states = f.optimizer == "sgd" ? 0 : f.optimizer == "adagrad" ? 1 : 2;
   const double activations = 2.0 * static_cast<double>(f.batch_size) * input_width;
@@ -167,7 +239,7 @@ Device parse_device_flag(const std::string& s) {
   }
   if (d.is_cpu()) return d;
 #ifdef RECHUB_WITH_CUDA
-  const int n = rechub::cuda::device_count();
+  const int n = cuda_device_count();
   RECHUB_CHECK(n > 0, "--device " << s << ": no CUDA device is visible (the driver reports none; check the driver and "
                                           "CUDA_VISIBLE_DEVICES), use --device cpu");
   RECHUB_CHECK(d.index < n, "--device " << s << ": only " << n << " CUDA device(s) are visible (cuda:0 to cuda:"
@@ -178,18 +250,6 @@ Device parse_device_flag(const std::string& s) {
                           << ": this build of rechub has no CUDA backend (reconfigure with -DRECHUB_CUDA=ON), use "
                              "--device cpu");
 #endif
-}
-
-void print_task_rows(const metrics::EvalResult& r, int decimals) {
-  std::printf("%-12s %10s %10s %10s\n", "task", "AUC", "LogLoss", "rows");
-  for (const auto& t : r.tasks) {
-    if (t.type == data::TaskType::regression)
-      std::printf("%-12s %10s %10s %10lld  (MSE %.6f, MAE %.6f)\n", t.task.c_str(), "-", "-",
-                  static_cast<long long>(t.rows), t.mse, t.mae);
-    else
-      std::printf("%-12s %10.*f %10.*f %10lld\n", t.task.c_str(), decimals, t.auc, decimals, t.logloss,
-                  static_cast<long long>(t.rows));
-  }
 }
 
 Runner add_train(CLI::App& app) {
@@ -210,19 +270,53 @@ Runner add_train(CLI::App& app) {
   c->add_option("--separator", f->separator, "CSV field separator");
   c->add_option("--model", f->model, "shared_bottom|esmm|mmoe|omoe|ple|aitm")
       ->check(CLI::IsMember({"shared_bottom", "esmm", "mmoe", "omoe", "ple", "aitm"}));
-  c->add_option("--embed-dim", f->embed_dim, "Embedding width of every sparse feature")->check(positive());
-  c->add_option("--hidden-units", f->hidden_units, "Shared bottom MLP (shared_bottom, aitm), e.g. 256,128");
-  c->add_option("--expert-units", f->expert_units, "Expert MLP (mmoe, omoe, ple), e.g. 256,128");
-  c->add_option("--num-experts", f->num_experts, "Experts (mmoe/omoe); task-specific experts per task (ple)")
+  c->add_option("--embed-dim", f->embed_dim, "Embedding width of every sparse feature [API: SparseFeature::embed_dim]")
       ->check(positive());
-  c->add_option("--num-shared-experts", f->num_shared_experts, "Shared experts per level (ple)")->check(positive());
-  c->add_option("--num-layers", f->num_layers, "CGC levels (ple)")->check(positive());
-  c->add_option("--tower-units", f->tower_units, "Tower MLP per task, e.g. 64,32");
+  // Flags that shape one model family only: given for another model, they are refused (below).
+  std::vector<ModelFlag> model_flags{
+      {c->add_option("--hidden-units", f->hidden_units,
+                     "Bottom MLP: shared_bottom's shared bottom, aitm's per-task bottom, esmm's optional MLP "
+                     "shared by both towers (default: none), e.g. 256,128 [API: hidden_units]"),
+       {"shared_bottom", "aitm", "esmm"}},
+      {c->add_option("--expert-units", f->expert_units, "Expert MLP (mmoe, omoe, ple), e.g. 256,128 [API: expert_units]"),
+       {"mmoe", "omoe", "ple"}},
+      {c->add_option("--num-experts", f->num_experts,
+                     "Experts (mmoe/omoe); task-specific experts per task and level (ple) [API: num_experts]")
+           ->check(positive()),
+       {"mmoe", "omoe", "ple"}},
+      {c->add_option("--num-shared-experts", f->num_shared_experts, "Shared experts per level (ple) [API: num_shared_experts]")
+           ->check(positive()),
+       {"ple"}},
+      {c->add_option("--num-layers", f->num_layers, "CGC levels (ple) [API: num_layers]")->check(positive()), {"ple"}}};
+  c->add_option("--tower-units", f->tower_units,
+                "Tower MLP of every task, e.g. 64,32, or of each task, e.g. 'click=64,32;purchase=32' "
+                "[API: tower_units / tower_units_per_task; SharedBottom: task_hidden_units]");
   c->add_option("--dropout", f->dropout, "Dropout in experts and towers")->check(CLI::Range(0.0, 0.99));
   c->add_option("--epochs", f->epochs, "Epochs")->check(positive());
   c->add_option("--batch-size", f->batch_size, "Rows per batch")->check(positive());
   c->add_option("--lr", f->lr, "Learning rate")->check(positive());
   c->add_option("--weight-decay", f->weight_decay, "Weight decay")->check(non_negative());
+  auto* lr_schedule = c->add_option("--lr-schedule", f->lr_schedule,
+                                    "Learning-rate schedule over the run, per batch: constant, cosine (decay to "
+                                    "--lr-min-factor x lr at the last batch) or step (x --lr-gamma every "
+                                    "--lr-step-epochs epochs) [API: lr_schedule]")
+                          ->check(CLI::IsMember({"constant", "cosine", "step"}));
+  c->add_option("--warmup-steps", f->warmup_steps,
+                "Linear warm-up from 0 to the learning rate over this many batches, before the schedule "
+                "[API: lr_warmup_steps]")
+      ->check(non_negative());
+  std::vector<ModelFlag> schedule_flags{
+      {c->add_option("--lr-min-factor", f->lr_min_factor, "cosine: the last batch's rate as a fraction of --lr "
+                                                           "[API: lr_min_factor]")
+           ->check(CLI::Range(0.0, 1.0)),
+       {"cosine"}},
+      {c->add_option("--lr-step-epochs", f->lr_step_epochs, "step: epochs between decays [API: lr_step_epochs]")
+           ->check(positive()),
+       {"step"}},
+      {c->add_option("--lr-gamma", f->lr_gamma, "step: factor of each decay [API: lr_gamma]")
+           ->check(CLI::Range(1e-9, 1.0)),
+       {"step"}}};
+  (void)lr_schedule;
   c->add_option("--optimizer", f->optimizer, "adam|adamw|sgd|adagrad")
       ->check(CLI::IsMember({"adam", "adamw", "sgd", "adagrad"}));
   c->add_option("--clip-grad-norm", f->clip, "Clip the global gradient norm (0: off)")->check(non_negative());
@@ -231,28 +325,55 @@ Runner add_train(CLI::App& app) {
   c->add_option("--threads", f->threads, "OpenMP threads (0: all; at most 4 per core)")->check(non_negative());
   c->add_option("--balance", f->balance, "Task balancing: fixed|gradnorm|metabalance|uwl|dwa|pcgrad")
       ->check(CLI::IsMember({"fixed", "gradnorm", "metabalance", "uwl", "dwa", "pcgrad"}));
-  c->add_option("--task-weights", f->task_weights, "Fixed loss weights per task, e.g. 1,0.5");
-  c->add_option("--gradnorm-alpha", f->gradnorm_alpha, "GradNorm's asymmetry alpha")->check(non_negative());
-  c->add_option("--gradnorm-lr", f->gradnorm_lr, "Learning rate of GradNorm's task weights")->check(positive());
-  c->add_option("--relax-factor", f->relax_factor, "MetaBalance relax factor r")->check(CLI::Range(0.0, 1.0));
-  c->add_option("--beta", f->beta, "MetaBalance moving-average factor")->check(CLI::Range(0.0, 0.999999));
-  c->add_option("--main-task", f->main_task, "MetaBalance's main task (default: the first)");
+  // Flags of some balancing methods only: refused with another --balance (below).
+  std::vector<ModelFlag> balance_flags{
+      {c->add_option("--task-weights", f->task_weights,
+                     "Loss weights per task, e.g. 1,0.5 (fixed; metabalance and pcgrad scale the losses by them first) "
+                     "[API: task_weights]"),
+       {"fixed", "metabalance", "pcgrad"}},
+      {c->add_option("--gradnorm-alpha", f->gradnorm_alpha, "GradNorm's asymmetry alpha [API: gradnorm_alpha]")
+           ->check(non_negative()),
+       {"gradnorm"}},
+      {c->add_option("--gradnorm-lr", f->gradnorm_lr, "Learning rate of GradNorm's task weights [API: gradnorm_lr]")
+           ->check(positive()),
+       {"gradnorm"}},
+      {c->add_option("--relax-factor", f->relax_factor, "MetaBalance relax factor r [API: relax_factor]")
+           ->check(CLI::Range(0.0, 1.0)),
+       {"metabalance"}},
+      {c->add_option("--beta", f->beta, "MetaBalance moving-average factor [API: beta]")->check(CLI::Range(0.0, 0.999999)),
+       {"metabalance"}},
+      {c->add_option("--main-task", f->main_task, "MetaBalance's main task (default: the first) [API: main_task]"),
+       {"metabalance"}}};
   c->add_option("--task-lr", f->task_lr, "Per-task learning rates of the task layers, e.g. click=1e-3,purchase=5e-4");
   c->add_option("--pos-weights", f->pos_weights, "Positive-class weight per task, e.g. 1,20");
   c->add_option("--early-stop", f->early_stop, "Stop after this many epochs without validation improvement (0: off)")
       ->check(non_negative());
-  c->add_option("--early-stop-task", f->early_stop_task, "Task whose validation metric decides (default: the first)");
-  c->add_option("--early-stop-metric", f->early_stop_metric, "auc|logloss|mse|mae")
-      ->check(CLI::IsMember({"auc", "logloss", "mse", "mae"}));
+  auto* es_task = c->add_option("--early-stop-task", f->early_stop_task,
+                                 "Task whose validation metric decides (default: the first) [API: earlystop_task]");
+  auto* es_metric = c->add_option("--early-stop-metric", f->early_stop_metric, "auc|logloss|mse|mae [API: earlystop_metric]")
+                        ->check(CLI::IsMember({"auc", "logloss", "mse", "mae"}));
+  auto* task_types = c->get_option("--task-types");
   c->add_option("--out", f->out, "Output directory: checkpoint, model.safetensors, metrics.jsonl, report.svg")
       ->required();
   c->add_flag("--resume", f->resume,
               "Continue from --out/checkpoint.safetensors (bit-identical to an uninterrupted run, dropout included). "
-              "Refused when --lr, --task-lr, --weight-decay, --optimizer, --clip-grad-norm, --batch-size, --seed or "
-              "the training file's contents differ from the checkpoint's run");
+              "Refused when --lr, --task-lr, --weight-decay, --optimizer, --clip-grad-norm, the learning-rate schedule, "
+              "--batch-size, --seed or the training file's contents differ from the checkpoint's run");
   c->add_flag("--quiet", f->quiet, "No progress output");
   c->add_flag("--no-cache", f->no_cache, "Do not write or use binary caches next to the CSV files");
-  return [f]() {
+  return [f, model_flags, balance_flags, schedule_flags, es_task, es_metric, task_types]() {
+    refuse_unused(model_flags, "--model", f->model);
+    refuse_unused(schedule_flags, "--lr-schedule", f->lr_schedule);
+    f->hidden_given = model_flags[0].option->count() > 0;
+    refuse_unused(balance_flags, "--balance", f->balance);
+    for (const CLI::Option* o : {es_task, es_metric})
+      RECHUB_CHECK(o->count() == 0 || f->early_stop > 0,
+                   o->get_name() << " only applies with early stopping: add --early-stop N (the patience in epochs)");
+    RECHUB_CHECK(f->early_stop == 0 || !f->val.empty() || f->val_fraction > 0,
+                 "--early-stop needs validation data to watch: add --val FILE or --val-fraction F");
+    RECHUB_CHECK(task_types->count() == 0 || f->schema.empty(),
+                 "--task-types does not apply with --schema: the schema's labels carry their types (\"type\": "
+                 "\"binary\" or \"regression\")");
     apply_threads_flag(f->threads);
     RECHUB_CHECK(f->val.empty() || f->val_fraction == 0, "--val and --val-fraction exclude each other");
     RECHUB_CHECK(f->test.empty() || f->test_fraction == 0, "--test and --test-fraction exclude each other");
@@ -260,11 +381,16 @@ Runner add_train(CLI::App& app) {
     const Device device = parse_device_flag(f->device);
     trainer::ModelSizes sizes{.embed_dim = f->embed_dim,
                               .hidden_units = parse_int_list("--hidden-units", f->hidden_units),
+                              .esmm_hidden_units = f->hidden_given
+                                                       ? parse_int_list("--hidden-units", f->hidden_units)
+                                                       : std::vector<int64_t>{},
                               .expert_units = parse_int_list("--expert-units", f->expert_units),
                               .num_experts = f->num_experts,
                               .num_shared_experts = f->num_shared_experts,
                               .num_layers = f->num_layers,
-                              .tower_units = parse_int_list("--tower-units", f->tower_units),
+                              .tower_units = f->tower_units.find('=') == std::string::npos
+                                                 ? parse_int_list("--tower-units", f->tower_units)
+                                                 : std::vector<int64_t>{},
                               .dropout = f->dropout,
                               .seed = f->seed};
     trainer::TrainerOptions to{
@@ -272,6 +398,11 @@ Runner add_train(CLI::App& app) {
                              .weight_decay = f->weight_decay,
                              .kind = trainer::optimizer_kind_from_name(f->optimizer)},
         .n_epochs = f->epochs,
+        .lr_schedule = f->lr_schedule,
+        .lr_warmup_steps = f->warmup_steps,
+        .lr_min_factor = f->lr_min_factor,
+        .lr_step_epochs = f->lr_step_epochs,
+        .lr_gamma = f->lr_gamma,
         .task_weights =
             f->task_weights.empty() ? std::vector<double>{} : parse_double_list("--task-weights", f->task_weights),
         .task_weights_strategy = f->balance,
@@ -313,6 +444,7 @@ Runner add_train(CLI::App& app) {
     to.preprocessor = d.preprocessor;
     const auto& fitted = d.preprocessor->schema();
     check_model_fits(*f, fitted);
+    sizes.tower_units_per_task = parse_tower_units_per_task(f->tower_units, fitted.task_names());
     auto model = trainer::build_model(f->model, models::features_from_schema(fitted), fitted.task_names(),
                                       fitted.task_types(), sizes);
     if (!f->quiet)

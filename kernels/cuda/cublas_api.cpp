@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "rechub/core/error.h"
+#include "rechub/kernels/error.h"
 
 namespace rechub::cuda {
 

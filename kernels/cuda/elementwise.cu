@@ -3,7 +3,7 @@
 // per-element BCE losses. Formulas match kernels/cpu/ element for element.
 #include <cstdint>
 
-#include "rechub/core/error.h"
+#include "rechub/kernels/error.h"
 #include "rechub/kernels/cuda/check.h"
 #include "rechub/kernels/cuda/ops.h"
 

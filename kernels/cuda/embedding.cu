@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "rechub/core/error.h"
+#include "rechub/kernels/error.h"
 #include "rechub/kernels/cuda/check.h"
 #include "rechub/kernels/cuda/ops.h"
 

@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "rechub/core/error.h"
+#include "rechub/kernels/error.h"
 #include "rechub/kernels/cuda/check.h"
 #include "rechub/kernels/cuda/fused.h"
 

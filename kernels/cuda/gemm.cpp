@@ -3,7 +3,7 @@
 // row strides become the leading dimensions unchanged.
 #include <cstdint>
 
-#include "rechub/core/error.h"
+#include "rechub/kernels/error.h"
 #include "rechub/kernels/cuda/check.h"
 #include "rechub/kernels/cuda/cublas_api.h"
 #include "rechub/kernels/cuda/ops.h"

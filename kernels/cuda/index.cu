@@ -2,7 +2,7 @@
 // gather along dim 0 and its backward, the index range check, and the 2-D transpose.
 #include <cstdint>
 
-#include "rechub/core/error.h"
+#include "rechub/kernels/error.h"
 #include "rechub/kernels/cuda/check.h"
 #include "rechub/kernels/cuda/ops.h"
 

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "rechub/core/error.h"
+#include "rechub/kernels/error.h"
 #include "rechub/kernels/cuda/check.h"
 #include "rechub/kernels/cuda/optim.h"
 

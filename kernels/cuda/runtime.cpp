@@ -10,8 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "rechub/core/error.h"
-#include "rechub/core/storage.h"
+#include "rechub/kernels/error.h"
 #include "rechub/kernels/cuda/cublas_api.h"
 #include "rechub/kernels/cuda/check.h"
 
@@ -153,44 +152,29 @@ PerDevice& per_device() {
   return *p;
 }
 
-void* allocate_hook(size_t nbytes, int dev, size_t* cap) { return CachingAllocator::get().allocate(nbytes, dev, cap); }
-void deallocate_hook(void* p, size_t cap, int dev) { CachingAllocator::get().deallocate(p, cap, dev); }
+}  // namespace
 
-// Host memory handed to copy_bytes is pageable and owned by the caller, so copies that touch it
-// wait for completion; device-to-device copies stay queued on the stream.
-void copy_hook(void* dst, Device dst_dev, const void* src, Device src_dev, size_t n) {
-  if (dst_dev.is_cuda() && src_dev.is_cuda()) {
-    if (dst_dev.index == src_dev.index) {
-      use_device(dst_dev.index);
+void* device_allocate(size_t nbytes, int dev, size_t* cap) { return CachingAllocator::get().allocate(nbytes, dev, cap); }
+void device_deallocate(void* p, size_t cap, int dev) { CachingAllocator::get().deallocate(p, cap, dev); }
+
+void copy_bytes(void* dst, int dst_dev, const void* src, int src_dev, size_t n) {
+  if (dst_dev >= 0 && src_dev >= 0) {
+    if (dst_dev == src_dev) {
+      use_device(dst_dev);
       RECHUB_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, current_stream()));
       return;
     }
-    synchronize(src_dev.index);
-    use_device(dst_dev.index);
-    RECHUB_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, n, current_stream()));
-    synchronize(dst_dev.index);
+    synchronize(src_dev);
+    use_device(dst_dev);
+    RECHUB_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev, src, src_dev, n, current_stream()));
+    synchronize(dst_dev);
     return;
   }
-  const int dev = dst_dev.is_cuda() ? dst_dev.index : src_dev.index;
+  const int dev = dst_dev >= 0 ? dst_dev : src_dev;
   use_device(dev);
-  const cudaMemcpyKind kind = dst_dev.is_cuda() ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost;
+  const cudaMemcpyKind kind = dst_dev >= 0 ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost;
   RECHUB_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, kind, current_stream()));
   RECHUB_CUDA_CHECK(cudaStreamSynchronize(current_stream()));
-}
-
-int device_count_hook() { return device_count(); }
-
-// Static registration; ensure_registered() repeats it (idempotent) from core's allocation path.
-[[maybe_unused]] const bool g_registered = (ensure_registered(), true);
-
-}  // namespace
-
-void ensure_registered() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    set_cuda_allocator(DeviceAllocator{&allocate_hook, &deallocate_hook});
-    set_cuda_copier(DeviceCopier{&copy_hook, &device_count_hook});
-  });
 }
 
 int device_count() {

@@ -7,10 +7,13 @@
 
 namespace rechub::cuda {
 
-// Installs the CUDA allocator and copier into core (set_cuda_allocator / set_cuda_copier).
-// Runs once at static initialisation of this library; core also calls it before the first
-// device allocation, so the registration never depends on the static linker keeping an object.
-void ensure_registered();
+// Device memory and copies, for core's Storage (core calls these; nothing here calls core).
+// A block of at least nbytes on device `index` from the caching allocator; *capacity gets its size.
+void* device_allocate(size_t nbytes, int index, size_t* capacity);
+void device_deallocate(void* p, size_t capacity, int index);
+// nbytes from src to dst; a device index < 0 means host memory (pageable, owned by the caller, so
+// a copy that touches it completes before returning; device-to-device copies stay queued).
+void copy_bytes(void* dst, int dst_index, const void* src, int src_index, size_t nbytes);
 
 // Number of visible devices; 0 when the driver or the devices are missing (never throws).
 int device_count();

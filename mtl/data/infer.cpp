@@ -68,7 +68,7 @@ InferredSchema infer_schema_from_rows(const RawRows& raw, const std::string& nam
     if (!contains(raw.header, l.column)) throw Error(name + ": label column '" + l.column + "' is not in the header");
   for (const auto* list : {&opt.dense, &opt.sparse, &opt.ignore})
     for (const auto& c : *list)
-      if (!contains(raw.header, c)) throw Error(name + ": column '" + c + "' (named in InferOptions) is not in the header");
+      if (!contains(raw.header, c)) throw Error(name + ": column '" + c + "' (named in --sparse/--dense or InferOptions) is not in the header");
 
   for (size_t c = 0; c < raw.header.size(); ++c) {
     const std::string& col = raw.header[c];
@@ -135,7 +135,7 @@ InferredSchema infer_schema_from_rows(const RawRows& raw, const std::string& nam
       }
       out.schema.labels.push_back(std::move(l));
     } else if (contains(opt.ignore, col)) {
-      rep << "ignored (InferOptions::ignore)";
+      rep << "ignored (not named by --sparse/--dense; InferOptions::ignore in C++)";
     } else if (contains(opt.dense, col)) {
       if (st.texts > 0)
         throw Error(name + ": column '" + col + "' is forced dense but has text values (e.g. '" +
@@ -165,7 +165,8 @@ InferredSchema infer_schema_from_rows(const RawRows& raw, const std::string& nam
     } else if (st.integers == present) {
       rep << "sparse: integer values (" << st.distinct.size() << " distinct in [" << st.lo << ", " << st.hi << "])";
       if (st.distinct.size() > 1000 || st.hi - st.lo > 100000)
-        rep << " -- if this is a quantity rather than an id, list it in InferOptions::dense";
+        rep << " -- if this is a quantity rather than an id, make it dense: --dense " << col
+            << " on the command line, InferOptions::dense in C++, or the \"dense\" list of a --schema file";
       out.schema.sparse.push_back({.name = col, .embed_dim = opt.embed_dim});
     } else {
       rep << "dense: float values in [" << st.lo << ", " << st.hi << "] (e.g. '"

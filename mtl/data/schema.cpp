@@ -14,7 +14,13 @@ namespace rechub::data {
 
 using nlohmann::json;
 
-const char* task_type_name(TaskType t) { return t == TaskType::binary ? "binary" : "regression"; }
+const char* task_type_name(TaskType t) { return t.name(); }
+
+TaskType TaskType::from_string(std::string_view name) {
+  if (name == "binary" || name == "classification") return binary;
+  if (name == "regression") return regression;
+  RECHUB_FAIL("unknown task type '" << name << "' (expected binary, classification (= binary) or regression)");
+}
 
 bool Label::is_positive(std::string_view raw) const {
   if (positive_if) return positive_if(raw);

@@ -35,7 +35,25 @@ struct DenseFeature {
   std::string name{};
 };
 
-enum class TaskType : uint8_t { binary, regression };
+// A task's kind: binary (a 0/1 label; BCE loss, AUC and LogLoss) or regression (a real label; MSE).
+// Written as TaskType::binary / TaskType::regression, or by name: a string converts implicitly, so
+// a config may say `.task_types = {"binary", "regression"}` (torch-rechub's "classification" is
+// binary). An unknown name throws rechub::Error naming it and the valid ones.
+class TaskType {
+ public:
+  enum Kind : uint8_t { binary, regression };
+  constexpr TaskType(Kind k = binary) : kind_(k) {}  // NOLINT(google-explicit-constructor): TaskType::binary
+  TaskType(std::string_view name) : kind_(from_string(name).kind_) {}  // NOLINT(google-explicit-constructor)
+  TaskType(const char* name) : TaskType(std::string_view(name)) {}      // NOLINT(google-explicit-constructor)
+  TaskType(const std::string& name) : TaskType(std::string_view(name)) {}  // NOLINT(google-explicit-constructor)
+  // "binary" or "classification" -> binary, "regression" -> regression.
+  static TaskType from_string(std::string_view name);
+  constexpr operator Kind() const { return kind_; }  // switch, ==, TaskType::binary comparisons
+  const char* name() const { return kind_ == binary ? "binary" : "regression"; }
+
+ private:
+  Kind kind_;
+};
 const char* task_type_name(TaskType t);
 
 struct Label {

@@ -4,7 +4,9 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
+#include <unistd.h>
 
 #include "rechub/core/error.h"
 #include "rechub/core/rng.h"
@@ -509,6 +511,27 @@ void MmoeSynth::write_csv(const std::string& path, int64_t first, int64_t n) con
 std::vector<std::string> write_mmoe_synthetic(const std::string& prefix, const MmoeSynthConfig& config,
                                               int64_t train_rows, int64_t val_rows, int64_t test_rows) {
   return write_splits(MmoeSynth(config), prefix, train_rows, val_rows, test_rows);
+}
+
+LoadedData ali_ccp_example_data(int64_t train_rows, uint64_t seed) {
+  namespace fs = std::filesystem;
+  RECHUB_CHECK(train_rows >= 5, "ali_ccp_example_data: train_rows must be at least 5, got " << train_rows);
+  const fs::path dir = fs::temp_directory_path() /
+                       ("rechub_example_" + std::to_string(::getpid()) + "_" + std::to_string(seed));
+  fs::create_directories(dir);
+  const AliCcpSynthConfig cfg{.seed = seed, .vocab_sizes = {2000, 500, 300, 100, 50, 10}, .num_dense = 2,
+                              .click_rate = 0.2, .conversion_rate = 0.3};
+  try {
+    const auto paths = write_ali_ccp_synthetic((dir / "ali").string(), cfg, train_rows, train_rows / 5, train_rows / 5);
+    LoadedData d = load_data({.train = paths[0], .val = paths[1], .test = paths[2]}, AliCcpSynth(cfg).schema(8),
+                             {.cache = {.enabled = false}});
+    fs::remove_all(dir);
+    return d;
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    throw;
+  }
 }
 
 }  // namespace rechub::data

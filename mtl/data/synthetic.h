@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "rechub/mtl/data/load.h"
 #include "rechub/mtl/data/schema.h"
 
 namespace rechub::data {
@@ -86,6 +87,12 @@ class AliCcpSynth {
 // returns the paths written.
 std::vector<std::string> write_ali_ccp_synthetic(const std::string& prefix, const AliCcpSynthConfig& config,
                                                  int64_t train_rows, int64_t val_rows, int64_t test_rows);
+
+// The dataset the tutorials and examples train on: a small Ali-CCP-shaped click/purchase set with a
+// planted signal (6 sparse features, 2 dense, click rate 0.2, conversion rate 0.3, embedding width 8),
+// train_rows training rows and train_rows / 5 each for validation and test. It is written as CSV to
+// a temporary folder, loaded like any CSV files (load_data, no cache) and the folder removed.
+LoadedData ali_ccp_example_data(int64_t train_rows = 20000, uint64_t seed = 1);
 
 struct MmoeSynthConfig {
   uint64_t seed = 1;

@@ -1,5 +1,6 @@
 #include "rechub/mtl/metrics/evaluate.h"
 
+#include <cstdio>
 #include <iostream>
 
 #include "rechub/core/autograd.h"
@@ -58,6 +59,29 @@ const TaskMetrics& EvalResult::at(const std::string& task) const {
     known += (known.empty() ? "" : ", ") + t.task;
   }
   RECHUB_FAIL("no metrics for task '" << task << "' (tasks: " << known << ")");
+}
+
+std::string EvalResult::table(int decimals) const {
+  bool with_gauc = false;
+  for (const auto& t : tasks) with_gauc = with_gauc || !std::isnan(t.gauc);
+  std::string out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-12s %10s %10s %10s%s\n", "task", "AUC", "LogLoss", "rows",
+                with_gauc ? "       GAUC" : "");
+  out += line;
+  for (const auto& t : tasks) {
+    if (t.type == data::TaskType::regression) {
+      std::snprintf(line, sizeof line, "%-12s %10s %10s %10lld  (MSE %.6f, MAE %.6f)\n", t.task.c_str(), "-", "-",
+                    static_cast<long long>(t.rows), t.mse, t.mae);
+    } else {
+      char gauc_cell[32] = "";
+      if (with_gauc) std::snprintf(gauc_cell, sizeof gauc_cell, " %10.*f", decimals, t.gauc);
+      std::snprintf(line, sizeof line, "%-12s %10.*f %10.*f %10lld%s\n", t.task.c_str(), decimals, t.auc, decimals,
+                    t.logloss, static_cast<long long>(t.rows), gauc_cell);
+    }
+    out += line;
+  }
+  return out;
 }
 
 nlohmann::json EvalResult::to_json() const {

@@ -40,6 +40,9 @@ struct EvalResult {
   // Throws naming the known tasks when `task` is not one.
   const TaskMetrics& at(const std::string& task) const;
   nlohmann::json to_json() const;
+  // The per-task table `rechub train` and `rechub eval` print: a header, then one line per task
+  // with AUC, LogLoss and rows at `decimals` places (MSE and MAE for regression tasks).
+  std::string table(int decimals = 4) const;
 };
 
 struct EvalOptions {

@@ -23,6 +23,9 @@ struct AITMConfig {
   Features features{};
   std::vector<int64_t> hidden_units{128, 64};  // each task's bottom MLP; its last width is d
   std::vector<int64_t> tower_units{32};        // each task's tower after the transfer (then Linear(., 1))
+  // One tower per task with its own hidden widths, in task order (torch-rechub's tower_params_list);
+  // empty: tower_units for every task.
+  std::vector<std::vector<int64_t>> tower_units_per_task{};
   int64_t num_tasks = -1;                      // -1: from task_names / task_types, else 2
   std::vector<TaskType> task_types{};          // must all be binary
   std::vector<std::string> task_names{};

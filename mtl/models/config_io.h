@@ -63,12 +63,11 @@ class ConfigReader {
     out.clear();
     for (const auto& t : j_.at(key)) {
       const std::string s = t.is_string() ? t.get<std::string>() : t.dump();
-      if (s == "binary" || s == "classification")
-        out.push_back(TaskType::binary);
-      else if (s == "regression")
-        out.push_back(TaskType::regression);
-      else
-        RECHUB_FAIL(kind_ << " config: task type '" << s << "': expected binary or regression");
+      try {
+        out.push_back(TaskType::from_string(s));
+      } catch (const Error& e) {
+        RECHUB_FAIL(kind_ << " config: " << e.what());
+      }
     }
   }
 

@@ -14,6 +14,7 @@ void esmm_fields(C& c, V& v) {
   detail::common_fields(c, v);
   v("hidden_units", c.hidden_units);
   v("tower_units", c.tower_units);
+  v("tower_units_per_task", c.tower_units_per_task);
   v("embedding_dim", c.embedding_dim);
   v("activation", c.activation);
 }
@@ -40,10 +41,12 @@ ESMM::ESMM(const ESMMConfig& c) : config_(c) {
                                         &init, false);
     in = c.hidden_units.back();
   }
-  tower_cvr_ =
-      std::make_unique<MLPList>(*this, "tower_cvr", 1, in, c.tower_units, c.activation, c.dropout, true, &init, false);
-  tower_ctr_ =
-      std::make_unique<MLPList>(*this, "tower_ctr", 1, in, c.tower_units, c.activation, c.dropout, true, &init, false);
+  // Per-task widths are in task order: [0] the CTR task's tower, [1] the CTCVR task's (its CVR tower).
+  const auto units = tower_units_of_tasks(c.tower_units, c.tower_units_per_task, 2, "ESMM");
+  tower_cvr_ = std::make_unique<MLPList>(*this, "tower_cvr", std::vector<std::vector<int64_t>>{units[1]}, in,
+                                         c.activation, c.dropout, true, &init, false);
+  tower_ctr_ = std::make_unique<MLPList>(*this, "tower_ctr", std::vector<std::vector<int64_t>>{units[0]}, in,
+                                         c.activation, c.dropout, true, &init, false);
 }
 
 ModelOutput ESMM::forward(const Tensor& sparse, const Tensor& dense) {

@@ -22,6 +22,9 @@ struct ESMMConfig {
   Features features{};                  // user and item features (all embedded and concatenated)
   std::vector<int64_t> hidden_units{};  // optional shared MLP before the towers
   std::vector<int64_t> tower_units{64, 32};
+  // One tower per task with its own hidden widths, in task order (torch-rechub's tower_params_list);
+  // empty: tower_units for every task.
+  std::vector<std::vector<int64_t>> tower_units_per_task{};
   int64_t embedding_dim = 0;              // > 0: the width of every sparse feature's embedding (overrides embed_dim)
   std::vector<std::string> task_names{};  // empty: ctr, ctcvr
   std::string activation = "relu";

@@ -1,5 +1,7 @@
 #include "rechub/mtl/models/mlp_list.h"
 
+#include <algorithm>
+
 #include "rechub/core/ops.h"
 #include "rechub/nn/batchnorm.h"
 #include "rechub/nn/linear.h"
@@ -9,12 +11,20 @@ namespace rechub::models {
 MLPList::MLPList(nn::Module& parent, const std::string& name, int64_t count, int64_t input_dim,
                  const std::vector<int64_t>& dims, const std::string& activation, double dropout, bool output_layer,
                  Generator* init, bool as_list)
+    : MLPList(parent, name, std::vector<std::vector<int64_t>>(static_cast<size_t>(std::max<int64_t>(count, 0)), dims),
+              input_dim, activation, dropout, output_layer, init, as_list) {}
+
+MLPList::MLPList(nn::Module& parent, const std::string& name, const std::vector<std::vector<int64_t>>& dims_of,
+                 int64_t input_dim, const std::string& activation, double dropout, bool output_layer, Generator* init,
+                 bool as_list)
     : name_(name), act_(ops::activation_from_name(activation, name + " activation")), dropout_(dropout) {
+  const auto count = static_cast<int64_t>(dims_of.size());
   RECHUB_CHECK(count >= 1, name << ": needs at least one MLP, got " << count);
   RECHUB_CHECK(as_list || count == 1, name << ": only a list can hold " << count << " MLPs");
   RECHUB_CHECK(dropout >= 0.0 && dropout < 1.0, name << ": dropout must be in [0, 1), got " << dropout);
   std::shared_ptr<nn::Module> list = as_list ? parent.register_module(name, std::make_shared<nn::Module>()) : nullptr;
   for (int64_t i = 0; i < count; ++i) {
+    const std::vector<int64_t>& dims = dims_of[static_cast<size_t>(i)];
     auto m = std::make_shared<nn::MLP>(nn::MLPOptions{.input_dim = input_dim,
                                                       .dims = dims,
                                                       .activation = activation,
@@ -49,6 +59,9 @@ MLPList::MLPList(nn::Module& parent, const std::string& name, int64_t count, int
     output_.push_back(out);
   }
   output_dim_ = mlps_[0]->output_dim();
+  for (const auto& m : mlps_)
+    RECHUB_CHECK(m->output_dim() == output_dim_, name << ": the MLPs' outputs differ in width (" << output_dim_
+                                                       << " vs " << m->output_dim() << ")");
 }
 
 std::vector<ops::ExpertLayerParams> MLPList::block_params(int64_t first, int64_t count) const {
@@ -69,6 +82,12 @@ std::vector<ops::ExpertLayerParams> MLPList::block_params(int64_t first, int64_t
 Tensor MLPList::run_hidden(const Tensor& x, int64_t first, int64_t count, bool fused, Generator& gen) const {
   RECHUB_CHECK(first >= 0 && count >= 1 && first + count <= size(),
                name_ << ": MLPs [" << first << ", " << first + count << ") out of " << size());
+  for (int64_t e = first + 1; e < first + count; ++e) {
+    bool same = hidden_[e].size() == hidden_[first].size();
+    for (size_t k = 0; same && k < hidden_[e].size(); ++k)
+      same = hidden_[e][k].weight.shape() == hidden_[first][k].weight.shape();
+    RECHUB_CHECK(same, name_ << ": MLPs " << first << " and " << e << " differ in shape and cannot run as one block");
+  }
   if (hidden_[first].empty()) return x;
   const ops::ExpertsOptions o{.activation = act_, .training = is_training(), .dropout = dropout_, .generator = &gen};
   std::vector<ops::ExpertLayerParams> layers = block_params(first, count);

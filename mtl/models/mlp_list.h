@@ -28,6 +28,11 @@ class MLPList {
   MLPList(nn::Module& parent, const std::string& name, int64_t count, int64_t input_dim,
           const std::vector<int64_t>& dims, const std::string& activation, double dropout, bool output_layer,
           Generator* init, bool as_list = true);
+  // One MLP per entry of dims_of, each with its own hidden widths (per-task towers); they share
+  // input_dim and must have the same output width. Only equally shaped MLPs run as one block.
+  MLPList(nn::Module& parent, const std::string& name, const std::vector<std::vector<int64_t>>& dims_of,
+          int64_t input_dim, const std::string& activation, double dropout, bool output_layer, Generator* init,
+          bool as_list = true);
 
   // MLPs [first, first + count) on the same x: [B, count * last_width] (hidden layers only:
   // the MLPs must be built without output layer).

@@ -17,6 +17,7 @@ void mmoe_fields(C& c, V& v) {
   v("expert_activation", c.expert_activation);
   v("gate_activation", c.gate_activation);
   v("tower_units", c.tower_units);
+  v("tower_units_per_task", c.tower_units_per_task);
   v("tower_activation", c.tower_activation);
 }
 
@@ -51,8 +52,8 @@ MMoE::MMoE(const MMoEConfig& c, bool one_gate) : config_(c), one_gate_(one_gate)
       gates_.push_back(list->register_module(std::to_string(t),
                                              std::make_shared<nn::Linear>(input_dim(), c.num_experts, true, &init)));
   }
-  towers_ = std::make_unique<MLPList>(*this, "towers", T, c.expert_units.back(), c.tower_units, c.tower_activation,
-                                      c.dropout, true, &init);
+  towers_ = std::make_unique<MLPList>(*this, "towers", tower_units_of_tasks(c.tower_units, c.tower_units_per_task, T, k),
+                                      c.expert_units.back(), c.tower_activation, c.dropout, true, &init);
 }
 
 ModelOutput MMoE::forward(const Tensor& sparse, const Tensor& dense) {

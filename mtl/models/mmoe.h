@@ -27,6 +27,9 @@ struct MMoEConfig {
   std::string expert_activation = "relu";
   std::string gate_activation = "softmax";  // the only gate activation (a mixture needs weights summing to 1)
   std::vector<int64_t> tower_units{64, 32};
+  // One tower per task with its own hidden widths, in task order (torch-rechub's tower_params_list);
+  // empty: tower_units for every task.
+  std::vector<std::vector<int64_t>> tower_units_per_task{};
   std::string tower_activation = "relu";
   double dropout = 0.0;  // in experts and towers
   bool fused = true;     // false: the same model through basic ops (the reference for the fused ops)

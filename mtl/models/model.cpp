@@ -8,6 +8,17 @@ namespace rechub::models {
 
 Features features_from_schema(const data::Schema& schema) { return {schema.sparse, schema.dense}; }
 
+std::vector<std::vector<int64_t>> tower_units_of_tasks(const std::vector<int64_t>& all,
+                                                       const std::vector<std::vector<int64_t>>& per_task,
+                                                       int64_t num_tasks, const std::string& what) {
+  if (per_task.empty()) return std::vector<std::vector<int64_t>>(static_cast<size_t>(num_tasks), all);
+  RECHUB_CHECK(static_cast<int64_t>(per_task.size()) == num_tasks,
+               what << ": " << per_task.size() << " tower shapes for " << num_tasks << " tasks (one list per task)");
+  for (size_t t = 0; t < per_task.size(); ++t)
+    for (int64_t u : per_task[t]) RECHUB_CHECK(u > 0, what << ": task " << t << "'s tower widths must be > 0, got " << u);
+  return per_task;
+}
+
 nlohmann::json features_to_json(const Features& f) {
   nlohmann::json sparse = nlohmann::json::array(), dense = nlohmann::json::array();
   for (const auto& s : f.sparse)

@@ -38,6 +38,12 @@ struct Features {
   std::vector<data::DenseFeature> dense{};
 };
 Features features_from_schema(const data::Schema& schema);
+// Each task's tower widths: per_task (one list per task, in task order; torch-rechub's
+// tower_params_list) or, when it is empty, `all` for every task. Throws naming `what` when per_task
+// has another length than num_tasks or holds an empty list.
+std::vector<std::vector<int64_t>> tower_units_of_tasks(const std::vector<int64_t>& all,
+                                                       const std::vector<std::vector<int64_t>>& per_task,
+                                                       int64_t num_tasks, const std::string& what);
 nlohmann::json features_to_json(const Features& f);
 Features features_from_json(const nlohmann::json& j, const std::string& origin);
 

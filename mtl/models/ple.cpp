@@ -18,6 +18,7 @@ void ple_fields(C& c, V& v) {
   v("task_types", c.task_types);
   v("expert_activation", c.expert_activation);
   v("tower_units", c.tower_units);
+  v("tower_units_per_task", c.tower_units_per_task);
   v("tower_activation", c.tower_activation);
 }
 
@@ -60,7 +61,8 @@ PLE::PLE(const PLEConfig& c) : config_(c) {
           "gate_shared", std::make_shared<nn::Linear>(in, T * c.num_experts + c.num_shared_experts, true, &init));
     levels_.push_back(std::move(L));
   }
-  towers_ = std::make_unique<MLPList>(*this, "towers", T, h, c.tower_units, c.tower_activation, c.dropout, true, &init);
+  towers_ = std::make_unique<MLPList>(*this, "towers", tower_units_of_tasks(c.tower_units, c.tower_units_per_task, T, "PLE"),
+                                      h, c.tower_activation, c.dropout, true, &init);
 }
 
 ModelOutput PLE::forward(const Tensor& sparse, const Tensor& dense) {

@@ -32,6 +32,9 @@ struct PLEConfig {
   std::vector<std::string> task_names{};  // empty: task0, task1, ...
   std::string expert_activation = "relu";
   std::vector<int64_t> tower_units{64, 32};
+  // One tower per task with its own hidden widths, in task order (torch-rechub's tower_params_list);
+  // empty: tower_units for every task.
+  std::vector<std::vector<int64_t>> tower_units_per_task{};
   std::string tower_activation = "relu";
   double dropout = 0.0;
   bool fused = true;

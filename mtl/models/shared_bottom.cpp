@@ -11,6 +11,7 @@ void shared_bottom_fields(C& c, V& v) {
   detail::common_fields(c, v);
   v("hidden_units", c.hidden_units);
   v("task_hidden_units", c.task_hidden_units);
+  v("task_hidden_units_per_task", c.task_hidden_units_per_task);
   v("num_tasks", c.num_tasks);
   v("task_types", c.task_types);
   v("activation", c.activation);
@@ -34,8 +35,9 @@ SharedBottom::SharedBottom(const SharedBottomConfig& c) : config_(c) {
   Generator init(c.seed);
   bottom_ = std::make_unique<MLPList>(*this, "bottom_mlp", 1, input_dim(), c.hidden_units, c.activation, c.dropout,
                                       false, &init, false);
-  towers_ = std::make_unique<MLPList>(*this, "towers", num_tasks(), c.hidden_units.back(), c.task_hidden_units,
-                                      c.activation, c.dropout, true, &init);
+  towers_ = std::make_unique<MLPList>(
+      *this, "towers", tower_units_of_tasks(c.task_hidden_units, c.task_hidden_units_per_task, num_tasks(), "SharedBottom"),
+      c.hidden_units.back(), c.activation, c.dropout, true, &init);
 }
 
 ModelOutput SharedBottom::forward(const Tensor& sparse, const Tensor& dense) {

@@ -14,6 +14,9 @@ struct SharedBottomConfig {
   Features features{};
   std::vector<int64_t> hidden_units{128, 64};  // the shared bottom MLP
   std::vector<int64_t> task_hidden_units{32};  // hidden layers of each tower (then Linear(., 1))
+  // One tower per task with its own hidden widths, in task order (torch-rechub's tower_params_list);
+  // empty: task_hidden_units for every task.
+  std::vector<std::vector<int64_t>> task_hidden_units_per_task{};
   int64_t num_tasks = -1;                      // -1: from task_types / task_names, else 2
   std::vector<TaskType> task_types{};          // empty: all binary
   std::vector<std::string> task_names{};       // empty: task0, task1, ...

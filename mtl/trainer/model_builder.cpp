@@ -24,12 +24,13 @@ std::shared_ptr<models::MultiTaskModel> build_model(const std::string& kind, con
   const int64_t T = static_cast<int64_t>(names.size());
   if (kind == "shared_bottom")
     return std::make_shared<models::SharedBottom>(models::SharedBottomConfig{
-        .features = features, .hidden_units = s.hidden_units, .task_hidden_units = s.tower_units, .num_tasks = T,
+        .features = features, .hidden_units = s.hidden_units, .task_hidden_units = s.tower_units,
+        .task_hidden_units_per_task = s.tower_units_per_task, .num_tasks = T,
         .task_types = types, .task_names = names, .dropout = s.dropout, .seed = s.seed});
   if (kind == "mmoe" || kind == "omoe") {
     models::MMoEConfig c{.features = features, .expert_units = s.expert_units, .num_experts = s.num_experts,
                          .num_tasks = T, .task_types = types, .task_names = names, .tower_units = s.tower_units,
-                         .dropout = s.dropout, .seed = s.seed};
+                         .tower_units_per_task = s.tower_units_per_task, .dropout = s.dropout, .seed = s.seed};
     if (kind == "omoe") return std::make_shared<models::OMoE>(c);
     return std::make_shared<models::MMoE>(c);
   }
@@ -37,16 +38,20 @@ std::shared_ptr<models::MultiTaskModel> build_model(const std::string& kind, con
     return std::make_shared<models::PLE>(models::PLEConfig{
         .features = features, .expert_units = s.expert_units, .num_experts = s.num_experts,
         .num_layers = s.num_layers, .num_shared_experts = s.num_shared_experts, .num_tasks = T, .task_types = types,
-        .task_names = names, .tower_units = s.tower_units, .dropout = s.dropout, .seed = s.seed});
+        .task_names = names, .tower_units = s.tower_units, .tower_units_per_task = s.tower_units_per_task,
+        .dropout = s.dropout, .seed = s.seed});
   if (kind == "aitm")
     return std::make_shared<models::AITM>(models::AITMConfig{
-        .features = features, .hidden_units = s.hidden_units, .tower_units = s.tower_units, .num_tasks = T,
+        .features = features, .hidden_units = s.hidden_units, .tower_units = s.tower_units,
+        .tower_units_per_task = s.tower_units_per_task, .num_tasks = T,
         .task_types = types, .task_names = names, .dropout = s.dropout, .seed = s.seed});
   if (kind == "esmm") {
     RECHUB_CHECK(T == 2 && types[0] == data::TaskType::binary && types[1] == data::TaskType::binary,
                  "esmm needs exactly two binary tasks (click, then click-and-purchase), got " << T);
-    return std::make_shared<models::ESMM>(models::ESMMConfig{.features = features, .hidden_units = {},
-                                                             .tower_units = s.tower_units, .task_names = names,
+    return std::make_shared<models::ESMM>(models::ESMMConfig{.features = features, .hidden_units = s.esmm_hidden_units,
+                                                             .tower_units = s.tower_units,
+                                                             .tower_units_per_task = s.tower_units_per_task,
+                                                             .task_names = names,
                                                              .dropout = s.dropout, .seed = s.seed});
   }
   RECHUB_FAIL("unknown model '" << kind << "' (expected shared_bottom, esmm, mmoe, omoe, ple or aitm)");

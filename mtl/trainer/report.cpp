@@ -26,7 +26,7 @@ nlohmann::json EpochRecord::to_json(const std::vector<std::string>& tasks) const
     loss[tasks[i]] = num(i < train_loss.size() ? train_loss[i] : NAN);
     w[tasks[i]] = num(i < weights.size() ? weights[i] : NAN);
   }
-  nlohmann::json j = {{"epoch", epoch + 1}, {"train_loss", loss}, {"task_weights", w},
+  nlohmann::json j = {{"epoch", epoch}, {"train_loss", loss}, {"task_weights", w},
                       {"seconds", seconds}, {"rows_per_s", rows_per_s}};
   if (has_val) j["val"] = val.to_json();
   return j;
@@ -35,7 +35,7 @@ nlohmann::json EpochRecord::to_json(const std::vector<std::string>& tasks) const
 EpochRecord EpochRecord::from_json(const nlohmann::json& j, const std::vector<std::string>& tasks,
                                    const std::vector<data::TaskType>& types) {
   EpochRecord r;
-  r.epoch = j.at("epoch").get<int64_t>() - 1;
+  r.epoch = j.at("epoch").get<int64_t>();
   for (const auto& t : tasks) {
     r.train_loss.push_back(from_num(j.at("train_loss").at(t)));
     r.weights.push_back(from_num(j.at("task_weights").at(t)));
@@ -181,7 +181,7 @@ std::string report_svg(const std::vector<EpochRecord>& history, const std::vecto
     const bool reg = t < types.size() && types[t] == data::TaskType::regression;
     (reg ? any_regression : any_binary) = true;
     for (const auto& r : history) {
-      const double e = static_cast<double>(r.epoch + 1);
+      const double e = static_cast<double>(r.epoch);
       if (t < r.train_loss.size() && std::isfinite(r.train_loss[t])) l.pts.push_back({e, r.train_loss[t]});
       if (t < r.weights.size() && std::isfinite(r.weights[t])) w.pts.push_back({e, r.weights[t]});
       if (r.has_val) {
@@ -195,7 +195,7 @@ std::string report_svg(const std::vector<EpochRecord>& history, const std::vecto
     loss.push_back(l), val.push_back(v), weights.push_back(w);
   }
   int64_t n_epochs = 1;
-  for (const auto& r : history) n_epochs = std::max(n_epochs, r.epoch + 1);
+  for (const auto& r : history) n_epochs = std::max(n_epochs, r.epoch);
   const std::string val_title = any_regression && any_binary ? "validation AUC (binary) / MSE (regression)"
                                 : any_regression             ? "validation MSE"
                                                              : "validation AUC";
@@ -250,7 +250,7 @@ void ProgressLine::update(int64_t done, const std::vector<double>& loss, const s
 void ProgressLine::end_epoch(const EpochRecord& rec) {
   if (!enabled_) return;
   std::ostringstream os;
-  os << "epoch " << rec.epoch + 1 << "/" << n_epochs_ << " " << std::fixed << std::setprecision(1) << rec.seconds
+  os << "epoch " << rec.epoch << "/" << n_epochs_ << " " << std::fixed << std::setprecision(1) << rec.seconds
      << "s " << std::setprecision(0) << rec.rows_per_s << " rows/s  loss" << std::setprecision(4);
   for (size_t t = 0; t < tasks_.size() && t < rec.train_loss.size(); ++t) os << " " << tasks_[t] << " " << rec.train_loss[t];
   os << "  w" << std::setprecision(3);

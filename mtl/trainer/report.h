@@ -14,7 +14,7 @@
 namespace rechub::trainer {
 
 struct EpochRecord {
-  int64_t epoch = 0;  // 0-based
+  int64_t epoch = 0;  // 1 for the first epoch, as in the log, metrics.jsonl and best_epoch()
   std::vector<double> train_loss{};  // per task, mean over the epoch's rows (unweighted)
   std::vector<double> weights{};     // task weights at the end of the epoch
   bool has_val = false;

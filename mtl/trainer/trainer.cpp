@@ -152,6 +152,26 @@ class DeviceFeeder {
 #endif
 };
 
+// The learning-rate schedules of TrainerOptions::lr_schedule that nn/lr_scheduler.h lacks: a
+// constant rate (under a warm-up), and a cosine decay to a fraction of each group's own base rate
+// (CosineSchedule's floor is one absolute rate for every group).
+class ConstantSchedule : public nn::LRSchedule {
+ public:
+  double lr(double base, int64_t) const override { return base; }
+};
+class CosineToFactor : public nn::LRSchedule {
+ public:
+  CosineToFactor(int64_t t_max, double min_factor) : t_max_(t_max), min_(min_factor) {}
+  double lr(double base, int64_t t) const override {
+    const double tt = static_cast<double>(std::min(t, t_max_));
+    return base * (min_ + (1.0 - min_) * (1.0 + std::cos(M_PI * tt / static_cast<double>(t_max_))) / 2.0);
+  }
+
+ private:
+  int64_t t_max_;
+  double min_;
+};
+
 // Per-task loss values with one device-to-host read (item() per task would read T times).
 std::vector<double> loss_values(const std::vector<Tensor>& losses) {
   if (losses.empty() || losses[0].device().is_cpu()) {
@@ -178,6 +198,12 @@ MTLTrainer::MTLTrainer(std::shared_ptr<models::MultiTaskModel> model, TrainerOpt
   for (double w : opts_.pos_weights) RECHUB_CHECK(std::isfinite(w) && w > 0, "MTLTrainer: pos_weights must be > 0, got " << w);
   RECHUB_CHECK(opts_.clip_grad_norm >= 0, "MTLTrainer: clip_grad_norm must be >= 0, got " << opts_.clip_grad_norm);
   RECHUB_CHECK(opts_.earlystop_patience >= 0, "MTLTrainer: earlystop_patience must be >= 0");
+  {
+    const std::string& st = opts_.task_weights_strategy;
+    RECHUB_CHECK(opts_.task_weights.empty() || !(st == "gradnorm" || st == "uwl" || st == "dwa"),
+                 "MTLTrainer: task_weights are not used by task_weights_strategy '"
+                     << st << "' (it learns or computes the weights itself); fixed, metabalance and pcgrad use them");
+  }
   auto task_index = [&](const std::string& name, const char* what) -> int64_t {
     auto it = std::find(tasks.begin(), tasks.end(), name);
     if (it == tasks.end()) {
@@ -206,6 +232,18 @@ MTLTrainer::MTLTrainer(std::shared_ptr<models::MultiTaskModel> model, TrainerOpt
     }
   }
   build_optimizer();
+  for (size_t g = 0; g < optimizer_->num_groups(); ++g) base_lrs_.push_back(optimizer_->lr(g));
+  {
+    const std::string& k = opts_.lr_schedule;
+    RECHUB_CHECK(k == "constant" || k == "cosine" || k == "step",
+                 "MTLTrainer: lr_schedule must be constant, cosine or step, got '" << k << "'");
+    RECHUB_CHECK(opts_.lr_warmup_steps >= 0, "MTLTrainer: lr_warmup_steps must be >= 0, got " << opts_.lr_warmup_steps);
+    RECHUB_CHECK(opts_.lr_min_factor >= 0 && opts_.lr_min_factor <= 1,
+                 "MTLTrainer: lr_min_factor must be in [0, 1], got " << opts_.lr_min_factor);
+    RECHUB_CHECK(opts_.lr_step_epochs >= 1, "MTLTrainer: lr_step_epochs must be >= 1, got " << opts_.lr_step_epochs);
+    RECHUB_CHECK(opts_.lr_gamma > 0 && opts_.lr_gamma <= 1,
+                 "MTLTrainer: lr_gamma must be in (0, 1], got " << opts_.lr_gamma);
+  }
 
   BalanceOptions bo{.strategy = opts_.task_weights_strategy,
                     .task_weights = opts_.task_weights,
@@ -262,12 +300,42 @@ void MTLTrainer::build_optimizer() {
     for (const Tensor& p : g.params) balance_params_.params.push_back(p), balance_params_.shared.push_back(false);
     groups.push_back(std::move(g));
   }
+  if (opts_.optimizer_fn) {
+    optimizer_ = opts_.optimizer_fn(std::move(groups));
+    RECHUB_CHECK(optimizer_ != nullptr, "MTLTrainer: optimizer_fn returned no optimizer");
+    return;
+  }
   switch (opts_.optimizer_params.kind) {
     case OptimizerKind::adam: optimizer_ = std::make_unique<nn::Adam>(std::move(groups)); break;
     case OptimizerKind::adamw: optimizer_ = std::make_unique<nn::AdamW>(std::move(groups)); break;
     case OptimizerKind::sgd: optimizer_ = std::make_unique<nn::SGD>(std::move(groups)); break;
     case OptimizerKind::adagrad: optimizer_ = std::make_unique<nn::Adagrad>(std::move(groups)); break;
   }
+}
+
+void MTLTrainer::build_scheduler(int64_t batches_per_epoch) {
+  scheduler_.reset();
+  const int64_t total = std::max<int64_t>(1, batches_per_epoch * opts_.n_epochs);
+  const int64_t warm = opts_.lr_warmup_steps;
+  std::shared_ptr<const nn::LRSchedule> sched = opts_.lr_schedule_fn;
+  if (!sched) {
+    const std::string& k = opts_.lr_schedule;
+    if (k == "cosine") {
+      sched = std::make_shared<CosineToFactor>(std::max<int64_t>(1, total - warm), opts_.lr_min_factor);
+    } else if (k == "step") {
+      sched = std::make_shared<nn::StepSchedule>(std::max<int64_t>(1, opts_.lr_step_epochs * batches_per_epoch),
+                                                 opts_.lr_gamma);
+    } else if (warm == 0) {
+      return;  // constant
+    } else {
+      sched = std::make_shared<ConstantSchedule>();
+    }
+    if (warm > 0) sched = std::make_shared<nn::WarmupSchedule>(warm, 0.0, sched);
+  }
+  // The groups' configured rates are the bases (set again here: a resumed optimizer may hold the
+  // scheduled rates of the batch it stopped at).
+  for (size_t g = 0; g < optimizer_->num_groups(); ++g) optimizer_->set_lr(g, base_lrs_.at(g));
+  scheduler_ = std::make_unique<nn::LRScheduler>(*optimizer_, sched);
 }
 
 OptimizerKind optimizer_kind_from_name(const std::string& k) {
@@ -317,9 +385,17 @@ nlohmann::json MTLTrainer::run_settings() const {
   nlohmann::json j = {{"lr", opts_.optimizer_params.lr},
                       {"task_lr", task_lr},
                       {"weight_decay", opts_.optimizer_params.weight_decay},
-                      {"optimizer", std::array<const char*, 4>{"adam", "adamw", "sgd", "adagrad"}.at(
-                                        static_cast<size_t>(opts_.optimizer_params.kind))},
+                      {"optimizer", optimizer_ ? optimizer_->kind()
+                                               : std::string(std::array<const char*, 4>{"adam", "adamw", "sgd", "adagrad"}.at(
+                                                     static_cast<size_t>(opts_.optimizer_params.kind)))},
                       {"clip_grad_norm", opts_.clip_grad_norm}};
+  if (opts_.lr_schedule_fn) {
+    j["lr_schedule"] = "custom";
+  } else if (opts_.lr_schedule != "constant" || opts_.lr_warmup_steps > 0) {
+    j["lr_schedule"] = {{"kind", opts_.lr_schedule}, {"warmup_steps", opts_.lr_warmup_steps},
+                        {"min_factor", opts_.lr_min_factor}, {"step_epochs", opts_.lr_step_epochs},
+                        {"gamma", opts_.lr_gamma}, {"epochs", opts_.n_epochs}};
+  }
   if (train_loader_) {
     j["batch_size"] = train_loader_->batch_size;
     j["shuffle_seed"] = train_loader_->seed;
@@ -451,6 +527,28 @@ void MTLTrainer::restore_best() {
   }
 }
 
+// Tasks are matched to label columns by name, never by position: a model whose tasks are named
+// ctr/cvr (or left at task0, task1) would otherwise learn from click/purchase in whatever order
+// the data lists them.
+void MTLTrainer::check_tasks_match(const data::Schema& schema, const char* split) const {
+  const auto& want = model_->task_names();
+  const auto have = schema.task_names();
+  if (have == want) return;
+  auto list = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+    return s;
+  };
+  std::string labels;
+  for (const auto& l : schema.labels)
+    labels += (labels.empty() ? "" : ", ") + l.task + (l.column != l.task ? " (column " + l.column + ")" : "");
+  RECHUB_FAIL("MTLTrainer::fit: the model's tasks (" << list(want) << ") do not match the " << split
+                                                     << " data's label tasks (" << labels
+                                                     << "), in name and order: build the model with task_names = "
+                                                        "schema.task_names() ({"
+                                                     << list(have) << "}), or name the labels' tasks after the model's");
+}
+
 void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
   const auto& tasks = model_->task_names();
   const size_t T = tasks.size();
@@ -458,6 +556,8 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
                "MTLTrainer::fit: the training data has " << train.source().num_tasks() << " label columns, the model "
                                                          << T << " tasks");
   RECHUB_CHECK(train.rows() > 0, "MTLTrainer::fit: the training data has no rows");
+  check_tasks_match(train.source().schema(), "training");
+  if (val) check_tasks_match(val->source().schema(), "validation");
   if (!opts_.out_dir.empty()) fs::create_directories(opts_.out_dir);
   train_loader_ = &train.options();
   train_rows_ = train.rows();
@@ -472,7 +572,12 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     if (!load_checkpoint() && opts_.progress)
       std::cerr << "resume: no checkpoint in '" << opts_.out_dir << "', starting from scratch\n";
   }
-  const bool early = opts_.earlystop_patience > 0 && val != nullptr;
+  RECHUB_CHECK(opts_.earlystop_patience == 0 || val != nullptr,
+               "MTLTrainer::fit: earlystop_patience = " << opts_.earlystop_patience
+                                                        << " needs validation data to watch: call fit(train, &val) "
+                                                           "with a validation DataLoader, or set earlystop_patience = 0");
+  build_scheduler(train.num_batches());
+  const bool early = opts_.earlystop_patience > 0;
   models::LossOptions lopts{.weights = {}, .pos_weights = opts_.pos_weights};
   ProgressLine progress(opts_.progress, tasks);
   // A run that stopped early and is resumed stays stopped.
@@ -513,6 +618,8 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
                                                                                  opts_.out_dir + "' is unchanged")
                                                  << " (try a lower learning rate or gradient clipping)");
       }
+      // The schedule's t is the batch's position in the run, so a resumed run continues it exactly.
+      if (scheduler_) scheduler_->set_step(epoch * train.num_batches() + b);
       optimizer_->zero_grad();
       balancer_->backward(losses, balance_params_);
       if (opts_.clip_grad_norm > 0) nn::clip_grad_norm(balance_params_.params, opts_.clip_grad_norm);
@@ -531,7 +638,7 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     // A checkpoint is written only from finite weights, so the last one is always a usable restart.
     check_finite(epoch, b, batches_run_, false);
     EpochRecord rec;
-    rec.epoch = epoch;
+    rec.epoch = epoch + 1;
     for (size_t t = 0; t < T; ++t) rec.train_loss.push_back(rows > 0 ? sum[t] / static_cast<double>(rows) : NAN);
     balancer_->end_epoch(rec.train_loss);
     rec.weights = balancer_->weights();

@@ -28,6 +28,7 @@
 // checkpoint), naming the step and the first bad parameter. Either way the checkpoint of the last
 // finished epoch is left as it was.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -41,6 +42,7 @@
 #include "rechub/mtl/models/model.h"
 #include "rechub/mtl/trainer/balance.h"
 #include "rechub/mtl/trainer/report.h"
+#include "rechub/nn/lr_scheduler.h"
 #include "rechub/nn/optim.h"
 
 namespace rechub::trainer {
@@ -58,6 +60,25 @@ struct OptimizerParams {
 struct TrainerOptions {
   OptimizerParams optimizer_params{};
   int64_t n_epochs = 10;
+  // An optimizer of your own instead of optimizer_params.kind (torch-rechub's optimizer_fn): called
+  // once with the trainer's parameter groups ("shared", then "task:<name>" for each task's layers,
+  // each with its learning rate and optimizer_params.weight_decay) and returns the optimizer, e.g.
+  //   .optimizer_fn = [](std::vector<nn::ParamGroup> g) {
+  //     return std::make_unique<nn::SGD>(std::move(g), nn::SGDOptions{.momentum = 0.9}); }
+  // Its state goes into checkpoints like a built-in one's; resume needs the same optimizer kind.
+  std::function<std::unique_ptr<nn::Optimizer>(std::vector<nn::ParamGroup>)> optimizer_fn{};
+  // Learning-rate schedule (torch-rechub's scheduler_fn), applied before every batch's update with
+  // t = batches done so far in the run, to every group (per-task rates keep their ratios):
+  //   "constant" (default), "cosine": cosine decay from lr to lr_min_factor * lr at the last batch,
+  //   "step": lr * lr_gamma^(epoch / lr_step_epochs).
+  // lr_warmup_steps > 0 adds a linear warm-up from 0 over that many batches before any of them.
+  std::string lr_schedule = "constant";
+  int64_t lr_warmup_steps = 0;
+  double lr_min_factor = 0.0;   // cosine
+  int64_t lr_step_epochs = 1;   // step
+  double lr_gamma = 0.1;        // step
+  // A schedule of your own instead (nn/lr_scheduler.h), with t counted in batches as above.
+  std::shared_ptr<const nn::LRSchedule> lr_schedule_fn{};
   // Task weighting: "fixed" (task_weights, default all 1), "gradnorm", "metabalance", "uwl", "dwa", "pcgrad".
   std::vector<double> task_weights{};
   std::string task_weights_strategy = "fixed";
@@ -116,7 +137,9 @@ class MTLTrainer {
   models::MultiTaskModel& model() { return *model_; }
   nn::Optimizer& optimizer() { return *optimizer_; }
   TaskBalancer& balancer() { return *balancer_; }
-  int64_t best_epoch() const { return best_epoch_; }  // -1 without early stopping or validation
+  // The epoch whose weights early stopping kept, counted from 1 as in the log, metrics.jsonl and
+  // history()[i].epoch; 0 before the first validated epoch or without early stopping.
+  int64_t best_epoch() const { return best_epoch_ + 1; }
 
   // The checkpoint metadata record of this model (kind, config, tasks, preprocessor).
   nlohmann::json model_metadata() const;
@@ -125,6 +148,8 @@ class MTLTrainer {
 
  private:
   void build_optimizer();
+  void build_scheduler(int64_t batches_per_epoch);
+  void check_tasks_match(const data::Schema& schema, const char* split) const;
   void save_checkpoint(int64_t epochs_done);
   bool load_checkpoint();
   nlohmann::json trainer_state(int64_t epochs_done) const;
@@ -138,11 +163,13 @@ class MTLTrainer {
   std::shared_ptr<models::MultiTaskModel> model_;
   TrainerOptions opts_;
   std::unique_ptr<nn::Optimizer> optimizer_;
+  std::unique_ptr<nn::LRScheduler> scheduler_;  // null: constant learning rates
+  std::vector<double> base_lrs_;                 // each group's configured rate
   std::unique_ptr<TaskBalancer> balancer_;
   BalanceParams balance_params_;
   std::vector<EpochRecord> history_;
   int64_t start_epoch_ = 0;
-  int64_t best_epoch_ = -1;
+  int64_t best_epoch_ = -1;  // 0-based internally (and in checkpoints); best_epoch() adds 1
   double best_metric_ = 0;
   int64_t bad_epochs_ = 0;
   bool stopped_early_ = false;

@@ -32,7 +32,7 @@ san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
 compile() {  # src obj extra-flags...
   local src=$1 obj=$2
   shift 2
-  if [[ ! -f "$obj" || "$src" -nt "$obj" || -n "$(find "$root/mtl/data" "$root/core" -name '*.h' -newer "$obj" -print -quit)" ]]; then
+  if [[ ! -f "$obj" || "$src" -nt "$obj" || -n "$(find "$root/mtl/data" "$root/core" "$root/kernels" -maxdepth 1 -name '*.h' -newer "$obj" -print -quit)" ]]; then
     "$cxx" "${common[@]}" "${san[@]}" "$@" -c "$src" -o "$obj" || return 1
   fi
 }

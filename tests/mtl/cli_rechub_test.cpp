@@ -17,53 +17,17 @@
 #include <sstream>
 
 #include "rechub/mtl/predictor/predictor.h"
+#include "support/cli_run.h"
 
 namespace rechub {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int code = -1;
-  bool signaled = false;
-  std::string out;  // stdout and stderr together
-};
-
-Result run([[maybe_unused]] const std::string& args) {
-#ifndef RECHUB_CLI
-  return {};
-#else
-  const std::string cmd = std::string(RECHUB_CLI) + " " + args + " 2>&1";
-  Result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = ::pclose(p);
-  r.signaled = WIFSIGNALED(st);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-#endif
-}
-
+using Result = testing::CliResult;
+Result run(const std::string& args) { return testing::run_cli(args); }
 // The same with environment assignments ("NAME=value") before the command.
-Result run_env(const std::string& env, const std::string& args) {
-#ifndef RECHUB_CLI
-  (void)env;
-  return run(args);
-#else
-  const std::string cmd = "env " + env + " " + std::string(RECHUB_CLI) + " " + args + " 2>&1";
-  Result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = ::pclose(p);
-  r.signaled = WIFSIGNALED(st);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-#endif
-}
+Result run_env(const std::string& env, const std::string& args) { return testing::run_cli_env(env, args); }
 
 class RechubCli : public ::testing::Test {
  protected:
