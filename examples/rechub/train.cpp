@@ -29,6 +29,8 @@ struct TrainFlags {
   std::string model = "mmoe";
   std::string device = "cpu";
   int64_t embed_dim = 16, num_experts = 4, num_shared_experts = 2, num_layers = 2;
+  std::string normalize = "none";
+  double embed_init_std = 1e-4;
   std::string hidden_units = "128,64", expert_units = "128,64", tower_units = "64,32";
   double dropout = 0;
   int64_t epochs = 10, batch_size = 1024;
@@ -42,6 +44,7 @@ struct TrainFlags {
   std::string balance = "fixed", task_weights, task_lr, pos_weights, main_task, early_stop_task, early_stop_metric;
   double gradnorm_alpha = 1.5, gradnorm_lr = 0.025, relax_factor = 0.7, beta = 0.9;
   int64_t early_stop = 0;
+  double early_stop_min_delta = 0;
   std::string out;
   bool resume = false, quiet = false, no_cache = false;
   bool hidden_given = false;  // --hidden-units on the command line (esmm has no bottom MLP without it)
@@ -270,6 +273,14 @@ Runner add_train(CLI::App& app) {
   c->add_option("--separator", f->separator, "CSV field separator");
   c->add_option("--model", f->model, "shared_bottom|esmm|mmoe|omoe|ple|aitm")
       ->check(CLI::IsMember({"shared_bottom", "esmm", "mmoe", "omoe", "ple", "aitm"}));
+  c->add_option("--normalize", f->normalize,
+                "Dense features: none, standard (mean 0, std 1 on the training rows), min_max ([0, 1]) or "
+                "log_standard (standard on sign(x) log(1 + |x|), for heavy-tailed amounts) "
+                "[API: PreprocessOptions::normalization]")
+      ->check(CLI::IsMember({"none", "standard", "min_max", "log_standard"}));
+  c->add_option("--embed-init-std", f->embed_init_std,
+                "Embedding rows start as N(0, std^2) [API: embedding_init_std]")
+      ->check(positive());
   c->add_option("--embed-dim", f->embed_dim, "Embedding width of every sparse feature [API: SparseFeature::embed_dim]")
       ->check(positive());
   // Flags that shape one model family only: given for another model, they are refused (below).
@@ -349,7 +360,11 @@ Runner add_train(CLI::App& app) {
   c->add_option("--early-stop", f->early_stop, "Stop after this many epochs without validation improvement (0: off)")
       ->check(non_negative());
   auto* es_task = c->add_option("--early-stop-task", f->early_stop_task,
-                                 "Task whose validation metric decides (default: the first) [API: earlystop_task]");
+                                 "Task whose validation metric decides, or mean (the default: the mean over the tasks) "
+                                 "[API: earlystop_task]");
+  auto* es_delta = c->add_option("--early-stop-min-delta", f->early_stop_min_delta,
+                                  "An epoch counts as better only by more than this [API: earlystop_min_delta]")
+                       ->check(non_negative());
   auto* es_metric = c->add_option("--early-stop-metric", f->early_stop_metric, "auc|logloss|mse|mae [API: earlystop_metric]")
                         ->check(CLI::IsMember({"auc", "logloss", "mse", "mae"}));
   auto* task_types = c->get_option("--task-types");
@@ -361,12 +376,12 @@ Runner add_train(CLI::App& app) {
               "--batch-size, --seed or the training file's contents differ from the checkpoint's run");
   c->add_flag("--quiet", f->quiet, "No progress output");
   c->add_flag("--no-cache", f->no_cache, "Do not write or use binary caches next to the CSV files");
-  return [f, model_flags, balance_flags, schedule_flags, es_task, es_metric, task_types]() {
+  return [f, model_flags, balance_flags, schedule_flags, es_task, es_metric, es_delta, task_types]() {
     refuse_unused(model_flags, "--model", f->model);
     refuse_unused(schedule_flags, "--lr-schedule", f->lr_schedule);
     f->hidden_given = model_flags[0].option->count() > 0;
     refuse_unused(balance_flags, "--balance", f->balance);
-    for (const CLI::Option* o : {es_task, es_metric})
+    for (const CLI::Option* o : {es_task, es_metric, es_delta})
       RECHUB_CHECK(o->count() == 0 || f->early_stop > 0,
                    o->get_name() << " only applies with early stopping: add --early-stop N (the patience in epochs)");
     RECHUB_CHECK(f->early_stop == 0 || !f->val.empty() || f->val_fraction > 0,
@@ -392,7 +407,8 @@ Runner add_train(CLI::App& app) {
                                                  ? parse_int_list("--tower-units", f->tower_units)
                                                  : std::vector<int64_t>{},
                               .dropout = f->dropout,
-                              .seed = f->seed};
+                              .seed = f->seed,
+                              .embedding_init_std = f->embed_init_std};
     trainer::TrainerOptions to{
         .optimizer_params = {.lr = f->lr,
                              .weight_decay = f->weight_decay,
@@ -418,6 +434,7 @@ Runner add_train(CLI::App& app) {
         .earlystop_patience = f->early_stop,
         .earlystop_task = f->early_stop_task,
         .earlystop_metric = f->early_stop_metric,
+        .earlystop_min_delta = f->early_stop_min_delta,
         .out_dir = f->out,
         .resume = f->resume,
         .seed = f->seed,
@@ -440,6 +457,7 @@ Runner add_train(CLI::App& app) {
     data::DataOptions dopt{
         .csv = csv, .val_fraction = f->val_fraction, .test_fraction = f->test_fraction, .split_seed = f->seed};
     dopt.cache.enabled = !f->no_cache;
+    dopt.preprocess.normalization = data::normalization_from_name(f->normalize);
     auto d = data::load_data({.train = f->train, .val = f->val, .test = f->test}, schema, dopt);
     to.preprocessor = d.preprocessor;
     const auto& fitted = d.preprocessor->schema();

@@ -49,6 +49,7 @@ const char* normalization_name(Normalization n) {
     case Normalization::none: return "none";
     case Normalization::min_max: return "min_max";
     case Normalization::standard: return "standard";
+    case Normalization::log_standard: return "log_standard";
   }
   return "?";
 }
@@ -57,7 +58,8 @@ Normalization normalization_from_name(const std::string& name) {
   if (name == "none") return Normalization::none;
   if (name == "min_max" || name == "minmax") return Normalization::min_max;
   if (name == "standard" || name == "zscore") return Normalization::standard;
-  throw Error("unknown normalisation '" + name + "' (use none, min_max or standard)");
+  if (name == "log_standard") return Normalization::log_standard;
+  throw Error("unknown normalisation '" + name + "' (use none, min_max, standard or log_standard)");
 }
 
 void Normalizer::Accumulator::add(const float* values, int64_t n) {
@@ -71,6 +73,9 @@ void Normalizer::Accumulator::add(const float* values, int64_t n) {
     const double d = x - mean_;
     mean_ += d / static_cast<double>(n_);
     m2_ += d * (x - mean_);
+    const double lx = signed_log1p(x), ld = lx - log_mean_;
+    log_mean_ += ld / static_cast<double>(n_);
+    log_m2_ += ld * (lx - log_mean_);
   }
 }
 
@@ -85,6 +90,10 @@ Normalizer Normalizer::Accumulator::finish(Normalization kind, MissingFill fill)
   } else if (kind == Normalization::standard) {
     const double sd = std::sqrt(m2_ / static_cast<double>(n_));
     z.shift = mean_;
+    z.scale = sd > 0 ? 1.0 / sd : 1.0;
+  } else if (kind == Normalization::log_standard) {
+    const double sd = std::sqrt(log_m2_ / static_cast<double>(n_));
+    z.shift = log_mean_;
     z.scale = sd > 0 ? 1.0 / sd : 1.0;
   }
   return z;

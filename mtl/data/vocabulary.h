@@ -6,6 +6,7 @@
 //
 // Normalizer: a dense feature's fill value for missing entries and its affine normalisation,
 // fitted on the training split.
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -43,9 +44,12 @@ class Vocabulary {
   Dictionary index_;  // value -> id - 1
 };
 
-enum class Normalization : uint8_t { none, min_max, standard };
+// log_standard: standard on sign(x) log(1 + |x|), for heavy-tailed counts and amounts (capital
+// gains up to 99,999 next to ages): the log keeps one extreme row from setting the scale.
+enum class Normalization : uint8_t { none, min_max, standard, log_standard };
 const char* normalization_name(Normalization n);
-Normalization normalization_from_name(const std::string& name);  // "none", "min_max", "standard"
+// "none", "min_max", "standard", "log_standard"
+Normalization normalization_from_name(const std::string& name);
 
 enum class MissingFill : uint8_t { mean, zero };
 
@@ -56,11 +60,14 @@ struct Normalizer {
   float fill = 0;    // the raw value that stands for a missing one (NaN)
 
   float apply(float raw) const {
-    const double x = raw != raw ? fill : raw;  // NaN: missing
+    double x = raw != raw ? fill : raw;  // NaN: missing
+    if (kind == Normalization::log_standard) x = signed_log1p(x);
     return static_cast<float>((x - shift) * scale);
   }
-  // From the training values (NaN = missing, ignored). min_max maps [min, max] to [0, 1] and
-  // standard to mean 0, std 1; a constant column keeps scale 1.
+  static double signed_log1p(double x) { return x < 0 ? -std::log1p(-x) : std::log1p(x); }
+  // From the training values (NaN = missing, ignored). min_max maps [min, max] to [0, 1],
+  // standard to mean 0, std 1, log_standard does so after signed_log1p; a constant column keeps
+  // scale 1.
   static Normalizer fit(const float* values, int64_t n, Normalization kind, MissingFill fill);
   // Streaming fit over several blocks.
   class Accumulator {
@@ -71,6 +78,7 @@ struct Normalizer {
    private:
     int64_t n_ = 0;
     double mean_ = 0, m2_ = 0;  // Welford
+    double log_mean_ = 0, log_m2_ = 0;  // the same on signed_log1p(x)
     double min_ = 0, max_ = 0;
   };
 

@@ -26,11 +26,11 @@ std::shared_ptr<models::MultiTaskModel> build_model(const std::string& kind, con
     return std::make_shared<models::SharedBottom>(models::SharedBottomConfig{
         .features = features, .hidden_units = s.hidden_units, .task_hidden_units = s.tower_units,
         .task_hidden_units_per_task = s.tower_units_per_task, .num_tasks = T,
-        .task_types = types, .task_names = names, .dropout = s.dropout, .seed = s.seed});
+        .task_types = types, .task_names = names, .dropout = s.dropout, .seed = s.seed, .embedding_init_std = s.embedding_init_std});
   if (kind == "mmoe" || kind == "omoe") {
     models::MMoEConfig c{.features = features, .expert_units = s.expert_units, .num_experts = s.num_experts,
                          .num_tasks = T, .task_types = types, .task_names = names, .tower_units = s.tower_units,
-                         .tower_units_per_task = s.tower_units_per_task, .dropout = s.dropout, .seed = s.seed};
+                         .tower_units_per_task = s.tower_units_per_task, .dropout = s.dropout, .seed = s.seed, .embedding_init_std = s.embedding_init_std};
     if (kind == "omoe") return std::make_shared<models::OMoE>(c);
     return std::make_shared<models::MMoE>(c);
   }
@@ -39,12 +39,12 @@ std::shared_ptr<models::MultiTaskModel> build_model(const std::string& kind, con
         .features = features, .expert_units = s.expert_units, .num_experts = s.num_experts,
         .num_layers = s.num_layers, .num_shared_experts = s.num_shared_experts, .num_tasks = T, .task_types = types,
         .task_names = names, .tower_units = s.tower_units, .tower_units_per_task = s.tower_units_per_task,
-        .dropout = s.dropout, .seed = s.seed});
+        .dropout = s.dropout, .seed = s.seed, .embedding_init_std = s.embedding_init_std});
   if (kind == "aitm")
     return std::make_shared<models::AITM>(models::AITMConfig{
         .features = features, .hidden_units = s.hidden_units, .tower_units = s.tower_units,
         .tower_units_per_task = s.tower_units_per_task, .num_tasks = T,
-        .task_types = types, .task_names = names, .dropout = s.dropout, .seed = s.seed});
+        .task_types = types, .task_names = names, .dropout = s.dropout, .seed = s.seed, .embedding_init_std = s.embedding_init_std});
   if (kind == "esmm") {
     RECHUB_CHECK(T == 2 && types[0] == data::TaskType::binary && types[1] == data::TaskType::binary,
                  "esmm needs exactly two binary tasks (click, then click-and-purchase), got " << T);
@@ -52,7 +52,7 @@ std::shared_ptr<models::MultiTaskModel> build_model(const std::string& kind, con
                                                              .tower_units = s.tower_units,
                                                              .tower_units_per_task = s.tower_units_per_task,
                                                              .task_names = names,
-                                                             .dropout = s.dropout, .seed = s.seed});
+                                                             .dropout = s.dropout, .seed = s.seed, .embedding_init_std = s.embedding_init_std});
   }
   RECHUB_FAIL("unknown model '" << kind << "' (expected shared_bottom, esmm, mmoe, omoe, ple or aitm)");
 }

@@ -24,6 +24,7 @@ struct ModelSizes {
   std::vector<std::vector<int64_t>> tower_units_per_task{};  // one list per task, in task order (empty: tower_units)
   double dropout = 0;
   uint64_t seed = 0x5eed;
+  double embedding_init_std = 1e-4;  // N(0, std^2) for every embedding row (the configs' default)
 };
 
 // kind: shared_bottom | esmm | mmoe | omoe | ple | aitm. ESMM needs exactly two binary tasks

@@ -217,7 +217,16 @@ MTLTrainer::MTLTrainer(std::shared_ptr<models::MultiTaskModel> model, TrainerOpt
     task_index(name, "task_specific_lr");
     RECHUB_CHECK(std::isfinite(lr) && lr > 0, "MTLTrainer: task_specific_lr of '" << name << "' must be > 0, got " << lr);
   }
-  if (!opts_.earlystop_task.empty()) task_index(opts_.earlystop_task, "earlystop_task");
+  if (!opts_.earlystop_task.empty() && opts_.earlystop_task != "mean") task_index(opts_.earlystop_task, "earlystop_task");
+  RECHUB_CHECK(std::isfinite(opts_.earlystop_min_delta) && opts_.earlystop_min_delta >= 0,
+               "MTLTrainer: earlystop_min_delta must be >= 0, got " << opts_.earlystop_min_delta);
+  if (opts_.earlystop_task.empty() || opts_.earlystop_task == "mean") {
+    bool mixed = false;
+    for (auto t : model_->task_types()) mixed = mixed || t != model_->task_types()[0];
+    RECHUB_CHECK(!mixed || opts_.earlystop_metric == "mse" || opts_.earlystop_metric == "mae" || opts_.earlystop_patience == 0,
+                 "MTLTrainer: early stopping on the mean of the tasks needs tasks of one kind, but these are binary and "
+                 "regression tasks: set earlystop_task to one task (or earlystop_metric to mse/mae)");
+  }
   if (!opts_.earlystop_metric.empty())
     RECHUB_CHECK(opts_.earlystop_metric == "auc" || opts_.earlystop_metric == "logloss" ||
                      opts_.earlystop_metric == "mse" || opts_.earlystop_metric == "mae",
@@ -494,15 +503,21 @@ bool MTLTrainer::load_checkpoint() {
 }
 
 double MTLTrainer::metric_of(const metrics::EvalResult& r, bool& higher_better) const {
-  const std::string task = opts_.earlystop_task.empty() ? model_->task_names()[0] : opts_.earlystop_task;
-  const auto& m = r.at(task);
-  std::string metric = opts_.earlystop_metric;
-  if (metric.empty()) metric = m.type == data::TaskType::regression ? "mse" : "auc";
-  higher_better = metric == "auc";
-  if (metric == "auc") return m.auc;
-  if (metric == "logloss") return m.logloss;
-  if (metric == "mse") return m.mse;
-  return m.mae;
+  auto of = [&](const std::string& task) {
+    const auto& m = r.at(task);
+    std::string metric = opts_.earlystop_metric;
+    if (metric.empty()) metric = m.type == data::TaskType::regression ? "mse" : "auc";
+    higher_better = metric == "auc";
+    if (metric == "auc") return m.auc;
+    if (metric == "logloss") return m.logloss;
+    if (metric == "mse") return m.mse;
+    return m.mae;
+  };
+  if (!opts_.earlystop_task.empty() && opts_.earlystop_task != "mean") return of(opts_.earlystop_task);
+  // The mean over the tasks: one noisy task's wobble no longer decides alone.
+  double sum = 0;
+  for (const auto& t : model_->task_names()) sum += of(t);
+  return sum / static_cast<double>(model_->num_tasks());
 }
 
 void MTLTrainer::snapshot_best() {
@@ -651,7 +666,9 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     if (early) {
       bool higher = true;
       const double m = metric_of(rec.val, higher);
-      const bool better = best_epoch_ < 0 || (std::isfinite(m) && (higher ? m > best_metric_ : m < best_metric_));
+      const double d = opts_.earlystop_min_delta;
+      const bool better =
+          best_epoch_ < 0 || (std::isfinite(m) && (higher ? m > best_metric_ + d : m < best_metric_ - d));
       if (better) {
         best_epoch_ = epoch, best_metric_ = m, bad_epochs_ = 0;
         snapshot_best();

@@ -95,8 +95,12 @@ struct TrainerOptions {
   double clip_grad_norm = 0;          // 0: off
   // Early stopping on a task's validation metric (auc, logloss; mse for regression tasks).
   int64_t earlystop_patience = 0;  // epochs without improvement; 0: off
-  std::string earlystop_task{};    // empty: the first task
+  // Which validation figure decides: a task's name, or "mean" (also the default, empty) for the
+  // mean over all tasks; the mean needs tasks of one kind (all binary or all regression) unless
+  // earlystop_metric names one metric every task has.
+  std::string earlystop_task{};
   std::string earlystop_metric{};  // empty: auc (binary) or mse (regression)
+  double earlystop_min_delta = 0;  // an epoch counts as better only by more than this
   std::string out_dir{};           // empty: nothing written
   bool resume = false;
   uint64_t seed = 1;  // the strategies' generator (PCGrad's task order)
