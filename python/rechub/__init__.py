@@ -12,6 +12,8 @@ PCGrad) and the metrics run in C++ (the GIL is released while training); checkpo
 safetensors files as the ``rechub`` command's (``rechub eval --model out/model.safetensors``), and
 ``rechub.Predictor`` serves them. Progress is logged to the ``"rechub"`` logger (``logging``).
 """
+import numbers
+
 from . import _rechub
 from ._rechub import Error
 from .predictor import Predictor
@@ -23,7 +25,7 @@ __all__ = ["Error", "Predictor", "basic", "models", "trainers", "utils", "set_nu
 
 def set_num_threads(n: int) -> None:
     """Sets the number of OpenMP threads the engine trains and predicts with (as ``rechub --threads``)."""
-    if isinstance(n, bool) or not isinstance(n, int):
+    if not _is_int(n):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
     if n <= 0:
         raise ValueError(f"set_num_threads: n must be positive, got {n}")
@@ -33,3 +35,7 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The number of OpenMP threads the engine uses."""
     return _rechub.get_num_threads()
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)

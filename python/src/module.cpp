@@ -29,6 +29,7 @@
 #include "mtl/data/loader.h"
 #include "mtl/data/preprocessor.h"
 #include "mtl/data/schema.h"
+#include "mtl/data/synthetic.h"
 #include "mtl/metrics/evaluate.h"
 #include "mtl/models/aitm.h"
 #include "mtl/models/esmm.h"
@@ -457,6 +458,45 @@ PYBIND11_MODULE(_rechub, m) {
             return out;
           },
           py::arg("rows"), py::arg("header"), py::arg("batch_size") = 4096);
+
+  m.def(
+      "ali_ccp_synthetic",
+      [](int64_t first_row, int64_t n, uint64_t seed, std::vector<int64_t> vocab_sizes, int64_t num_dense) {
+        data::AliCcpSynthConfig c{.seed = seed, .num_dense = num_dense};
+        if (!vocab_sizes.empty()) c.vocab_sizes = std::move(vocab_sizes);
+        data::AliCcpRows r;
+        std::vector<std::string> names;
+        {
+          py::gil_scoped_release nogil;
+          const data::AliCcpSynth g(c);
+          r = g.generate(first_row, n);
+          names = g.field_names();
+        }
+        py::dict x;
+        const auto F = static_cast<int64_t>(names.size());
+        for (int64_t f = 0; f < F; ++f) {
+          py::array_t<int64_t> col(n);
+          auto* dst = col.mutable_data();
+          for (int64_t i = 0; i < n; ++i) dst[i] = r.ids[static_cast<size_t>(i * F + f)];
+          x[py::str(names[static_cast<size_t>(f)])] = col;
+        }
+        for (int64_t k = 0; k < num_dense; ++k) {
+          py::array_t<float> col(n);
+          auto* dst = col.mutable_data();
+          for (int64_t i = 0; i < n; ++i) dst[i] = r.dense[static_cast<size_t>(i * num_dense + k)];
+          std::string name = "D";
+          name += std::to_string(k + 1);
+          x[py::str(name)] = col;
+        }
+        py::array_t<float> y({static_cast<py::ssize_t>(n), py::ssize_t{2}});
+        auto ym = y.mutable_unchecked<2>();
+        for (py::ssize_t i = 0; i < n; ++i) {
+          ym(i, 0) = r.click[static_cast<size_t>(i)];
+          ym(i, 1) = r.purchase[static_cast<size_t>(i)];
+        }
+        return py::make_tuple(x, y);
+      },
+      py::arg("first_row"), py::arg("n"), py::arg("seed"), py::arg("vocab_sizes"), py::arg("num_dense"));
 
   m.def("set_num_threads", [](int n) {
     RECHUB_CHECK(n > 0, "set_num_threads: n must be positive, got " << n);

@@ -6,6 +6,7 @@ embeddings. ``SequenceFeature`` (pooled id sequences) is not supported by rechub
 models and is refused when built.
 """
 import math
+import numbers
 
 __all__ = ["SparseFeature", "DenseFeature", "SequenceFeature"]
 
@@ -13,6 +14,10 @@ __all__ = ["SparseFeature", "DenseFeature", "SequenceFeature"]
 def _auto_embedding_dim(vocab_size):
     # torch-rechub's get_auto_embedding_dim: floor(6 * vocab_size ** 0.26).
     return int(math.floor(6 * math.pow(vocab_size, 0.26)))
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _check_name(name, cls):
@@ -38,13 +43,13 @@ class SparseFeature:
 
     def __init__(self, name, vocab_size, embed_dim=None, shared_with=None, padding_idx=None, initializer=None):
         _check_name(name, "SparseFeature")
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+        if not _is_int(vocab_size):
             raise TypeError(f"SparseFeature '{name}': vocab_size must be an int, got {type(vocab_size).__name__}")
         if vocab_size < 1:
             raise ValueError(f"SparseFeature '{name}': vocab_size must be at least 1, got {vocab_size}")
         if embed_dim is None:
             embed_dim = _auto_embedding_dim(vocab_size)
-        if isinstance(embed_dim, bool) or not isinstance(embed_dim, int):
+        if not _is_int(embed_dim):
             raise TypeError(f"SparseFeature '{name}': embed_dim must be an int, got {type(embed_dim).__name__}")
         if embed_dim < 1:
             raise ValueError(f"SparseFeature '{name}': embed_dim must be positive, got {embed_dim}")
@@ -57,8 +62,8 @@ class SparseFeature:
             raise ValueError(f"SparseFeature '{name}': initializer is not supported; rechub initialises embeddings "
                              "from N(0, 0.0001^2), torch-rechub's default RandomNormal(0, 0.0001). Leave it None")
         self.name = name
-        self.vocab_size = vocab_size
-        self.embed_dim = embed_dim
+        self.vocab_size = int(vocab_size)
+        self.embed_dim = int(embed_dim)
         self.shared_with = shared_with
         self.padding_idx = None
         self.initializer = None

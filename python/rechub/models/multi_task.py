@@ -11,7 +11,7 @@ a different dropout in experts and towers), the constructor raises ValueError sa
 Beyond torch-rechub: ``task_names`` (names in metrics, logs and checkpoints) and ``seed``.
 """
 from .. import _rechub
-from ..basic.features import DenseFeature, SparseFeature
+from ..basic.features import _is_int, DenseFeature, SparseFeature
 
 __all__ = ["SharedBottom", "ESMM", "MMOE", "OMoE", "PLE", "AITM"]
 
@@ -51,8 +51,7 @@ def _mlp(model, arg, params, tower):
     if unknown:
         raise ValueError(f"{model}: {arg} has unknown key(s) {sorted(unknown)} (expected {sorted(_MLP_KEYS)})")
     dims = params.get("dims")
-    if not isinstance(dims, (list, tuple)) or not dims or not all(isinstance(d, int) and not isinstance(d, bool)
-                                                                     and d > 0 for d in dims):
+    if not isinstance(dims, (list, tuple)) or not dims or not all(_is_int(d) and d > 0 for d in dims):
         raise ValueError(f"{model}: {arg}['dims'] must be a non-empty list of positive ints, got {dims!r}")
     dropout = params.get("dropout", 0.0)
     if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
@@ -108,7 +107,7 @@ class _MultiTaskModel:
             raise ValueError(f"{type(self).__name__}: task_names must be {self.n_task} distinct non-empty strs, "
                              f"got {task_names!r}")
         self.task_names = list(task_names)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        if not _is_int(seed) or seed < 0:
             raise ValueError(f"{type(self).__name__}: seed must be a non-negative int, got {seed!r}")
         self.seed = seed
         self.params = dict(params, seed=seed)
@@ -231,7 +230,7 @@ class MMOE(_MultiTaskModel):
         m = type(self).__name__
         types = _task_types(m, task_types)
         feats = _features(m, features)
-        if isinstance(n_expert, bool) or not isinstance(n_expert, int) or n_expert < 1:
+        if not _is_int(n_expert) or n_expert < 1:
             raise ValueError(f"{m}: n_expert must be a positive int, got {n_expert!r}")
         expert = _mlp(m, "expert_params", expert_params, False)
         towers = _towers(m, tower_params_list, len(types))
@@ -272,7 +271,7 @@ class PLE(_MultiTaskModel):
         feats = _features(m, features)
         for name, v in (("n_level", n_level), ("n_expert_specific", n_expert_specific),
                         ("n_expert_shared", n_expert_shared)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if not _is_int(v) or v < 1:
                 raise ValueError(f"PLE: {name} must be a positive int, got {v!r}")
         expert = _mlp(m, "expert_params", expert_params, False)
         towers = _towers(m, tower_params_list, len(types))
@@ -303,7 +302,7 @@ class AITM(_MultiTaskModel):
     def __init__(self, features, n_task, bottom_params, tower_params_list, calibrator_weight=0.0, task_names=None,
                  seed=1):
         m = "AITM"
-        if isinstance(n_task, bool) or not isinstance(n_task, int) or n_task < 2:
+        if not _is_int(n_task) or n_task < 2:
             raise ValueError(f"AITM: n_task must be an int >= 2, got {n_task!r}")
         feats = _features(m, features)
         bottom = _mlp(m, "bottom_params", bottom_params, False)

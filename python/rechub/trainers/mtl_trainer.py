@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from ..basic.features import _is_int
+
 from .. import _rechub
 from ..models.multi_task import _TASK_TYPES, _MultiTaskModel
 from ..utils.data import DataLoader
@@ -124,14 +126,14 @@ class MTLTrainer:
             raise ValueError("MTLTrainer: model_logger is not supported; rechub logs every epoch to the 'rechub' "
                              "logger of Python's logging module (logging.basicConfig(level=logging.INFO))")
         opts.update(self._adaptive(adaptive_params, task_weights))
-        if isinstance(n_epoch, bool) or not isinstance(n_epoch, int) or n_epoch < 1:
+        if not _is_int(n_epoch) or n_epoch < 1:
             raise ValueError(f"MTLTrainer: n_epoch must be a positive int, got {n_epoch!r}")
         opts["n_epochs"] = n_epoch
-        if isinstance(earlystop_taskid, bool) or not isinstance(earlystop_taskid, int) or \
+        if not _is_int(earlystop_taskid) or \
                 not 0 <= earlystop_taskid < self.n_task:
             raise ValueError(f"MTLTrainer: earlystop_taskid must be a task index in [0, {self.n_task}), got "
                              f"{earlystop_taskid!r}")
-        if isinstance(earlystop_patience, bool) or not isinstance(earlystop_patience, int) or earlystop_patience < 0:
+        if not _is_int(earlystop_patience) or earlystop_patience < 0:
             raise ValueError(f"MTLTrainer: earlystop_patience must be a non-negative int, got {earlystop_patience!r}")
         opts.update(earlystop_patience=earlystop_patience, earlystop_task=model.task_names[earlystop_taskid])
         if earlystop_metric is not None:
@@ -158,7 +160,7 @@ class MTLTrainer:
         if not isinstance(clip_grad_norm, (int, float)) or clip_grad_norm < 0:
             raise ValueError(f"MTLTrainer: clip_grad_norm must be >= 0, got {clip_grad_norm!r}")
         opts["clip_grad_norm"] = float(clip_grad_norm)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        if not _is_int(seed) or seed < 0:
             raise ValueError(f"MTLTrainer: seed must be a non-negative int, got {seed!r}")
         opts["seed"] = seed
         opts["progress"] = bool(progress)

@@ -11,7 +11,9 @@ raises ValueError (TypeError for a wrong dtype) naming the feature and the row.
 """
 import numpy as np
 
-__all__ = ["DataGenerator", "DataLoader"]
+from ..basic.features import _is_int
+
+__all__ = ["DataGenerator", "DataLoader", "ali_ccp_synthetic"]
 
 
 def _columns(x, what):
@@ -76,7 +78,7 @@ class DataLoader:
         self._y, self._y_names = _labels(y, "y")
         if self._y is not None and self._y.shape[0] != self.n:
             raise ValueError(f"y has {self._y.shape[0]} rows, x has {self.n}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        if not _is_int(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -199,7 +201,7 @@ class DataGenerator:
             shuffle (bool): shuffle the training rows every epoch (torch-rechub does).
             seed (int): the training loader's shuffle seed (and the split's), as ``rechub train --seed``.
         """
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        if not _is_int(num_workers) or num_workers < 0:
             raise ValueError(f"num_workers must be a non-negative int, got {num_workers!r}")
         x, y = self.x, self.y
         if split_ratio is not None:
@@ -219,3 +221,22 @@ class DataGenerator:
         val = DataLoader(x_val, y_val, batch_size=batch_size) if x_val is not None else None
         test = DataLoader(x_test, y_test, batch_size=batch_size) if x_test is not None else None
         return train, val, test
+
+
+def ali_ccp_synthetic(rows, seed=1, first_row=0, vocab_sizes=None, num_dense=4):
+    """Synthetic click/purchase data shaped like Ali-CCP with a planted signal (the generator of
+    ``rechub synth --kind ali-ccp``; row r is the same row whichever slice asks for it).
+
+    Returns ``(x, y)``: x a dict of columns (sparse fields "101", "205", ... as int64 ids
+    ``0 .. vocab - 1``; dense "D1".. as float32 in [0, 1]), y a float32 array [rows, 2] of
+    (click, purchase). ``vocab_sizes`` (one per sparse field) defaults to the generator's
+    (100000, 50000, 20000, 5000, 1000, 100, 10, 4).
+    """
+    from .. import _rechub
+    if not _is_int(rows) or rows < 1:
+        raise ValueError(f"ali_ccp_synthetic: rows must be a positive int, got {rows!r}")
+    vs = [] if vocab_sizes is None else [int(v) for v in vocab_sizes]
+    try:
+        return _rechub.ali_ccp_synthetic(int(first_row), rows, int(seed), vs, int(num_dense))
+    except _rechub.Error as e:
+        raise ValueError(f"ali_ccp_synthetic: {e}") from None
