@@ -55,7 +55,7 @@ setup(
     install_requires=["numpy"],
     package_dir={"": "python"},
     packages=find_packages("python"),
-    package_data={"rechub": ["py.typed", "*.pyi"]},
+    package_data={"": ["py.typed", "*.pyi"]},
     ext_modules=[CMakeExtension("rechub._rechub")],
     cmdclass={"build_ext": CMakeBuild},
     options={"build": {"build_base": os.path.join("build", "setuptools")},
