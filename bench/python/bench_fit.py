@@ -96,6 +96,8 @@ def main():
     print(f"median training time over {a.reps} runs, {len(tr)} rows x {a.epochs} epochs, {a.threads} threads: "
           f"CLI {mc:.2f} s ({rows / mc:.0f} rows/s), Python {mp:.2f} s ({rows / mp:.0f} rows/s), "
           f"Python/CLI {mp / mc:.3f}")
+    print(f"fastest run: CLI {min(cli_epoch):.2f} s, Python {min(py_epoch):.2f} s, Python/CLI "
+          f"{min(py_epoch) / min(cli_epoch):.3f}")
     print(f"median Python fit() {statistics.median(py_fit):.2f} s; CLI process {statistics.median(cli_wall):.2f} s "
           "(includes reading and encoding the CSV files)")
 
