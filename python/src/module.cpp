@@ -39,6 +39,9 @@
 #include "mtl/models/shared_bottom.h"
 #include "mtl/predictor/predictor.h"
 #include "mtl/trainer/trainer.h"
+#ifdef RECHUB_WITH_ONNX
+#include "mtl/export/onnx_export.h"
+#endif
 
 namespace py = pybind11;
 using rechub::Error;
@@ -497,6 +500,27 @@ PYBIND11_MODULE(_rechub, m) {
         return py::make_tuple(x, y);
       },
       py::arg("first_row"), py::arg("n"), py::arg("seed"), py::arg("vocab_sizes"), py::arg("num_dense"));
+
+  m.def(
+      "export_onnx",
+      [](std::shared_ptr<models::MultiTaskModel> model, const std::string& path) {
+#ifdef RECHUB_WITH_ONNX
+        py::gil_scoped_release nogil;
+        rechub::exporter::export_onnx(*model, path);
+#else
+        (void)model;
+        (void)path;
+        RECHUB_FAIL("this rechub was built without the ONNX exporter (install libonnx-dev, libprotobuf-dev and "
+                    "protobuf-compiler, then rebuild)");
+#endif
+      },
+      py::arg("model"), py::arg("path"));
+  m.attr("has_onnx") =
+#ifdef RECHUB_WITH_ONNX
+      true;
+#else
+      false;
+#endif
 
   m.def("set_num_threads", [](int n) {
     RECHUB_CHECK(n > 0, "set_num_threads: n must be positive, got " << n);

@@ -73,3 +73,26 @@ def test_public_names_have_docstrings(module_name):
             for m, f in vars(obj).items():
                 if inspect.isfunction(f) and not m.startswith("_"):
                     assert inspect.getdoc(f), f"{module_name}.{name}.{m} has no docstring"
+
+
+def test_int64_and_float32_columns_are_read_in_place(ali_ccp):
+    """Columns already of the engine's dtype cross without a copy (the engine sees a later in-place
+    change); a column of another dtype is converted once (it does not)."""
+    import numpy as np
+    from conftest import features_of
+    from rechub.models.multi_task import MMOE
+    from rechub.trainers import MTLTrainer
+    from rechub.utils.data import DataLoader
+    xs, _ = ali_ccp["test"]
+    x = {k: v[:500].copy() for k, v in xs.items()}
+    assert x["101"].dtype == np.int64 and x["D1"].dtype == np.float32
+    x["D2"] = x["D2"].astype(np.float64)
+    model = MMOE(features_of(ali_ccp), ["classification"] * 2, n_expert=2, expert_params={"dims": [8]},
+                 tower_params_list=[{"dims": [8]}] * 2)
+    trainer = MTLTrainer(model, ["classification"] * 2, model_path=None)
+    dl = DataLoader(x)
+    before = trainer.predict(model, dl)
+    x["D2"][:] = 0.5  # the float64 column: the engine holds a float32 copy
+    assert np.array_equal(trainer.predict(model, dl), before)
+    x["D1"][:] = 0.5  # the float32 column: the engine reads this very array
+    assert not np.array_equal(trainer.predict(model, dl), before)

@@ -140,3 +140,28 @@ def test_python_and_cli_train_the_same_model(ali_ccp, cli, tmp_path, case):
     np.testing.assert_allclose(p_served, p_cli, rtol=0, atol=2e-6)  # the CSV holds 6 decimals
     # And the Python checkpoint serves the same from the encoded ids.
     np.testing.assert_allclose(Predictor(out_py / "model.safetensors").predict(enc_s), p_trainer, rtol=0, atol=1e-7)
+
+
+def test_export_onnx_writes_the_graph_rechub_export_writes(ali_ccp, cli, tmp_path):
+    """MTLTrainer.export_onnx and `rechub export` (whose graphs tests/onnx runs in ONNX Runtime
+    against Predictor) write the same graph for the same model; ONNX's checker accepts it."""
+    onnx = pytest.importorskip("onnx")
+    import rechub
+    if not rechub._rechub.has_onnx:
+        pytest.skip("built without the ONNX exporter")
+    from conftest import features_of
+    xt, yt = ali_ccp["train"]
+    model = MMOE(features_of(ali_ccp), ["classification"] * 2, n_expert=2, expert_params={"dims": [8]},
+                 tower_params_list=[{"dims": [8]}] * 2, task_names=LABELS)
+    trainer = MTLTrainer(model, ["classification"] * 2, n_epoch=1, model_path=str(tmp_path / "m"))
+    trainer.fit(DataLoader({k: v[:1000] for k, v in xt.items()}, yt[:1000], batch_size=256))
+    assert trainer.export_onnx(tmp_path / "py.onnx") is True
+    subprocess.run([cli, "export", "--model", str(tmp_path / "m" / "model.safetensors"), "--onnx",
+                    str(tmp_path / "cli.onnx")], check=True, stdout=subprocess.DEVNULL)
+    a, b = onnx.load(str(tmp_path / "py.onnx")), onnx.load(str(tmp_path / "cli.onnx"))
+    onnx.checker.check_model(a)
+    assert a.graph.SerializeToString() == b.graph.SerializeToString()
+    assert [i.name for i in a.graph.input] == ali_ccp["sparse"] + ["dense"]
+    assert [o.name for o in a.graph.output] == LABELS
+    with pytest.raises(ValueError, match="opset 17"):
+        trainer.export_onnx(tmp_path / "x.onnx", opset_version=14)

@@ -290,6 +290,26 @@ class MTLTrainer:
         except _rechub.Error as e:
             raise RuntimeError(str(e)) from None
 
+    def export_onnx(self, output_path, dummy_input=None, batch_size=2, seq_length=10, opset_version=None,
+                    dynamic_batch=True, device=None, verbose=False, onnx_export_kwargs=None):
+        """Writes the model as ONNX (opset 17, what ``rechub export`` writes; see
+        mtl/export/onnx_export.h): one int64 [batch] input per sparse feature (encoded ids), a
+        float "dense" [batch, n_dense] input, one [batch] output per task. The graph is built
+        from the model's layers, not traced, so ``dummy_input``, ``batch_size``, ``seq_length``,
+        ``device`` and ``verbose`` are accepted and not needed; ``opset_version`` other than 17,
+        ``dynamic_batch=False`` and ``onnx_export_kwargs`` are refused. Returns True."""
+        if opset_version is not None and opset_version != 17:
+            raise ValueError(f"export_onnx: rechub writes opset 17, not opset_version={opset_version!r}")
+        if not dynamic_batch:
+            raise ValueError("export_onnx: the batch dimension is always dynamic; leave dynamic_batch=True")
+        if onnx_export_kwargs:
+            raise ValueError("export_onnx: onnx_export_kwargs are torch.onnx.export's; rechub's exporter takes none")
+        try:
+            _rechub.export_onnx(self.model._model, os.fspath(output_path))
+        except _rechub.Error as e:
+            raise RuntimeError(str(e)) from None
+        return True
+
     @property
     def history(self):
         """Every epoch's record (train loss, task weights, validation metrics, rows/s) as dicts."""
