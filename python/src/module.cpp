@@ -10,19 +10,17 @@
 // the callback takes the GIL, runs Python's signal handlers (Ctrl-C raises KeyboardInterrupt
 // there, which leaves fit between two batches) and, after each epoch, hands the record to a
 // Python function (the package logs it through `logging`).
+#include <omp.h>
 #include <pybind11/functional.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <omp.h>
-
 #include <cstring>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "mtl/data/dataset.h"
@@ -191,42 +189,67 @@ std::shared_ptr<models::MultiTaskModel> build_model(const std::string& kind, con
   const double dropout = get<double>(p, "dropout", 0.0);
   const auto seed = get<uint64_t>(p, "seed", 1);
   if (kind == "shared_bottom")
-    return std::make_shared<models::SharedBottom>(models::SharedBottomConfig{
-        .features = f, .hidden_units = get<V>(p, "hidden_units", {128, 64}),
-        .task_hidden_units = get<V>(p, "tower_units", {32}), .num_tasks = T, .task_types = types,
-        .task_names = task_names, .activation = get<std::string>(p, "activation", "relu"), .dropout = dropout,
-        .seed = seed});
+    return std::make_shared<models::SharedBottom>(
+        models::SharedBottomConfig{.features = f,
+                                   .hidden_units = get<V>(p, "hidden_units", {128, 64}),
+                                   .task_hidden_units = get<V>(p, "tower_units", {32}),
+                                   .num_tasks = T,
+                                   .task_types = types,
+                                   .task_names = task_names,
+                                   .activation = get<std::string>(p, "activation", "relu"),
+                                   .dropout = dropout,
+                                   .seed = seed});
   if (kind == "mmoe" || kind == "omoe") {
-    models::MMoEConfig c{.features = f, .expert_units = get<V>(p, "expert_units", {256, 128}),
-                         .num_experts = get<int64_t>(p, "num_experts", 8), .num_tasks = T, .task_types = types,
+    models::MMoEConfig c{.features = f,
+                         .expert_units = get<V>(p, "expert_units", {256, 128}),
+                         .num_experts = get<int64_t>(p, "num_experts", 8),
+                         .num_tasks = T,
+                         .task_types = types,
                          .task_names = task_names,
                          .expert_activation = get<std::string>(p, "expert_activation", "relu"),
                          .tower_units = get<V>(p, "tower_units", {64, 32}),
-                         .tower_activation = get<std::string>(p, "tower_activation", "relu"), .dropout = dropout,
+                         .tower_activation = get<std::string>(p, "tower_activation", "relu"),
+                         .dropout = dropout,
                          .seed = seed};
     if (kind == "omoe") return std::make_shared<models::OMoE>(c);
     return std::make_shared<models::MMoE>(c);
   }
   if (kind == "ple")
-    return std::make_shared<models::PLE>(models::PLEConfig{
-        .features = f, .expert_units = get<V>(p, "expert_units", {256, 128}),
-        .num_experts = get<int64_t>(p, "num_experts", 2), .num_layers = get<int64_t>(p, "num_layers", 2),
-        .num_shared_experts = get<int64_t>(p, "num_shared_experts", 2), .num_tasks = T, .task_types = types,
-        .task_names = task_names, .expert_activation = get<std::string>(p, "expert_activation", "relu"),
-        .tower_units = get<V>(p, "tower_units", {64, 32}),
-        .tower_activation = get<std::string>(p, "tower_activation", "relu"), .dropout = dropout, .seed = seed});
+    return std::make_shared<models::PLE>(
+        models::PLEConfig{.features = f,
+                          .expert_units = get<V>(p, "expert_units", {256, 128}),
+                          .num_experts = get<int64_t>(p, "num_experts", 2),
+                          .num_layers = get<int64_t>(p, "num_layers", 2),
+                          .num_shared_experts = get<int64_t>(p, "num_shared_experts", 2),
+                          .num_tasks = T,
+                          .task_types = types,
+                          .task_names = task_names,
+                          .expert_activation = get<std::string>(p, "expert_activation", "relu"),
+                          .tower_units = get<V>(p, "tower_units", {64, 32}),
+                          .tower_activation = get<std::string>(p, "tower_activation", "relu"),
+                          .dropout = dropout,
+                          .seed = seed});
   if (kind == "aitm")
-    return std::make_shared<models::AITM>(models::AITMConfig{
-        .features = f, .hidden_units = get<V>(p, "hidden_units", {128, 64}),
-        .tower_units = get<V>(p, "tower_units", {32}), .num_tasks = T, .task_types = types,
-        .task_names = task_names, .activation = get<std::string>(p, "activation", "relu"),
-        .calibrator_weight = get<double>(p, "calibrator_weight", 0.0), .dropout = dropout, .seed = seed});
+    return std::make_shared<models::AITM>(
+        models::AITMConfig{.features = f,
+                           .hidden_units = get<V>(p, "hidden_units", {128, 64}),
+                           .tower_units = get<V>(p, "tower_units", {32}),
+                           .num_tasks = T,
+                           .task_types = types,
+                           .task_names = task_names,
+                           .activation = get<std::string>(p, "activation", "relu"),
+                           .calibrator_weight = get<double>(p, "calibrator_weight", 0.0),
+                           .dropout = dropout,
+                           .seed = seed});
   if (kind == "esmm") {
     RECHUB_CHECK(T == 2, "ESMM has two tasks (ctr, ctcvr), got " << T);
-    return std::make_shared<models::ESMM>(models::ESMMConfig{
-        .features = f, .hidden_units = get<V>(p, "hidden_units", {}), .tower_units = get<V>(p, "tower_units", {64, 32}),
-        .task_names = task_names, .activation = get<std::string>(p, "activation", "relu"), .dropout = dropout,
-        .seed = seed});
+    return std::make_shared<models::ESMM>(models::ESMMConfig{.features = f,
+                                                             .hidden_units = get<V>(p, "hidden_units", {}),
+                                                             .tower_units = get<V>(p, "tower_units", {64, 32}),
+                                                             .task_names = task_names,
+                                                             .activation = get<std::string>(p, "activation", "relu"),
+                                                             .dropout = dropout,
+                                                             .seed = seed});
   }
   RECHUB_FAIL("unknown model kind '" << kind << "'");
 }
@@ -314,9 +337,7 @@ class Trainer {
     return h.dump();
   }
   int64_t best_epoch() const { return trainer_ ? trainer_->best_epoch() : -1; }
-  std::vector<double> task_weights() const {
-    return trainer_ ? trainer_->balancer().weights() : std::vector<double>{};
-  }
+  std::vector<double> task_weights() const { return trainer_ ? trainer_->balancer().weights() : std::vector<double>{}; }
   void save_model(const std::string& path) const {
     RECHUB_CHECK(trainer_, "save_model: the model has not been fitted yet (nothing records its data's schema)");
     trainer_->save_model(path);
@@ -387,10 +408,11 @@ PYBIND11_MODULE(_rechub, m) {
           },
           "(shared parameter names, [task][parameter names])");
 
-  m.def("build_model", &build_model, py::arg("kind"), py::arg("schema"), py::arg("task_names"),
-        py::arg("task_types"), py::arg("params"));
-  m.def("identity_preprocessor_json",
-        [](const data::Schema& s) { return identity_preprocessor(s)->to_json().dump(); }, py::arg("schema"));
+  m.def("build_model", &build_model, py::arg("kind"), py::arg("schema"), py::arg("task_names"), py::arg("task_types"),
+        py::arg("params"));
+  m.def(
+      "identity_preprocessor_json", [](const data::Schema& s) { return identity_preprocessor(s)->to_json().dump(); },
+      py::arg("schema"));
 
   py::class_<Trainer>(m, "Trainer")
       .def(py::init<std::shared_ptr<models::MultiTaskModel>, py::dict>(), py::arg("model"), py::arg("options"))
@@ -510,8 +532,9 @@ PYBIND11_MODULE(_rechub, m) {
 #else
         (void)model;
         (void)path;
-        RECHUB_FAIL("this rechub was built without the ONNX exporter (install libonnx-dev, libprotobuf-dev and "
-                    "protobuf-compiler, then rebuild)");
+        RECHUB_FAIL(
+            "this rechub was built without the ONNX exporter (install libonnx-dev, libprotobuf-dev and "
+            "protobuf-compiler, then rebuild)");
 #endif
       },
       py::arg("model"), py::arg("path"));
