@@ -410,9 +410,6 @@ PYBIND11_MODULE(_rechub, m) {
 
   m.def("build_model", &build_model, py::arg("kind"), py::arg("schema"), py::arg("task_names"), py::arg("task_types"),
         py::arg("params"));
-  m.def(
-      "identity_preprocessor_json", [](const data::Schema& s) { return identity_preprocessor(s)->to_json().dump(); },
-      py::arg("schema"));
 
   py::class_<Trainer>(m, "Trainer")
       .def(py::init<std::shared_ptr<models::MultiTaskModel>, py::dict>(), py::arg("model"), py::arg("options"))

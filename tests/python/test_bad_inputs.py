@@ -5,7 +5,7 @@ import pytest
 
 from conftest import features_of
 from rechub.basic.features import DenseFeature, SequenceFeature, SparseFeature
-from rechub.models.multi_task import ESMM, MMOE, PLE, SharedBottom
+from rechub.models.multi_task import AITM, ESMM, MMOE, PLE, SharedBottom
 from rechub.trainers import MTLTrainer
 from rechub.utils.data import DataGenerator, DataLoader
 
@@ -140,6 +140,9 @@ def test_unsupported_torch_rechub_arguments_say_what_to_use(ali_ccp, small):
         PLE(f, CLS2, 1, 1, 1, expert_params={"dims": [8], "dropout": 0.2}, tower_params_list=[{"dims": [8]}] * 2)
     with pytest.raises(ValueError, match="same 'dims', 'activation' and 'dropout'"):
         ESMM(f[:4], f[4:], cvr_params={"dims": [8]}, ctr_params={"dims": [16]})
+    with pytest.raises(ValueError, match="AITM has one: give them the same 'activation'"):
+        AITM(f, 2, bottom_params={"dims": [8], "activation": "relu"},
+             tower_params_list=[{"dims": [8], "activation": "sigmoid"}] * 2)
     with pytest.raises(ValueError, match="padding_idx is not supported"):
         SparseFeature("a", vocab_size=10, padding_idx=0)
     with pytest.raises(ValueError, match="SparseFeature and DenseFeature only"):

@@ -309,6 +309,9 @@ class AITM(_MultiTaskModel):
         towers = _towers(m, tower_params_list, n_task)
         dropout = _one_dropout(m, [("bottom_params", bottom[1])] +
                                [(f"tower_params_list[{i}]", t[1]) for i, t in enumerate(towers)])
+        if bottom[2] != towers[0][2]:
+            raise ValueError("AITM: bottom_params and tower_params_list use different activations; rechub's AITM "
+                             "has one: give them the same 'activation'")
         if not isinstance(calibrator_weight, (int, float)) or calibrator_weight < 0:
             raise ValueError(f"AITM: calibrator_weight must be a non-negative number, got {calibrator_weight!r}")
         self._build(feats, ["binary"] * n_task, task_names,
