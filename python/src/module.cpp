@@ -22,23 +22,23 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
-#include "mtl/data/dataset.h"
-#include "mtl/data/loader.h"
-#include "mtl/data/preprocessor.h"
-#include "mtl/data/schema.h"
-#include "mtl/data/synthetic.h"
-#include "mtl/metrics/evaluate.h"
-#include "mtl/models/aitm.h"
-#include "mtl/models/esmm.h"
-#include "mtl/models/mmoe.h"
-#include "mtl/models/model.h"
-#include "mtl/models/ple.h"
-#include "mtl/models/shared_bottom.h"
-#include "mtl/predictor/predictor.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/dataset.h"
+#include "rechub/mtl/data/loader.h"
+#include "rechub/mtl/data/preprocessor.h"
+#include "rechub/mtl/data/schema.h"
+#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/metrics/evaluate.h"
+#include "rechub/mtl/models/aitm.h"
+#include "rechub/mtl/models/esmm.h"
+#include "rechub/mtl/models/mmoe.h"
+#include "rechub/mtl/models/model.h"
+#include "rechub/mtl/models/ple.h"
+#include "rechub/mtl/models/shared_bottom.h"
+#include "rechub/mtl/predictor/predictor.h"
+#include "rechub/mtl/trainer/trainer.h"
 #ifdef RECHUB_WITH_ONNX
-#include "mtl/export/onnx_export.h"
+#include "rechub/mtl/export/onnx_export.h"
 #endif
 
 namespace py = pybind11;

@@ -9,11 +9,11 @@
 #include <string>
 #include <unistd.h>
 
-#include "core/rng.h"
-#include "mtl/data/dataset.h"
-#include "mtl/data/loader.h"
-#include "mtl/trainer/model_builder.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/core/rng.h"
+#include "rechub/mtl/data/dataset.h"
+#include "rechub/mtl/data/loader.h"
+#include "rechub/mtl/trainer/model_builder.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 namespace rechub {
 namespace {
