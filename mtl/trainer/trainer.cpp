@@ -634,6 +634,7 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       std::vector<double> running(T);
       for (size_t t = 0; t < T; ++t) running[t] = sum[t] / static_cast<double>(rows);
       progress.update(rows, running, balancer_->weights());
+      if (opts_.on_batch) opts_.on_batch(epoch, b - 1, rows);
     }
     // A checkpoint is written only from finite weights, so the last one is always a usable restart.
     check_finite(epoch, b, batches_run_, false);
@@ -670,6 +671,7 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     }
     if (stopped_early && opts_.progress)
       std::cerr << "early stopping after epoch " << epoch + 1 << ": best epoch " << best_epoch_ + 1 << "\n";
+    if (opts_.on_epoch) opts_.on_epoch(history_.back());
   }
   if (early) restore_best();
   model_->eval();

@@ -122,6 +122,12 @@ struct TrainerOptions {
   // Losses come back once per step (one small read for all tasks). Errors name the device when
   // this build has no CUDA backend or the device is not visible.
   Device device = Device::cpu();
+  // Called on fit's thread after every training batch (0-based epoch and batch, rows done in the
+  // epoch) and after every epoch (its record, once the epoch's checkpoint is written). Either may
+  // throw to stop training there: the exception leaves fit and the checkpoint of the last finished
+  // epoch stays as it was. The Python binding checks for Ctrl-C and logs through them.
+  std::function<void(int64_t epoch, int64_t batch, int64_t rows)> on_batch{};
+  std::function<void(const EpochRecord& record)> on_epoch{};
 };
 
 class MTLTrainer {
