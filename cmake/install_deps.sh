@@ -5,6 +5,7 @@ pkgs=(build-essential cmake pkg-config libeigen3-dev nlohmann-json3-dev libzstd-
       libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libopenblas-dev
       python3 python3-numpy python3-torch python3-sklearn python3-pandas
       clang libclang-rt-14-dev libomp-dev
+      libopenmpi-dev openmpi-bin
       libprotobuf-dev protobuf-compiler libonnx-dev python3-onnx nodejs)  # nodejs: npm installs onnxruntime-node (tests/onnx/install_ort.sh)
 missing=()
 for p in "${pkgs[@]}"; do
