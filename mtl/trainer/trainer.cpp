@@ -17,6 +17,7 @@
 #include "kernels/cuda/runtime.h"
 #endif
 #include "nn/checkpoint.h"
+#include "nn/data_parallel.h"
 #include "nn/dropout.h"
 
 namespace rechub::trainer {
@@ -434,7 +435,7 @@ void MTLTrainer::snapshot_best() {
   best_state_.clear();
   for (auto& [n, t] : model_->named_parameters()) best_state_.emplace_back(n, t.to(Device::cpu()).clone());
   for (auto& [n, t] : model_->named_buffers()) best_state_.emplace_back(n, t.to(Device::cpu()).clone());
-  if (!opts_.out_dir.empty()) nn::save_checkpoint(path("best.safetensors"), *model_, nullptr, model_metadata());
+  if (!opts_.out_dir.empty() && writer()) nn::save_checkpoint(path("best.safetensors"), *model_, nullptr, model_metadata());
 }
 
 void MTLTrainer::restore_best() {
@@ -458,9 +459,14 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
                "MTLTrainer::fit: the training data has " << train.source().num_tasks() << " label columns, the model "
                                                          << T << " tasks");
   RECHUB_CHECK(train.rows() > 0, "MTLTrainer::fit: the training data has no rows");
-  if (!opts_.out_dir.empty()) fs::create_directories(opts_.out_dir);
+  // Data-parallel: see TrainerOptions::communicator.
+  dist::Communicator* comm = opts_.communicator && opts_.communicator->size() > 1 ? opts_.communicator.get() : nullptr;
+  if (comm)
+    RECHUB_CHECK(opts_.device.is_cpu(), "MTLTrainer: training on " << comm->size() << " ranks runs on the CPU only, not "
+                                                                   << opts_.device.str());
+  if (!opts_.out_dir.empty() && writer()) fs::create_directories(opts_.out_dir);
   train_loader_ = &train.options();
-  train_rows_ = train.rows();
+  train_rows_ = comm ? comm->allreduce_one<int64_t>(train.rows()) : train.rows();
   start_epoch_ = 0;
   history_.clear();
   best_epoch_ = -1;
@@ -469,12 +475,23 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
   best_state_.clear();
   if (opts_.resume) {
     RECHUB_CHECK(!opts_.out_dir.empty(), "MTLTrainer: resume needs out_dir (where checkpoint.safetensors is)");
-    if (!load_checkpoint() && opts_.progress)
+    if (!load_checkpoint() && opts_.progress && writer())
       std::cerr << "resume: no checkpoint in '" << opts_.out_dir << "', starting from scratch\n";
   }
   const bool early = opts_.earlystop_patience > 0 && val != nullptr;
   models::LossOptions lopts{.weights = {}, .pos_weights = opts_.pos_weights};
-  ProgressLine progress(opts_.progress, tasks);
+  ProgressLine progress(opts_.progress && writer(), tasks);
+  std::unique_ptr<nn::DataParallel> dp;
+  std::vector<std::pair<std::string, Tensor>> synced;  // parameters and buffers kept equal on every rank
+  if (comm) {
+    synced = model_->named_parameters();
+    for (auto& b : model_->named_buffers()) synced.push_back(b);
+    nn::broadcast_tensors(*comm, synced);  // rank 0's initial (or resumed) weights everywhere
+    dp = std::make_unique<nn::DataParallel>(opts_.communicator, model_->named_parameters());
+  }
+  // Every rank runs the same number of steps (collectives pair up step by step).
+  const int64_t steps_per_epoch =
+      comm ? comm->allreduce_one<int64_t>(train.num_batches(), dist::ReduceOp::min) : INT64_MAX;
   // A run that stopped early and is resumed stays stopped.
   bool& stopped_early = stopped_early_;
   for (int64_t epoch = start_epoch_; epoch < opts_.n_epochs && !stopped_early; ++epoch) {
@@ -496,13 +513,16 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       if (auto ahead = train.next()) feeder->start(std::move(*ahead));  // overlaps this step
       return cur;
     };
-    while (auto batch = next_batch()) {
+    while (b < steps_per_epoch) {
+      auto batch = next_batch();
+      if (!batch) break;
       if (opts_.stop_after_batches >= 0 && batches_run_ >= opts_.stop_after_batches)
         RECHUB_FAIL("training stopped after " << batches_run_ << " batches (stop_after_batches)");
       const models::ModelOutput out = model_->forward(*batch);
-      const std::vector<Tensor> losses = model_->loss(out, batch->labels, lopts);
+      std::vector<Tensor> losses = model_->loss(out, batch->labels, lopts);
       RECHUB_CHECK(losses.size() == T, "the model returned " << losses.size() << " losses for " << T << " tasks");
       const int64_t B = batch->size();
+      if (dp) losses = dp->global_losses(losses, B);  // the global batch's losses, on every rank
       const std::vector<double> lv = loss_values(losses);
       for (size_t t = 0; t < T; ++t) {
         if (!std::isfinite(lv[t]))
@@ -528,6 +548,13 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       for (size_t t = 0; t < T; ++t) running[t] = sum[t] / static_cast<double>(rows);
       progress.update(rows, running, balancer_->weights());
     }
+    int64_t all_rows = rows;  // every rank's (the losses above are already the global batches')
+    if (comm) {
+      all_rows = comm->allreduce_one<int64_t>(rows);
+      // The ranks apply the same averaged gradients; copying rank 0's weights once an epoch keeps
+      // them bit-identical even where an allreduce rounded differently on different ranks.
+      nn::broadcast_tensors(*comm, synced);
+    }
     // A checkpoint is written only from finite weights, so the last one is always a usable restart.
     check_finite(epoch, b, batches_run_, false);
     EpochRecord rec;
@@ -536,10 +563,10 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     balancer_->end_epoch(rec.train_loss);
     rec.weights = balancer_->weights();
     rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rec.rows_per_s = rec.seconds > 0 ? static_cast<double>(rows) / rec.seconds : 0;
+    rec.rows_per_s = rec.seconds > 0 ? static_cast<double>(all_rows) / rec.seconds : 0;
     if (val) {
       rec.has_val = true;
-      rec.val = metrics::evaluate_multi_task(*model_, *val, {.quiet = !opts_.progress});
+      rec.val = metrics::evaluate_multi_task(*model_, *val, {.quiet = !opts_.progress || !writer()});
     }
     if (early) {
       bool higher = true;
@@ -554,19 +581,19 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     }
     history_.push_back(rec);
     progress.end_epoch(rec);
-    if (!opts_.out_dir.empty()) {
+    if (!opts_.out_dir.empty() && writer()) {
       save_checkpoint(epoch + 1);
       write_file_atomic(path("metrics.jsonl"), metrics_jsonl(history_, tasks));
       write_file_atomic(path("report.svg"),
                         report_svg(history_, tasks, model_->task_types(),
                                    model_->kind() + " · " + balancer_->name() + " task balancing"));
     }
-    if (stopped_early && opts_.progress)
+    if (stopped_early && opts_.progress && writer())
       std::cerr << "early stopping after epoch " << epoch + 1 << ": best epoch " << best_epoch_ + 1 << "\n";
   }
   if (early) restore_best();
   model_->eval();
-  if (!opts_.out_dir.empty()) save_model(path("model.safetensors"));
+  if (!opts_.out_dir.empty() && writer()) save_model(path("model.safetensors"));
 }
 
 }  // namespace rechub::trainer

@@ -35,6 +35,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/dist/communicator.h"
 #include "mtl/data/loader.h"
 #include "mtl/data/preprocessor.h"
 #include "mtl/metrics/evaluate.h"
@@ -101,6 +102,15 @@ struct TrainerOptions {
   // Losses come back once per step (one small read for all tasks). Errors name the device when
   // this build has no CUDA backend or the device is not visible.
   Device device = Device::cpu();
+  // Data-parallel training over the ranks of this communicator (null or size 1: this process
+  // alone). Every rank calls fit() with the same options and model, its train loader over its own
+  // rows (data::rank_rows) and the whole validation set. Global batch = ranks × the loader's batch
+  // size; BatchNorm uses the global batch's statistics and the balancers see the global per-task
+  // gradients (nn::DataParallel), so N ranks train as one process of batch N·B. An epoch runs the
+  // smallest per-rank batch count (rows of a trailing partial batch on some ranks may be skipped).
+  // Rank 0 alone prints progress and writes out_dir; every rank reads the checkpoint to resume,
+  // which may have been written by any number of ranks. CPU only.
+  std::shared_ptr<dist::Communicator> communicator{};
 };
 
 class MTLTrainer {
@@ -149,7 +159,8 @@ class MTLTrainer {
   std::vector<std::pair<std::string, Tensor>> best_state_;  // CPU copies
   int64_t batches_run_ = 0;
   const data::LoaderOptions* train_loader_ = nullptr;  // during fit
-  int64_t train_rows_ = 0;
+  int64_t train_rows_ = 0;  // all ranks' rows
+  bool writer() const { return !opts_.communicator || opts_.communicator->rank() == 0; }
 };
 
 }  // namespace rechub::trainer
