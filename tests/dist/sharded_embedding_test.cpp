@@ -3,8 +3,12 @@
 // losses, the same rows (the reference runs every rank's batch in this process).
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
 #include <cmath>
+#include <fstream>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/autograd.h"
@@ -83,6 +87,64 @@ TEST(ShardedEmbedding, SameLookupsAndUpdatesAsTheUnshardedTable) {
 TEST(ShardedEmbedding, AnIdOutsideTheTableIsAnErrorOnEveryRank) {
   nn::ShardedEmbedding t(world_ptr(), 10, 2);
   EXPECT_THROW(t.forward(from_vector(std::vector<int64_t>{3, 10}, {2})), Error);
+}
+
+// This process's virtual memory size now (bytes), from /proc/self/status.
+int64_t vm_size_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmSize:", 0) == 0) return std::stoll(line.substr(7)) * 1024;
+  return -1;
+}
+
+// Under an address-space limit (RLIMIT_AS, what `ulimit -v` sets) that leaves each rank 100 MiB
+// beyond what it has mapped, a 2M x 16 float table (122 MiB) cannot be allocated by one process,
+// and the same table sharded over 2 ranks (61 MiB each) looks up and trains.
+TEST(ShardedEmbedding, TrainsATableNoSingleRankCouldHoldUnderAMemoryLimit) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the sanitizers' shadow memory does not live under an address-space limit";
+#endif
+  dist::Communicator& w = test::world();
+  if (w.size() < 2) GTEST_SKIP() << "needs 2 ranks (mpirun -np 2)";
+  const int64_t rows = 2'000'000, dim = 16, budget = int64_t{100} << 20;
+  ASSERT_GT(rows * dim * 4, budget);
+  ASSERT_LT((rows / w.size() + 1) * dim * 4, budget * 3 / 4);
+  const int64_t vm = vm_size_bytes();
+  ASSERT_GT(vm, 0);
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_AS, &old), 0);
+  rlimit lim = old;
+  lim.rlim_cur = static_cast<rlim_t>(vm + budget);
+  if (old.rlim_max != RLIM_INFINITY && lim.rlim_cur > old.rlim_max) lim.rlim_cur = old.rlim_max;
+  ASSERT_EQ(setrlimit(RLIMIT_AS, &lim), 0);
+  bool whole_table_refused = false, trained = false;
+  double moved = 0;
+  try {
+    try {
+      Tensor whole = empty({rows, dim});
+    } catch (const std::exception&) {
+      whole_table_refused = true;
+    }
+    nn::ShardedEmbedding t(world_ptr(), rows, dim, {.init_std = 0.1, .seed = 5});
+    nn::SGD opt({nn::ParamGroup{.params = t.parameters(), .lr = 0.5}});
+    const Tensor ids = from_vector(std::vector<int64_t>{0, 1, rows - 1, 12345 + w.rank()}, {4});
+    const auto before = t.forward(ids).to_vector<float>();
+    for (int k = 0; k < 2; ++k) {
+      opt.zero_grad();
+      backward(ops::sum(ops::mul(t.forward(ids), t.forward(ids))));
+      opt.step();
+    }
+    const auto after = t.forward(ids).to_vector<float>();
+    for (size_t i = 0; i < before.size(); ++i) moved = std::max(moved, std::abs(double(after[i]) - double(before[i])));
+    trained = true;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "rank " << w.rank() << ": " << e.what();
+  }
+  setrlimit(RLIMIT_AS, &old);
+  EXPECT_TRUE(whole_table_refused) << "the whole table fit under the limit: the test shows nothing";
+  EXPECT_TRUE(trained);
+  EXPECT_GT(moved, 1e-3);
 }
 
 }  // namespace
