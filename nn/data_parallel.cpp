@@ -24,6 +24,7 @@ DataParallel::DataParallel(std::shared_ptr<dist::Communicator> comm, std::vector
                  "DataParallel: parameter '" << params_[i].first << "' is not f32 or f64");
     index_[p.impl()] = i;
   }
+  bn_seconds_at_start_ = dist::batch_stats_seconds();
   if (comm_->size() > 1) {
     bn_scope_ = std::make_unique<dist::BatchStatsGroupScope>(comm_.get());
     grad_scope_ = std::make_unique<dist::LeafGradReducerScope>(
@@ -35,7 +36,16 @@ DataParallel::~DataParallel() = default;
 
 std::vector<Tensor> DataParallel::global_losses(const std::vector<Tensor>& losses, int64_t rows) {
   if (comm_->size() == 1) return losses;
-  return dist::global_mean_losses(*comm_, losses, rows);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<Tensor> out = dist::global_mean_losses(*comm_, losses, rows);
+  stats_.loss_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+DataParallel::Stats DataParallel::stats() const {
+  Stats s = stats_;
+  s.batchnorm_seconds = dist::batch_stats_seconds() - bn_seconds_at_start_;
+  return s;
 }
 
 namespace {

@@ -39,7 +39,9 @@ class DataParallel {
     int64_t calls = 0;          // gradient reductions (one per grad()/backward())
     int64_t allreduces = 0;     // bucket allreduces
     int64_t bytes = 0;          // payload this rank sent into collectives
-    double seconds = 0;         // wall time inside the reductions (communication and packing)
+    double seconds = 0;         // wall time inside the gradient reductions (communication and packing)
+    double loss_seconds = 0;    // in the allreduce of the losses
+    double batchnorm_seconds = 0;  // in BatchNorm's global statistics (forward and backward)
   };
 
   DataParallel(std::shared_ptr<dist::Communicator> comm, std::vector<std::pair<std::string, Tensor>> params,
@@ -51,7 +53,8 @@ class DataParallel {
   dist::Communicator& comm() { return *comm_; }
   // The losses of the global batch (dist::global_mean_losses): identical values on every rank.
   std::vector<Tensor> global_losses(const std::vector<Tensor>& losses, int64_t rows);
-  const Stats& stats() const { return stats_; }
+  // The figures so far (batchnorm_seconds: since this object was built).
+  Stats stats() const;
 
  private:
   void reduce(const std::vector<TensorImpl*>& leaves, std::vector<Tensor>& grads);
@@ -62,6 +65,7 @@ class DataParallel {
   int64_t bucket_;
   std::unordered_set<const TensorImpl*> local_;
   Stats stats_;
+  double bn_seconds_at_start_ = 0;
   std::unique_ptr<dist::BatchStatsGroupScope> bn_scope_;
   std::unique_ptr<dist::LeafGradReducerScope> grad_scope_;
 };

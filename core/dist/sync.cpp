@@ -1,5 +1,7 @@
 #include "core/dist/sync.h"
 
+#include <chrono>
+
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
@@ -7,6 +9,11 @@
 namespace rechub::dist {
 
 namespace {
+thread_local double t_bn_seconds = 0;
+struct Timed {
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  ~Timed() { t_bn_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+};
 thread_local Communicator* t_bn_group = nullptr;
 thread_local const LeafGradReducer* t_reducer = nullptr;
 }  // namespace
@@ -17,7 +24,10 @@ BatchStatsGroupScope::BatchStatsGroupScope(Communicator* g) : prev_(t_bn_group) 
 }
 BatchStatsGroupScope::~BatchStatsGroupScope() { t_bn_group = prev_; }
 
+double batch_stats_seconds() { return t_bn_seconds; }
+
 int64_t global_mean_var(Communicator& group, int64_t rows, double* mean, double* var, int64_t C) {
+  const Timed timed;
   // [rows, mean[0..C), var[0..C)] from every rank, combined in rank order (the same on every rank).
   std::vector<double> mine(static_cast<size_t>(1 + 2 * C));
   mine[0] = static_cast<double>(rows);
@@ -49,6 +59,7 @@ int64_t global_mean_var(Communicator& group, int64_t rows, double* mean, double*
 }
 
 void global_column_sums(Communicator& group, double* a, double* b, int64_t C) {
+  const Timed timed;
   std::vector<double> buf(static_cast<size_t>(2 * C));
   for (int64_t c = 0; c < C; ++c) buf[static_cast<size_t>(c)] = a[c], buf[static_cast<size_t>(C + c)] = b ? b[c] : 0.0;
   group.allreduce(buf.data(), 2 * C);

@@ -42,6 +42,8 @@ class BatchStatsGroupScope {
 int64_t global_mean_var(Communicator& group, int64_t rows, double* mean, double* var, int64_t channels);
 // In place: a[c] and b[c] summed over ranks (one allreduce of both).
 void global_column_sums(Communicator& group, double* a, double* b, int64_t channels);
+// Wall seconds this thread has spent in the two functions above (for the communication figures).
+double batch_stats_seconds();
 
 // ---- gradients of leaves ----
 using LeafGradReducer = std::function<void(const std::vector<TensorImpl*>& leaves, std::vector<Tensor>& grads)>;

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 #include <array>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <set>
@@ -590,6 +591,18 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     }
     if (stopped_early && opts_.progress && writer())
       std::cerr << "early stopping after epoch " << epoch + 1 << ": best epoch " << best_epoch_ + 1 << "\n";
+  }
+  if (dp && opts_.progress && writer() && batches_run_ > 0) {
+    // Where a data-parallel step's time went (this rank; waiting for a slower rank counts as communication).
+    const nn::DataParallel::Stats s = dp->stats();
+    const double steps = static_cast<double>(std::max<int64_t>(1, batches_run_));
+    const double comm_s = s.seconds + s.loss_seconds + s.batchnorm_seconds;
+    std::fprintf(stderr,
+                 "data parallel: %d ranks, %.2f ms/step in communication (gradients %.2f, BatchNorm %.2f, losses "
+                 "%.2f), %.1f KB of gradients sent per step in %lld allreduces\n",
+                 comm->size(), 1e3 * comm_s / steps, 1e3 * s.seconds / steps, 1e3 * s.batchnorm_seconds / steps,
+                 1e3 * s.loss_seconds / steps, static_cast<double>(s.bytes) / 1024.0 / steps,
+                 static_cast<long long>(s.allreduces));
   }
   if (early) restore_best();
   model_->eval();
