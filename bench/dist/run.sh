@@ -16,16 +16,17 @@ MODEL=${MODEL:-mmoe}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$rechub" synth --kind ali-ccp --rows "$ROWS" --seed 7 --out "$tmp/data" >/dev/null 2>&1
-flags=(--train "$tmp/data/ali_ccp_train.csv" --tasks click,purchase --model "$MODEL" --epochs "$EPOCHS"
+flags=(--train "$tmp/data/ali_ccp_train.csv" --tasks click,purchase --model "$MODEL"
        --expert-units 128,64 --num-experts 4 --tower-units 64,32 --embed-dim 16 --seed 7)
 # The binary cache is written once, before timing.
-"$rechub" train "${flags[@]}" --epochs 1 --batch-size "$BATCH" --out "$tmp/warm" >/dev/null 2>&1
+"$rechub" train "${flags[@]}" --epochs 1 --batch-size "$BATCH" --out "$tmp/warm" >/dev/null 2>"$tmp/warm.txt" ||
+  { cat "$tmp/warm.txt" >&2; exit 1; }
 mpirun=(mpirun --oversubscribe --allow-run-as-root -np 2 --bind-to none)
 echo "rows $ROWS (train $(($(wc -l <"$tmp/data/ali_ccp_train.csv") - 1))), $MODEL, global batch $BATCH, $EPOCHS epochs, $(nproc) cores"
 for rep in $(seq 1 "$REPEATS"); do
   rm -rf "$tmp/one" "$tmp/two"
-  OMP_NUM_THREADS=2 "$rechub" train "${flags[@]}" --batch-size "$BATCH" --threads 2 --out "$tmp/one" 2>"$tmp/one.txt" >/dev/null
-  OMP_NUM_THREADS=1 "${mpirun[@]}" "$rechub" train "${flags[@]}" --batch-size $((BATCH / 2)) --threads 1 \
+  OMP_NUM_THREADS=2 "$rechub" train "${flags[@]}" --epochs "$EPOCHS" --batch-size "$BATCH" --threads 2 --out "$tmp/one" 2>"$tmp/one.txt" >/dev/null
+  OMP_NUM_THREADS=1 "${mpirun[@]}" "$rechub" train "${flags[@]}" --epochs "$EPOCHS" --batch-size $((BATCH / 2)) --threads 1 \
       --out "$tmp/two" 2>"$tmp/two.txt" >/dev/null
   echo "-- repeat $rep: 1 process x 2 threads"
   grep '^epoch' "$tmp/one.txt" | sed -E 's/  loss.*//'
