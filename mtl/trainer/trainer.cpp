@@ -549,9 +549,12 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       for (size_t t = 0; t < T; ++t) running[t] = sum[t] / static_cast<double>(rows);
       progress.update(rows, running, balancer_->weights());
     }
-    int64_t all_rows = rows;  // every rank's (the losses above are already the global batches')
+    int64_t all_rows = rows;  // every rank's
     if (comm) {
+      // Each step's losses are already the global batch's; weighting them by the global batch
+      // sizes gives every rank the same epoch means (DWA's weights depend on them).
       all_rows = comm->allreduce_one<int64_t>(rows);
+      comm->allreduce(sum.data(), static_cast<int64_t>(T));
       // The ranks apply the same averaged gradients; copying rank 0's weights once an epoch keeps
       // them bit-identical even where an allreduce rounded differently on different ranks.
       nn::broadcast_tensors(*comm, synced);
@@ -560,7 +563,7 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     check_finite(epoch, b, batches_run_, false);
     EpochRecord rec;
     rec.epoch = epoch;
-    for (size_t t = 0; t < T; ++t) rec.train_loss.push_back(rows > 0 ? sum[t] / static_cast<double>(rows) : NAN);
+    for (size_t t = 0; t < T; ++t) rec.train_loss.push_back(all_rows > 0 ? sum[t] / static_cast<double>(all_rows) : NAN);
     balancer_->end_epoch(rec.train_loss);
     rec.weights = balancer_->weights();
     rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
