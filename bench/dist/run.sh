@@ -25,12 +25,17 @@ mpirun=(mpirun --oversubscribe --allow-run-as-root -np 2 --bind-to none)
 echo "rows $ROWS (train $(($(wc -l <"$tmp/data/ali_ccp_train.csv") - 1))), $MODEL, global batch $BATCH, $EPOCHS epochs, $(nproc) cores"
 for rep in $(seq 1 "$REPEATS"); do
   rm -rf "$tmp/one" "$tmp/two"
-  OMP_NUM_THREADS=2 "$rechub" train "${flags[@]}" --epochs "$EPOCHS" --batch-size "$BATCH" --threads 2 --out "$tmp/one" 2>"$tmp/one.txt" >/dev/null
-  OMP_NUM_THREADS=1 "${mpirun[@]}" "$rechub" train "${flags[@]}" --epochs "$EPOCHS" --batch-size $((BATCH / 2)) --threads 1 \
+  # CPU seconds too (user + system, the ranks included: mpirun waits for them): on a shared machine
+  # the wall clock also measures the other users. MPI's waiting ranks spin, which counts as CPU.
+  OMP_NUM_THREADS=2 /usr/bin/time -f "cpu %U + %S s, wall %e s" -o "$tmp/one.time" \
+      "$rechub" train "${flags[@]}" --epochs "$EPOCHS" --batch-size "$BATCH" --threads 2 --out "$tmp/one" \
+      2>"$tmp/one.txt" >/dev/null
+  OMP_NUM_THREADS=1 /usr/bin/time -f "cpu %U + %S s, wall %e s" -o "$tmp/two.time" \
+      "${mpirun[@]}" "$rechub" train "${flags[@]}" --epochs "$EPOCHS" --batch-size $((BATCH / 2)) --threads 1 \
       --out "$tmp/two" 2>"$tmp/two.txt" >/dev/null
-  echo "-- repeat $rep: 1 process x 2 threads"
+  echo "-- repeat $rep: 1 process x 2 threads ($(cat "$tmp/one.time"))"
   grep '^epoch' "$tmp/one.txt" | sed -E 's/  loss.*//'
-  echo "-- repeat $rep: 2 ranks x 1 thread"
+  echo "-- repeat $rep: 2 ranks x 1 thread ($(cat "$tmp/two.time"))"
   grep '^epoch' "$tmp/two.txt" | sed -E 's/  loss.*//'
   grep 'ms/step' "$tmp/two.txt"
 done
