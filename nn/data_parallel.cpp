@@ -1,12 +1,12 @@
-#include "nn/data_parallel.h"
+#include "rechub/nn/data_parallel.h"
 
 #include <chrono>
 #include <cstring>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/ops.h"
-#include "nn/optim.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/error.h"
+#include "rechub/core/ops.h"
+#include "rechub/nn/optim.h"
 
 namespace rechub::nn {
 

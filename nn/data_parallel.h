@@ -27,9 +27,9 @@
 #include <utility>
 #include <vector>
 
-#include "core/dist/communicator.h"
-#include "core/dist/sync.h"
-#include "core/tensor.h"
+#include "rechub/core/dist/communicator.h"
+#include "rechub/core/dist/sync.h"
+#include "rechub/core/tensor.h"
 
 namespace rechub::nn {
 

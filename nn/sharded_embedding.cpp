@@ -1,13 +1,13 @@
-#include "nn/sharded_embedding.h"
+#include "rechub/nn/sharded_embedding.h"
 
 #include <cstring>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/ops.h"
-#include "core/rng.h"
-#include "nn/optim.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/error.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
+#include "rechub/nn/optim.h"
 
 namespace rechub::nn {
 

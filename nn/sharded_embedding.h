@@ -23,9 +23,9 @@
 #include <cstdint>
 #include <memory>
 
-#include "core/dist/communicator.h"
-#include "nn/embedding.h"
-#include "nn/module.h"
+#include "rechub/core/dist/communicator.h"
+#include "rechub/nn/embedding.h"
+#include "rechub/nn/module.h"
 
 namespace rechub::nn {
 

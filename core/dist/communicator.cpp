@@ -1,10 +1,10 @@
-#include "core/dist/communicator.h"
+#include "rechub/core/dist/communicator.h"
 
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 
 namespace rechub::dist {
 

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "core/device.h"
+#include "rechub/core/device.h"
 
 namespace rechub::dist {
 

@@ -7,8 +7,8 @@
 #include <iostream>
 #include <mutex>
 
-#include "core/dist/communicator.h"
-#include "core/error.h"
+#include "rechub/core/dist/communicator.h"
+#include "rechub/core/error.h"
 
 namespace rechub::dist {
 

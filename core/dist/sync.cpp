@@ -1,10 +1,10 @@
-#include "core/dist/sync.h"
+#include "rechub/core/dist/sync.h"
 
 #include <chrono>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/ops.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/error.h"
+#include "rechub/core/ops.h"
 
 namespace rechub::dist {
 

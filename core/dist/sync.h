@@ -19,8 +19,8 @@
 #include <functional>
 #include <vector>
 
-#include "core/dist/communicator.h"
-#include "core/tensor.h"
+#include "rechub/core/dist/communicator.h"
+#include "rechub/core/tensor.h"
 
 namespace rechub::dist {
 

@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "core/device.h"
-#include "core/dist/communicator.h"
-#include "mtl/metrics/evaluate.h"
+#include "rechub/core/device.h"
+#include "rechub/core/dist/communicator.h"
+#include "rechub/mtl/metrics/evaluate.h"
 
 namespace rechub::cli {
 

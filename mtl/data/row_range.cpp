@@ -1,8 +1,8 @@
-#include "mtl/data/row_range.h"
+#include "rechub/mtl/data/row_range.h"
 
 #include <vector>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 
 namespace rechub::data {
 

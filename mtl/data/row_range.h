@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "mtl/data/dataset.h"
+#include "rechub/mtl/data/dataset.h"
 
 namespace rechub::data {
 

@@ -1,10 +1,10 @@
-#include "mtl/metrics/evaluate.h"
+#include "rechub/mtl/metrics/evaluate.h"
 
 #include <iostream>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "mtl/metrics/metrics.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/metrics/metrics.h"
 
 namespace rechub::metrics {
 

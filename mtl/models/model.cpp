@@ -1,8 +1,8 @@
-#include "mtl/models/model.h"
+#include "rechub/mtl/models/model.h"
 
 #include <set>
 
-#include "core/ops.h"
+#include "rechub/core/ops.h"
 
 namespace rechub::models {
 

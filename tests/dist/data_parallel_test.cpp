@@ -14,16 +14,16 @@
 #include <string>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/dist/communicator.h"
-#include "core/dist/sync.h"
-#include "core/ops.h"
-#include "core/ops_nn.h"
-#include "core/rng.h"
-#include "mtl/models/model.h"
-#include "mtl/trainer/balance.h"
-#include "nn/data_parallel.h"
-#include "nn/optim.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/dist/communicator.h"
+#include "rechub/core/dist/sync.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/ops_nn.h"
+#include "rechub/core/rng.h"
+#include "rechub/mtl/models/model.h"
+#include "rechub/mtl/trainer/balance.h"
+#include "rechub/nn/data_parallel.h"
+#include "rechub/nn/optim.h"
 #include "support/dist_env.h"
 
 namespace rechub {

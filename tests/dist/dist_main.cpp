@@ -5,7 +5,7 @@
 
 #include <memory>
 
-#include "core/dist/communicator.h"
+#include "rechub/core/dist/communicator.h"
 #include "support/dist_env.h"
 
 namespace {

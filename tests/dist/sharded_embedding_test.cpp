@@ -11,12 +11,12 @@
 #include <string>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/rng.h"
-#include "nn/embedding.h"
-#include "nn/optim.h"
-#include "nn/sharded_embedding.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
+#include "rechub/nn/embedding.h"
+#include "rechub/nn/optim.h"
+#include "rechub/nn/sharded_embedding.h"
 #include "support/dist_env.h"
 
 namespace rechub {

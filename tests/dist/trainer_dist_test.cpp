@@ -9,12 +9,12 @@
 #include <memory>
 #include <vector>
 
-#include "core/rng.h"
-#include "mtl/data/dataset.h"
-#include "mtl/data/loader.h"
-#include "mtl/data/row_range.h"
-#include "mtl/models/mmoe.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/core/rng.h"
+#include "rechub/mtl/data/dataset.h"
+#include "rechub/mtl/data/loader.h"
+#include "rechub/mtl/data/row_range.h"
+#include "rechub/mtl/models/mmoe.h"
+#include "rechub/mtl/trainer/trainer.h"
 #include "support/dist_env.h"
 
 namespace rechub {

@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "mtl/predictor/predictor.h"
+#include "rechub/mtl/predictor/predictor.h"
 
 namespace rechub {
 namespace {
