@@ -5,7 +5,9 @@ pkgs=(build-essential cmake pkg-config libeigen3-dev nlohmann-json3-dev libzstd-
       libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libopenblas-dev
       python3 python3-numpy python3-torch python3-sklearn python3-pandas
       clang libclang-rt-14-dev libomp-dev
-      libprotobuf-dev protobuf-compiler libonnx-dev python3-onnx nodejs)  # nodejs: npm installs onnxruntime-node (tests/onnx/install_ort.sh)
+      libprotobuf-dev protobuf-compiler libonnx-dev python3-onnx nodejs  # nodejs: npm installs onnxruntime-node (tests/onnx/install_ort.sh)
+      libopenmpi-dev openmpi-bin  # multi-process training (core/dist, tests/dist)
+      pybind11-dev python3-dev python3-pytest python3-setuptools python3-venv python3-pip python3-wheel)  # the Python package (python/)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,6 +5,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "rechub/core/dist/sync.h"
 #include "rechub/core/ops.h"
 #include "rechub/kernels/cpu/index.h"
 
@@ -220,6 +221,20 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
     // Leaves' hooks run here; non-leaf hooks already ran during the pass.
     result.push_back(t->grad_fn ? it->second : apply_hooks(t, it->second));
   }
+  // Data-parallel training: the leaves' gradients become the global ones (core/dist/sync.h).
+  if (const dist::LeafGradReducer* reduce = dist::leaf_grad_reducer()) {
+    std::vector<TensorImpl*> leaves;
+    std::vector<Tensor> grads;
+    std::vector<size_t> at;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (inputs[i].impl()->grad_fn) continue;
+      leaves.push_back(inputs[i].impl());
+      grads.push_back(result[i]);
+      at.push_back(i);
+    }
+    (*reduce)(leaves, grads);
+    for (size_t k = 0; k < at.size(); ++k) result[at[k]] = grads[k];
+  }
   return result;
 }
 
@@ -230,12 +245,22 @@ void backward(const Tensor& loss, const Tensor& grad_output, bool retain_graph) 
   e.mark([](TensorImpl* t) { return !t->grad_fn && t->requires_grad; });
   e.run(retain_graph);
   NoGradGuard ng;
+  std::vector<TensorImpl*> leaves;
+  std::vector<Tensor> leaf_grads;
   for (TensorImpl* t : e.seen) {
     if (t->grad_fn || !t->requires_grad) continue;
     auto it = e.grads.find(t);
     if (it == e.grads.end() || !it->second.defined()) continue;
-    Tensor g = apply_hooks(t, it->second);
-    it->second = Tensor();  // the engine is done with it: g may now be the only owner
+    leaves.push_back(t);
+    leaf_grads.push_back(apply_hooks(t, it->second));
+    it->second = Tensor();  // the engine is done with it: the gradient may now have one owner
+  }
+  // Data-parallel training: the leaves' gradients become the global ones (core/dist/sync.h).
+  if (const dist::LeafGradReducer* reduce = dist::leaf_grad_reducer()) (*reduce)(leaves, leaf_grads);
+  for (size_t k = 0; k < leaves.size(); ++k) {
+    TensorImpl* t = leaves[k];
+    Tensor g = std::move(leaf_grads[k]);
+    if (!g.defined()) continue;
     Tensor prev(t->grad);
     // Never alias a buffer someone else holds into .grad (the caller's grad_output, a tensor the
     // graph saved): a later in-place update would corrupt it. A gradient nobody else references

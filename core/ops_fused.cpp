@@ -28,6 +28,7 @@
 #include <type_traits>
 
 #include "rechub/core/dispatch.h"
+#include "rechub/core/dist/sync.h"
 #include "rechub/core/ops.h"
 #include "rechub/core/ops_fused_internal.h"
 #include "rechub/kernels/cpu/experts.h"
@@ -248,6 +249,8 @@ Tensor experts_forward_impl(const Tensor& x, const std::vector<ExpertLayerParams
   st->w0 = stacked_weight<T>(layers[0].weight, d.h[0], d.in);
   Generator& gen = o.generator ? *o.generator : default_generator();
   const bool drop = o.training && o.dropout > 0.0;
+  dist::Communicator* bn_group = o.training ? dist::batch_stats_group() : nullptr;
+  int64_t bn_rows = B;  // rows BatchNorm's statistics span (all ranks' in data-parallel training)
   Tensor prev = st->x;
   for (int64_t k = 0; k < L; ++k) {
     const ExpertLayerParams& P = layers[k];
@@ -274,7 +277,9 @@ Tensor experts_forward_impl(const Tensor& x, const std::vector<ExpertLayerParams
       if (o.training) {
         std::vector<double> mean(C), var(C);
         kc::column_mean_var<T>(B, C, z.template data<T>(), C, mean.data(), var.data());
-        const double m = o.bn_momentum, unbias = static_cast<double>(B) / static_cast<double>(B - 1);
+        // Data-parallel training: the statistics of the global batch (core/dist/sync.h).
+        if (bn_group) bn_rows = dist::global_mean_var(*bn_group, B, mean.data(), var.data(), C);
+        const double m = o.bn_momentum, unbias = static_cast<double>(bn_rows) / static_cast<double>(bn_rows - 1);
         for (int64_t c = 0; c < C; ++c) {
           shift[c] = static_cast<T>(mean[c]);
           S.invstd[c] = static_cast<T>(1.0 / std::sqrt(var[c] + o.bn_eps));
@@ -324,7 +329,8 @@ Tensor experts_forward_impl(const Tensor& x, const std::vector<ExpertLayerParams
   std::vector<Tensor> inputs = fused_detail::block_inputs(x, layers);
   const size_t n_inputs = inputs.size();
   return record(
-      out, "experts_forward", std::move(inputs), [st, n_inputs](const Tensor& g, const std::vector<bool>& need) {
+      out, "experts_forward", std::move(inputs),
+      [st, n_inputs, bn_group, bn_rows](const Tensor& g, const std::vector<bool>& need) {
         const BlockDims& d = st->d;
         const int64_t B = d.B, E = d.E, L = static_cast<int64_t>(st->layers.size());
         std::vector<Tensor> grads(n_inputs);
@@ -352,9 +358,18 @@ Tensor experts_forward_impl(const Tensor& x, const std::vector<ExpertLayerParams
             for (int64_t c = 0; c < C; ++c) kcol[c] = S.gamma[c] * S.invstd[c];
             if (st->training) {
               std::vector<T> m1(C), m2(C);
+              // Data-parallel: the means over the global batch; sum_dy and sum_dys stay this
+              // rank's share for γ's and β's gradients (reduced with the other gradients).
+              std::vector<double> gdy, gdys;
+              if (bn_group) {
+                gdy = sum_dy, gdys = sum_dys;
+                dist::global_column_sums(*bn_group, gdy.data(), gdys.data(), C);
+              }
+              const std::vector<double>& tdy = bn_group ? gdy : sum_dy;
+              const std::vector<double>& tdys = bn_group ? gdys : sum_dys;
               for (int64_t c = 0; c < C; ++c) {
-                m1[c] = static_cast<T>(sum_dy[c] / static_cast<double>(B));
-                m2[c] = static_cast<T>(sum_dys[c] / static_cast<double>(B));
+                m1[c] = static_cast<T>(tdy[c] / static_cast<double>(bn_rows));
+                m2[c] = static_cast<T>(tdys[c] / static_cast<double>(bn_rows));
               }
               kc::activation_batchnorm_backward<T>(B, C, da.template data<T>(), S.s.template data<T>(), S.gamma.data(),
                                                    S.beta.data(), kernel_act(st->act), S.a.template data<T>(), pmask,

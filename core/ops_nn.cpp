@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "rechub/core/dispatch.h"
+#include "rechub/core/dist/sync.h"
 #include "rechub/core/ops.h"
 #include "rechub/kernels/cpu/batchnorm.h"
 #include "rechub/kernels/cuda/fused.h"  // declarations only: no CUDA headers
@@ -80,7 +81,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
   detail::check_float_operands("batch_norm", {&x});
   RECHUB_CHECK(x.dim() == 2 || x.dim() == 3,
                "batch_norm: expected input [N, C] or [N, C, L], got " << shape_str(x.shape()));
-  const int64_t N = x.size(0), C = x.size(1), L = x.dim() == 3 ? x.size(2) : 1, M = N * L;
+  const int64_t N = x.size(0), C = x.size(1), L = x.dim() == 3 ? x.size(2) : 1;
+  int64_t M = N * L;  // rows of the statistics (all ranks' in data-parallel training)
   auto check_vec = [&](const Tensor& t, const char* what) {
     if (!t.defined()) return;
     detail::check_float_operands("batch_norm", {&x, &t});
@@ -103,12 +105,15 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
 #endif
 
   // mean/invstd as used by the forward (batch statistics in training, running ones in eval).
+  dist::Communicator* bn_group = training ? dist::batch_stats_group() : nullptr;
   auto mean = std::make_shared<std::vector<double>>(C);
   auto invstd = std::make_shared<std::vector<double>>(C);
   if (training) {
     std::vector<double> var(C);
     RECHUB_FLOAT_DISPATCH(x.dtype(), "batch_norm",
                           kernels::cpu::batchnorm_stats(x.data<scalar_t>(), N, C, L, mean->data(), var.data()));
+    // Data-parallel training: the statistics of the global batch (core/dist/sync.h).
+    if (bn_group) M = dist::global_mean_var(*bn_group, M, mean->data(), var.data(), C);
     for (int64_t c = 0; c < C; ++c) (*invstd)[c] = 1.0 / std::sqrt(var[c] + eps);
     if (running_mean.defined()) {
       NoGradGuard ng;
@@ -144,7 +149,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
 
   return record(
       y, "batch_norm", {x, weight, bias},
-      [x = x.detach(), w, mean, invstd, training, N, C, L, M](const Tensor& g, const std::vector<bool>& n) {
+      [x = x.detach(), w, mean, invstd, training, N, C, L, M, bn_group](const Tensor& g, const std::vector<bool>& n) {
         std::vector<double> sum_g(C), sum_gx(C);
         RECHUB_FLOAT_DISPATCH(g.dtype(), "batch_norm backward",
                               kernels::cpu::batchnorm_grad_sums(g.data<scalar_t>(), x.data<scalar_t>(), N, C, L,
@@ -152,12 +157,16 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
         Tensor gx, gw, gb;
         if (n[0]) {
           std::vector<double> ka(C, 0.0), kb(C), kc(C, 0.0);
+          // Data-parallel: the means over the global batch (M is its row count); sum_g and
+          // sum_gx stay this rank's share for the weight's and bias's gradients.
+          std::vector<double> tg = sum_g, tgx = sum_gx;
+          if (training && bn_group) dist::global_column_sums(*bn_group, tg.data(), tgx.data(), C);
           for (int64_t c = 0; c < C; ++c) {
             const double is = (*invstd)[c];
             kb[c] = w[c] * is;
             if (training) {
-              ka[c] = sum_g[c] / static_cast<double>(M);
-              kc[c] = w[c] * is * is * is * sum_gx[c] / static_cast<double>(M);
+              ka[c] = tg[c] / static_cast<double>(M);
+              kc[c] = w[c] * is * is * is * tgx[c] / static_cast<double>(M);
             }
           }
           gx = empty(x.shape(), {.dtype = x.dtype()});

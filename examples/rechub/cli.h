@@ -4,10 +4,12 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "rechub/core/device.h"
+#include "rechub/core/dist/communicator.h"
 #include "rechub/mtl/metrics/evaluate.h"
 
 namespace rechub::cli {
@@ -46,6 +48,15 @@ class OutDirLock {
  private:
   int fd_ = -1;
 };
+
+// Under mpirun: this process's rank in the job, created on first use (MPI initialised then);
+// otherwise a world of one (examples/rechub/world.cpp).
+std::shared_ptr<dist::Communicator> cli_world();
+// On an error: with more than one rank, prints `message` and ends every rank of the job
+// (MPI_Abort), so none waits forever for this one; otherwise returns.
+void end_world_on_error(const std::string& message);
+// Ends MPI (when it was started) before the process exits.
+void leave_world();
 
 // Flag checks with short messages ("--lr: must be a positive number, got 'abc'").
 CLI::Validator positive();

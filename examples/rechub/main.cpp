@@ -332,8 +332,11 @@ int main(int argc, char** argv) {
     if (!sub->parsed()) continue;
     try {
       rechub::cli::cap_env_threads();
-      return run();
+      const int rc = run();
+      rechub::cli::leave_world();
+      return rc;
     } catch (const std::exception& e) {
+      rechub::cli::end_world_on_error("rechub " + sub->get_name() + ": error: " + e.what());
       std::cerr << "rechub " << sub->get_name() << ": error: " << e.what() << "\n";
       return 1;
     }

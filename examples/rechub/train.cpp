@@ -12,6 +12,7 @@
 #include "rechub/mtl/data/cache.h"
 #include "rechub/mtl/data/infer.h"
 #include "rechub/mtl/data/load.h"
+#include "rechub/mtl/data/row_range.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/trainer/model_builder.h"
 #include "rechub/mtl/trainer/report.h"
@@ -389,6 +390,11 @@ Runner add_train(CLI::App& app) {
     RECHUB_CHECK(task_types->count() == 0 || f->schema.empty(),
                  "--task-types does not apply with --schema: the schema's labels carry their types (\"type\": "
                  "\"binary\" or \"regression\")");
+    // Under mpirun: one rank of a data-parallel run (README "Training on several machines"). Rank 0
+    // alone prints, holds --out and writes there; every rank trains on its share of --train.
+    const std::shared_ptr<dist::Communicator> world = cli_world();
+    const bool rank0 = world->rank() == 0;
+    if (!rank0) f->quiet = true;
     apply_threads_flag(f->threads);
     RECHUB_CHECK(f->val.empty() || f->val_fraction == 0, "--val and --val-fraction exclude each other");
     RECHUB_CHECK(f->test.empty() || f->test_fraction == 0, "--test and --test-fraction exclude each other");
@@ -449,17 +455,24 @@ Runner add_train(CLI::App& app) {
     refuse_same_file("--val", f->val, "--test", f->test);
     // Held from before any data is read until the process ends: two runs into one --out would
     // overwrite each other's checkpoints and both report success.
-    const OutDirLock lock(f->out);
+    std::unique_ptr<const OutDirLock> lock = rank0 ? std::make_unique<const OutDirLock>(f->out) : nullptr;
     // The training file by content, not path: a data folder that moved still resumes.
     to.run_identity = {{"train_xxh64", data::file_content_xxh64(f->train)}};
     data::CsvOptions csv{.separator = f->separator};
+    // Rank 0 reads the files first (and writes the binary caches); the others then read the caches.
+    if (!rank0) world->barrier();
     const data::Schema schema = make_schema(*f, csv);
     data::DataOptions dopt{
         .csv = csv, .val_fraction = f->val_fraction, .test_fraction = f->test_fraction, .split_seed = f->seed};
     dopt.cache.enabled = !f->no_cache;
     dopt.preprocess.normalization = data::normalization_from_name(f->normalize);
     auto d = data::load_data({.train = f->train, .val = f->val, .test = f->test}, schema, dopt);
+    if (rank0 && world->size() > 1) world->barrier();
     to.preprocessor = d.preprocessor;
+    to.communicator = world;
+    // This rank's contiguous share of the training rows (all of them in a single process).
+    std::shared_ptr<const data::BatchSource> train_rows = d.train;
+    if (world->size() > 1) train_rows = data::rank_rows(d.train, world->rank(), world->size());
     const auto& fitted = d.preprocessor->schema();
     check_model_fits(*f, fitted);
     sizes.tower_units_per_task = parse_tower_units_per_task(f->tower_units, fitted.task_names());
@@ -471,21 +484,25 @@ Runner add_train(CLI::App& app) {
     if (!f->quiet)
       for (const auto& t : model->task_names()) std::cerr << " " << t;
     if (!f->quiet) std::cerr << "\n";
+    if (!f->quiet && world->size() > 1)
+      std::cerr << "data parallel: " << world->size() << " ranks x batch " << f->batch_size << " = global batch "
+                << world->size() * f->batch_size << "\n";
     trainer::MTLTrainer trainer(model, to);
-    data::DataLoader train(d.train, {.batch_size = f->batch_size, .seed = f->seed});
+    data::DataLoader train(train_rows, {.batch_size = f->batch_size, .seed = f->seed});
     std::unique_ptr<data::DataLoader> val;
     if (d.val)
       val = std::make_unique<data::DataLoader>(
           d.val, data::LoaderOptions{.batch_size = 4096, .shuffle = false, .prefetch = 0});
     trainer.fit(train, val.get());
     const auto eval_set = d.test ? d.test : d.val;
-    if (eval_set) {
+    if (eval_set && rank0) {
       const auto r = metrics::evaluate_multi_task(*model, *eval_set);
       print_table(r, d.test ? "test" : "validation");
       trainer::write_file_atomic((fs::path(f->out) / (d.test ? "test_metrics.json" : "val_metrics.json")).string(),
                                  r.to_json().dump(2) + "\n");
     }
-    std::cerr << "model: " << (fs::path(f->out) / "model.safetensors").string()
+    if (rank0)
+      std::cerr << "model: " << (fs::path(f->out) / "model.safetensors").string()
               << "  report: " << (fs::path(f->out) / "report.svg").string() << "\n";
     return 0;
   };

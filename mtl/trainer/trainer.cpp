@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 #include <array>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <set>
@@ -17,6 +18,7 @@
 #include "rechub/kernels/cuda/runtime.h"
 #endif
 #include "rechub/nn/checkpoint.h"
+#include "rechub/nn/data_parallel.h"
 #include "rechub/nn/dropout.h"
 
 namespace rechub::trainer {
@@ -525,7 +527,7 @@ void MTLTrainer::snapshot_best() {
   best_state_.clear();
   for (auto& [n, t] : model_->named_parameters()) best_state_.emplace_back(n, t.to(Device::cpu()).clone());
   for (auto& [n, t] : model_->named_buffers()) best_state_.emplace_back(n, t.to(Device::cpu()).clone());
-  if (!opts_.out_dir.empty()) nn::save_checkpoint(path("best.safetensors"), *model_, nullptr, model_metadata());
+  if (!opts_.out_dir.empty() && writer()) nn::save_checkpoint(path("best.safetensors"), *model_, nullptr, model_metadata());
 }
 
 void MTLTrainer::restore_best() {
@@ -573,9 +575,14 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
   RECHUB_CHECK(train.rows() > 0, "MTLTrainer::fit: the training data has no rows");
   check_tasks_match(train.source().schema(), "training");
   if (val) check_tasks_match(val->source().schema(), "validation");
-  if (!opts_.out_dir.empty()) fs::create_directories(opts_.out_dir);
+  // Data-parallel: see TrainerOptions::communicator.
+  dist::Communicator* comm = opts_.communicator && opts_.communicator->size() > 1 ? opts_.communicator.get() : nullptr;
+  if (comm)
+    RECHUB_CHECK(opts_.device.is_cpu(), "MTLTrainer: training on " << comm->size() << " ranks runs on the CPU only, not "
+                                                                   << opts_.device.str());
+  if (!opts_.out_dir.empty() && writer()) fs::create_directories(opts_.out_dir);
   train_loader_ = &train.options();
-  train_rows_ = train.rows();
+  train_rows_ = comm ? comm->allreduce_one<int64_t>(train.rows()) : train.rows();
   start_epoch_ = 0;
   history_.clear();
   best_epoch_ = -1;
@@ -584,7 +591,7 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
   best_state_.clear();
   if (opts_.resume) {
     RECHUB_CHECK(!opts_.out_dir.empty(), "MTLTrainer: resume needs out_dir (where checkpoint.safetensors is)");
-    if (!load_checkpoint() && opts_.progress)
+    if (!load_checkpoint() && opts_.progress && writer())
       std::cerr << "resume: no checkpoint in '" << opts_.out_dir << "', starting from scratch\n";
   }
   RECHUB_CHECK(opts_.earlystop_patience == 0 || val != nullptr,
@@ -594,7 +601,18 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
   build_scheduler(train.num_batches());
   const bool early = opts_.earlystop_patience > 0;
   models::LossOptions lopts{.weights = {}, .pos_weights = opts_.pos_weights};
-  ProgressLine progress(opts_.progress, tasks);
+  ProgressLine progress(opts_.progress && writer(), tasks);
+  std::unique_ptr<nn::DataParallel> dp;
+  std::vector<std::pair<std::string, Tensor>> synced;  // parameters and buffers kept equal on every rank
+  if (comm) {
+    synced = model_->named_parameters();
+    for (auto& b : model_->named_buffers()) synced.push_back(b);
+    nn::broadcast_tensors(*comm, synced);  // rank 0's initial (or resumed) weights everywhere
+    dp = std::make_unique<nn::DataParallel>(opts_.communicator, model_->named_parameters());
+  }
+  // Every rank runs the same number of steps (collectives pair up step by step).
+  const int64_t steps_per_epoch =
+      comm ? comm->allreduce_one<int64_t>(train.num_batches(), dist::ReduceOp::min) : INT64_MAX;
   // A run that stopped early and is resumed stays stopped.
   bool& stopped_early = stopped_early_;
   for (int64_t epoch = start_epoch_; epoch < opts_.n_epochs && !stopped_early; ++epoch) {
@@ -616,13 +634,16 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       if (auto ahead = train.next()) feeder->start(std::move(*ahead));  // overlaps this step
       return cur;
     };
-    while (auto batch = next_batch()) {
+    while (b < steps_per_epoch) {
+      auto batch = next_batch();
+      if (!batch) break;
       if (opts_.stop_after_batches >= 0 && batches_run_ >= opts_.stop_after_batches)
         RECHUB_FAIL("training stopped after " << batches_run_ << " batches (stop_after_batches)");
       const models::ModelOutput out = model_->forward(*batch);
-      const std::vector<Tensor> losses = model_->loss(out, batch->labels, lopts);
+      std::vector<Tensor> losses = model_->loss(out, batch->labels, lopts);
       RECHUB_CHECK(losses.size() == T, "the model returned " << losses.size() << " losses for " << T << " tasks");
       const int64_t B = batch->size();
+      if (dp) losses = dp->global_losses(losses, B);  // the global batch's losses, on every rank
       const std::vector<double> lv = loss_values(losses);
       for (size_t t = 0; t < T; ++t) {
         if (!std::isfinite(lv[t]))
@@ -649,19 +670,30 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       std::vector<double> running(T);
       for (size_t t = 0; t < T; ++t) running[t] = sum[t] / static_cast<double>(rows);
       progress.update(rows, running, balancer_->weights());
+      if (opts_.on_batch) opts_.on_batch(epoch, b - 1, rows);
+    }
+    int64_t all_rows = rows;  // every rank's
+    if (comm) {
+      // Each step's losses are already the global batch's; weighting them by the global batch
+      // sizes gives every rank the same epoch means (DWA's weights depend on them).
+      all_rows = comm->allreduce_one<int64_t>(rows);
+      comm->allreduce(sum.data(), static_cast<int64_t>(T));
+      // The ranks apply the same averaged gradients; copying rank 0's weights once an epoch keeps
+      // them bit-identical even where an allreduce rounded differently on different ranks.
+      nn::broadcast_tensors(*comm, synced);
     }
     // A checkpoint is written only from finite weights, so the last one is always a usable restart.
     check_finite(epoch, b, batches_run_, false);
     EpochRecord rec;
     rec.epoch = epoch + 1;
-    for (size_t t = 0; t < T; ++t) rec.train_loss.push_back(rows > 0 ? sum[t] / static_cast<double>(rows) : NAN);
+    for (size_t t = 0; t < T; ++t) rec.train_loss.push_back(all_rows > 0 ? sum[t] / static_cast<double>(all_rows) : NAN);
     balancer_->end_epoch(rec.train_loss);
     rec.weights = balancer_->weights();
     rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rec.rows_per_s = rec.seconds > 0 ? static_cast<double>(rows) / rec.seconds : 0;
+    rec.rows_per_s = rec.seconds > 0 ? static_cast<double>(all_rows) / rec.seconds : 0;
     if (val) {
       rec.has_val = true;
-      rec.val = metrics::evaluate_multi_task(*model_, *val, {.quiet = !opts_.progress});
+      rec.val = metrics::evaluate_multi_task(*model_, *val, {.quiet = !opts_.progress || !writer()});
     }
     if (early) {
       bool higher = true;
@@ -678,19 +710,32 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     }
     history_.push_back(rec);
     progress.end_epoch(rec);
-    if (!opts_.out_dir.empty()) {
+    if (!opts_.out_dir.empty() && writer()) {
       save_checkpoint(epoch + 1);
       write_file_atomic(path("metrics.jsonl"), metrics_jsonl(history_, tasks));
       write_file_atomic(path("report.svg"),
                         report_svg(history_, tasks, model_->task_types(),
                                    model_->kind() + " · " + balancer_->name() + " task balancing"));
     }
-    if (stopped_early && opts_.progress)
+    if (stopped_early && opts_.progress && writer())
       std::cerr << "early stopping after epoch " << epoch + 1 << ": best epoch " << best_epoch_ + 1 << "\n";
+    if (opts_.on_epoch) opts_.on_epoch(history_.back());
+  }
+  if (dp && opts_.progress && writer() && batches_run_ > 0) {
+    // Where a data-parallel step's time went (this rank; waiting for a slower rank counts as communication).
+    const nn::DataParallel::Stats s = dp->stats();
+    const double steps = static_cast<double>(std::max<int64_t>(1, batches_run_));
+    const double comm_s = s.seconds + s.loss_seconds + s.batchnorm_seconds;
+    std::fprintf(stderr,
+                 "data parallel: %d ranks, %.2f ms/step in communication (gradients %.2f, BatchNorm %.2f, losses "
+                 "%.2f), %.1f KB of gradients sent per step in %lld allreduces\n",
+                 comm->size(), 1e3 * comm_s / steps, 1e3 * s.seconds / steps, 1e3 * s.batchnorm_seconds / steps,
+                 1e3 * s.loss_seconds / steps, static_cast<double>(s.bytes) / 1024.0 / steps,
+                 static_cast<long long>(s.allreduces));
   }
   if (early) restore_best();
   model_->eval();
-  if (!opts_.out_dir.empty()) save_model(path("model.safetensors"));
+  if (!opts_.out_dir.empty() && writer()) save_model(path("model.safetensors"));
 }
 
 }  // namespace rechub::trainer

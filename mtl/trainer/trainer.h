@@ -36,6 +36,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "rechub/core/dist/communicator.h"
 #include "rechub/mtl/data/loader.h"
 #include "rechub/mtl/data/preprocessor.h"
 #include "rechub/mtl/metrics/evaluate.h"
@@ -126,6 +127,21 @@ struct TrainerOptions {
   // Losses come back once per step (one small read for all tasks). Errors name the device when
   // this build has no CUDA backend or the device is not visible.
   Device device = Device::cpu();
+  // Called on fit's thread after every training batch (0-based epoch and batch, rows done in the
+  // epoch) and after every epoch (its record, once the epoch's checkpoint is written). Either may
+  // throw to stop training there: the exception leaves fit and the checkpoint of the last finished
+  // epoch stays as it was. The Python binding checks for Ctrl-C and logs through them.
+  std::function<void(int64_t epoch, int64_t batch, int64_t rows)> on_batch{};
+  std::function<void(const EpochRecord& record)> on_epoch{};
+  // Data-parallel training over the ranks of this communicator (null or size 1: this process
+  // alone). Every rank calls fit() with the same options and model, its train loader over its own
+  // rows (data::rank_rows) and the whole validation set. Global batch = ranks × the loader's batch
+  // size; BatchNorm uses the global batch's statistics and the balancers see the global per-task
+  // gradients (nn::DataParallel), so N ranks train as one process of batch N·B. An epoch runs the
+  // smallest per-rank batch count (rows of a trailing partial batch on some ranks may be skipped).
+  // Rank 0 alone prints progress and writes out_dir; every rank reads the checkpoint to resume,
+  // which may have been written by any number of ranks. CPU only.
+  std::shared_ptr<dist::Communicator> communicator{};
 };
 
 class MTLTrainer {
@@ -180,7 +196,8 @@ class MTLTrainer {
   std::vector<std::pair<std::string, Tensor>> best_state_;  // CPU copies
   int64_t batches_run_ = 0;
   const data::LoaderOptions* train_loader_ = nullptr;  // during fit
-  int64_t train_rows_ = 0;
+  int64_t train_rows_ = 0;  // all ranks' rows
+  bool writer() const { return !opts_.communicator || opts_.communicator->rank() == 0; }
 };
 
 }  // namespace rechub::trainer

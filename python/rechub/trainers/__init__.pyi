@@ -1,0 +1,1 @@
+from .mtl_trainer import MTLTrainer as MTLTrainer

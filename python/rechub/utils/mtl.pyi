@@ -1,0 +1,3 @@
+from ..models.multi_task import _MultiTaskModel
+
+def shared_task_layers(model: _MultiTaskModel) -> tuple[list[str], list[list[str]]]: ...
