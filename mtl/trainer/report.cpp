@@ -29,6 +29,11 @@ nlohmann::json EpochRecord::to_json(const std::vector<std::string>& tasks) const
   nlohmann::json j = {{"epoch", epoch + 1}, {"train_loss", loss}, {"task_weights", w},
                       {"seconds", seconds}, {"rows_per_s", rows_per_s}};
   if (has_val) j["val"] = val.to_json();
+  if (!train_labelled.empty()) {
+    nlohmann::json n = nlohmann::json::object();
+    for (size_t i = 0; i < tasks.size() && i < train_labelled.size(); ++i) n[tasks[i]] = train_labelled[i];
+    j["train_labelled_rows"] = n;
+  }
   return j;
 }
 
@@ -42,6 +47,8 @@ EpochRecord EpochRecord::from_json(const nlohmann::json& j, const std::vector<st
   }
   r.seconds = j.value("seconds", 0.0);
   r.rows_per_s = j.value("rows_per_s", 0.0);
+  if (j.contains("train_labelled_rows"))
+    for (const auto& t : tasks) r.train_labelled.push_back(j.at("train_labelled_rows").value(t, int64_t{0}));
   if (j.contains("val")) {
     r.has_val = true;
     const auto& v = j.at("val");

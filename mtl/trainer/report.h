@@ -21,6 +21,9 @@ struct EpochRecord {
   metrics::EvalResult val{};
   double seconds = 0;
   double rows_per_s = 0;
+  // Per task, the training rows with a label this epoch (filled only when some task's labels may
+  // be missing; its train_loss is the mean over these rows).
+  std::vector<int64_t> train_labelled{};
   nlohmann::json to_json(const std::vector<std::string>& tasks) const;
   static EpochRecord from_json(const nlohmann::json& j, const std::vector<std::string>& tasks,
                                const std::vector<data::TaskType>& types);

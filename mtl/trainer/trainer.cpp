@@ -218,6 +218,9 @@ MTLTrainer::MTLTrainer(std::shared_ptr<models::MultiTaskModel> model, TrainerOpt
                     .dwa_temperature = opts_.dwa_temperature,
                     .uwl_lr = opts_.optimizer_params.lr,
                     .seed = opts_.seed};
+  bo.metabalance_strategy = opts_.metabalance_strategy;
+  bo.cagrad_c = opts_.cagrad_c;
+  bo.mgda_normalization = opts_.mgda_normalization;
   balancer_ = make_balancer(T, bo);
   if (!opts_.gradnorm_layer.empty()) {
     for (const auto& n : opts_.gradnorm_layer) balance_params_.last_shared.push_back(model_->parameter(n));
@@ -253,6 +256,7 @@ void MTLTrainer::build_optimizer() {
     if (seen.insert(p.impl()).second) shared.params.push_back(p);
   balance_params_.params.clear();
   balance_params_.shared.clear();
+  balance_params_.names.clear();
   if (!shared.params.empty()) {
     for (const Tensor& p : shared.params) balance_params_.params.push_back(p), balance_params_.shared.push_back(true);
     groups.push_back(std::move(shared));
@@ -261,6 +265,11 @@ void MTLTrainer::build_optimizer() {
     if (g.params.empty()) continue;
     for (const Tensor& p : g.params) balance_params_.params.push_back(p), balance_params_.shared.push_back(false);
     groups.push_back(std::move(g));
+  }
+  {
+    std::map<const TensorImpl*, std::string> names;
+    for (const auto& [name, p] : model_->named_parameters()) names[p.impl()] = name;
+    for (const Tensor& p : balance_params_.params) balance_params_.names.push_back(names[p.impl()]);
   }
   switch (opts_.optimizer_params.kind) {
     case OptimizerKind::adam: optimizer_ = std::make_unique<nn::Adam>(std::move(groups)); break;
@@ -417,6 +426,30 @@ bool MTLTrainer::load_checkpoint() {
   return true;
 }
 
+void MTLTrainer::check_labelled_rows(const data::BatchSource& src) const {
+  const auto& labels = src.schema().labels;
+  const int64_t n = src.rows(), T = static_cast<int64_t>(labels.size());
+  std::vector<int64_t> count(static_cast<size_t>(T), 0);
+  for (int64_t b = 0; b < n; b += 65536) {
+    const data::Batch batch = src.range_batch(b, std::min(n, b + 65536));
+    const Tensor& L = batch.labels;
+    const float* p = L.data<float>();
+    for (int64_t i = 0; i < L.size(0); ++i)
+      for (int64_t t = 0; t < T; ++t) count[static_cast<size_t>(t)] += std::isnan(p[i * T + t]) ? 0 : 1;
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    const auto& l = labels[static_cast<size_t>(t)];
+    RECHUB_CHECK(count[static_cast<size_t>(t)] > 0,
+                 "MTLTrainer::fit: task '" << l.task << "' (column '" << l.column << "') has no label on any of the "
+                                           << n << " training rows (every cell is missing"
+                                           << (l.missing_value.empty() ? "" : " or '" + l.missing_value + "'")
+                                           << "): there is nothing to train it on; drop the task or fix the column");
+    if (opts_.progress && count[static_cast<size_t>(t)] < n)
+      std::cerr << "task '" << l.task << "': " << count[static_cast<size_t>(t)] << " of " << n
+                << " training rows labelled; the others are left out of its loss and metrics\n";
+  }
+}
+
 double MTLTrainer::metric_of(const metrics::EvalResult& r, bool& higher_better) const {
   const std::string task = opts_.earlystop_task.empty() ? model_->task_names()[0] : opts_.earlystop_task;
   const auto& m = r.at(task);
@@ -458,6 +491,11 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
                "MTLTrainer::fit: the training data has " << train.source().num_tasks() << " label columns, the model "
                                                          << T << " tasks");
   RECHUB_CHECK(train.rows() > 0, "MTLTrainer::fit: the training data has no rows");
+  // Tasks whose labels may be missing (data::Label::missing_ok): each batch's labels are masked,
+  // and a task without a single label in the training data is refused before anything is written.
+  bool may_miss = false;
+  for (const auto& l : train.source().schema().labels) may_miss = may_miss || l.missing_ok;
+  if (may_miss) check_labelled_rows(train.source());
   if (!opts_.out_dir.empty()) fs::create_directories(opts_.out_dir);
   train_loader_ = &train.options();
   train_rows_ = train.rows();
@@ -474,6 +512,7 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
   }
   const bool early = opts_.earlystop_patience > 0 && val != nullptr;
   models::LossOptions lopts{.weights = {}, .pos_weights = opts_.pos_weights};
+  std::vector<models::LabelMask> masks;
   ProgressLine progress(opts_.progress, tasks);
   // A run that stopped early and is resumed stays stopped.
   bool& stopped_early = stopped_early_;
@@ -483,6 +522,7 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     const auto t0 = std::chrono::steady_clock::now();
     progress.start_epoch(epoch, opts_.n_epochs, train.rows());
     std::vector<double> sum(T, 0.0);
+    std::vector<int64_t> labelled_rows(T, 0);
     int64_t rows = 0, b = 0;
     const bool on_device = !opts_.device.is_cpu();
     std::unique_ptr<DeviceFeeder> feeder = on_device ? std::make_unique<DeviceFeeder>(opts_.device) : nullptr;
@@ -500,6 +540,13 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       if (opts_.stop_after_batches >= 0 && batches_run_ >= opts_.stop_after_batches)
         RECHUB_FAIL("training stopped after " << batches_run_ << " batches (stop_after_batches)");
       const models::ModelOutput out = model_->forward(*batch);
+      if (may_miss) {
+        masks = models::mask_missing_labels(batch->labels, model_->device());
+        lopts.masks = &masks;
+        std::vector<bool> has(T);
+        for (size_t t = 0; t < T; ++t) has[t] = masks[t].labelled > 0;
+        balancer_->set_labelled_tasks(std::move(has));
+      }
       const std::vector<Tensor> losses = model_->loss(out, batch->labels, lopts);
       RECHUB_CHECK(losses.size() == T, "the model returned " << losses.size() << " losses for " << T << " tasks");
       const int64_t B = batch->size();
@@ -515,24 +562,32 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       }
       optimizer_->zero_grad();
       balancer_->backward(losses, balance_params_);
+      for (const std::string& w : balancer_->take_warnings()) std::cerr << "warning: " << w << "\n";
       if (opts_.clip_grad_norm > 0) nn::clip_grad_norm(balance_params_.params, opts_.clip_grad_norm);
       const bool scan = opts_.finite_check_every > 0 && (batches_run_ + 1) % opts_.finite_check_every == 0;
       if (scan) check_finite(epoch, b + 1, batches_run_ + 1, true);
       optimizer_->step();
       if (scan) check_finite(epoch, b + 1, batches_run_ + 1, false);
-      for (size_t t = 0; t < T; ++t) sum[t] += lv[t] * static_cast<double>(B);
+      for (size_t t = 0; t < T; ++t) {
+        const int64_t n = may_miss ? masks[t].labelled : B;
+        sum[t] += lv[t] * static_cast<double>(n);
+        labelled_rows[t] += n;
+      }
       rows += B;
       ++b;
       ++batches_run_;
       std::vector<double> running(T);
-      for (size_t t = 0; t < T; ++t) running[t] = sum[t] / static_cast<double>(rows);
+      for (size_t t = 0; t < T; ++t)
+        running[t] = labelled_rows[t] > 0 ? sum[t] / static_cast<double>(labelled_rows[t]) : NAN;
       progress.update(rows, running, balancer_->weights());
     }
     // A checkpoint is written only from finite weights, so the last one is always a usable restart.
     check_finite(epoch, b, batches_run_, false);
     EpochRecord rec;
     rec.epoch = epoch;
-    for (size_t t = 0; t < T; ++t) rec.train_loss.push_back(rows > 0 ? sum[t] / static_cast<double>(rows) : NAN);
+    for (size_t t = 0; t < T; ++t)
+      rec.train_loss.push_back(labelled_rows[t] > 0 ? sum[t] / static_cast<double>(labelled_rows[t]) : NAN);
+    if (may_miss) rec.train_labelled = labelled_rows;
     balancer_->end_epoch(rec.train_loss);
     rec.weights = balancer_->weights();
     rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -58,7 +58,8 @@ struct OptimizerParams {
 struct TrainerOptions {
   OptimizerParams optimizer_params{};
   int64_t n_epochs = 10;
-  // Task weighting: "fixed" (task_weights, default all 1), "gradnorm", "metabalance", "uwl", "dwa", "pcgrad".
+  // Task weighting: "fixed" (task_weights, default all 1), "gradnorm", "metabalance", "uwl", "dwa", "pcgrad",
+  // "mgda", "cagrad".
   std::vector<double> task_weights{};
   std::string task_weights_strategy = "fixed";
   double gradnorm_alpha = 1.5;
@@ -101,6 +102,10 @@ struct TrainerOptions {
   // Losses come back once per step (one small read for all tasks). Errors name the device when
   // this build has no CUDA backend or the device is not visible.
   Device device = Device::cpu();
+  // MetaBalance's choice of the auxiliary gradients it adapts: all | reduce | enlarge (balance.h).
+  std::string metabalance_strategy = "all";
+  double cagrad_c = 0.5;                    // CAGrad's c
+  std::string mgda_normalization = "none";  // MGDA's gradient normaliser: none | l2 | loss | loss+
 };
 
 class MTLTrainer {
@@ -132,6 +137,8 @@ class MTLTrainer {
   void check_finite(int64_t epoch, int64_t batch, int64_t step, bool grads) const;
   std::string path(const char* file) const;
   double metric_of(const metrics::EvalResult& r, bool& higher_better) const;
+  // Refuses a task with no label on any training row (its labels may be missing).
+  void check_labelled_rows(const data::BatchSource& src) const;
   void snapshot_best();
   void restore_best();
 
