@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <sstream>
 
 #include "core/autograd.h"
 #include "core/error.h"
@@ -141,6 +142,23 @@ EvalResult evaluate_multi_task(models::MultiTaskModel& model, const data::BatchS
     const auto& yy = any_missing ? y : y_all;
     const auto& pp = any_missing ? p : p_all;
     const std::vector<int64_t>* gg = groups && any_missing ? &g : groups;
+    // Constant predictions (a collapsed tower): the AUC is 0.5 whatever the labels.
+    if (pp.size() >= 2) {
+      double mean = 0, var = 0;
+      for (double v : pp) mean += v;
+      mean /= static_cast<double>(pp.size());
+      for (double v : pp) var += (v - mean) * (v - mean);
+      const double sd = std::sqrt(var / static_cast<double>(pp.size()));
+      if (sd < 1e-6) {
+        std::ostringstream w;
+        w << "task '" << name << "': its predictions are constant (" << mean << ", standard deviation " << sd
+          << " over " << pp.size()
+          << " rows), so its AUC is 0.5. Likely causes: the task's tower collapsed (a learning rate too high, "
+             "dead ReLUs: lower --lr or add --clip-grad-norm), a one-class training label, a pos_weight that "
+             "swamps the loss, or features that carry nothing for this task";
+        r.warnings.push_back(w.str());
+      }
+    }
     if (model.task_types()[static_cast<size_t>(t)] == data::TaskType::regression) {
       TaskMetrics m{.task = name, .type = data::TaskType::regression, .rows = static_cast<int64_t>(yy.size())};
       if (yy.empty()) {

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <optional>
 #include <set>
+#include <sstream>
 
 #include "core/autograd.h"
 #include "core/error.h"
@@ -426,27 +427,88 @@ bool MTLTrainer::load_checkpoint() {
   return true;
 }
 
-void MTLTrainer::check_labelled_rows(const data::BatchSource& src) const {
-  const auto& labels = src.schema().labels;
-  const int64_t n = src.rows(), T = static_cast<int64_t>(labels.size());
-  std::vector<int64_t> count(static_cast<size_t>(T), 0);
+namespace {
+// Per task: rows with a label, and positives among them (binary tasks' labels are 0/1).
+struct LabelCounts {
+  std::vector<int64_t> labelled, positives;
+};
+LabelCounts count_labels(const data::BatchSource& src) {
+  const int64_t n = src.rows(), T = src.num_tasks();
+  LabelCounts c{std::vector<int64_t>(static_cast<size_t>(T), 0), std::vector<int64_t>(static_cast<size_t>(T), 0)};
   for (int64_t b = 0; b < n; b += 65536) {
     const data::Batch batch = src.range_batch(b, std::min(n, b + 65536));
-    const Tensor& L = batch.labels;
-    const float* p = L.data<float>();
-    for (int64_t i = 0; i < L.size(0); ++i)
-      for (int64_t t = 0; t < T; ++t) count[static_cast<size_t>(t)] += std::isnan(p[i * T + t]) ? 0 : 1;
+    const float* p = batch.labels.data<float>();
+    for (int64_t i = 0; i < batch.labels.size(0); ++i)
+      for (int64_t t = 0; t < T; ++t) {
+        const float v = p[i * T + t];
+        if (std::isnan(v)) continue;
+        ++c.labelled[static_cast<size_t>(t)];
+        c.positives[static_cast<size_t>(t)] += v > 0.5f ? 1 : 0;
+      }
   }
-  for (int64_t t = 0; t < T; ++t) {
-    const auto& l = labels[static_cast<size_t>(t)];
-    RECHUB_CHECK(count[static_cast<size_t>(t)] > 0,
-                 "MTLTrainer::fit: task '" << l.task << "' (column '" << l.column << "') has no label on any of the "
-                                           << n << " training rows (every cell is missing"
-                                           << (l.missing_value.empty() ? "" : " or '" + l.missing_value + "'")
-                                           << "): there is nothing to train it on; drop the task or fix the column");
-    if (opts_.progress && count[static_cast<size_t>(t)] < n)
-      std::cerr << "task '" << l.task << "': " << count[static_cast<size_t>(t)] << " of " << n
+  return c;
+}
+}  // namespace
+
+void MTLTrainer::check_tasks(const data::BatchSource& train, const data::BatchSource* val) {
+  const auto& labels = train.schema().labels;
+  const auto& types = model_->task_types();
+  const int64_t n = train.rows();
+  const LabelCounts tc = count_labels(train);
+  std::optional<LabelCounts> vc;
+  if (val && val->num_tasks() == train.num_tasks()) vc = count_labels(*val);
+  auto warn = [&](const std::string& w) {
+    warnings_.push_back(w);
+    if (opts_.progress) std::cerr << "warning: " << w << "\n";
+  };
+  for (size_t t = 0; t < labels.size(); ++t) {
+    const auto& l = labels[t];
+    const int64_t have = tc.labelled[t], pos = tc.positives[t];
+    RECHUB_CHECK(have > 0, "MTLTrainer::fit: task '" << l.task << "' (column '" << l.column
+                                                     << "') has no label on any of the " << n
+                                                     << " training rows (every cell is missing"
+                                                     << (l.missing_value.empty() ? "" : " or '" + l.missing_value + "'")
+                                                     << "): there is nothing to train it on; drop the task or fix the column");
+    if (opts_.progress && have < n)
+      std::cerr << "task '" << l.task << "': " << have << " of " << n
                 << " training rows labelled; the others are left out of its loss and metrics\n";
+    if (t >= types.size() || types[t] != data::TaskType::binary) continue;
+    if (pos == 0 || pos == have)
+      warn("task '" + l.task + "': every training label (column '" + l.column + "', " + std::to_string(have) +
+           " rows) is " + (pos == 0 ? "0" : "1") +
+           ": the task can only learn a constant and its AUC is undefined. Likely causes: the wrong label "
+           "column, a label mapping that maps every value to one class (\"positive\" values), or a filter or "
+           "sample that kept one class only");
+    if (!vc || vc->labelled[t] == 0) continue;
+    const double rt = static_cast<double>(pos) / static_cast<double>(have);
+    const double rv = static_cast<double>(vc->positives[t]) / static_cast<double>(vc->labelled[t]);
+    if (rt > 5 * rv || rv > 5 * rt) {
+      std::ostringstream w;
+      w << "task '" << l.task << "': the positive rate differs more than 5x between training (" << rt << ", "
+        << pos << " of " << have << ") and validation (" << rv << ", " << vc->positives[t] << " of "
+        << vc->labelled[t]
+        << "). Likely causes: a split by time or by user across a change in the label's definition, "
+           "down-sampling applied to one split only, or the two files' label columns differ";
+      warn(w.str());
+    }
+  }
+  // Early stopping on a metric that is undefined on this validation set would run on NaN.
+  if (opts_.earlystop_patience > 0 && vc) {
+    const std::string task = opts_.earlystop_task.empty() ? model_->task_names()[0] : opts_.earlystop_task;
+    const auto t = static_cast<size_t>(
+        std::find(model_->task_names().begin(), model_->task_names().end(), task) - model_->task_names().begin());
+    const std::string metric = opts_.earlystop_metric.empty()
+                                   ? (types[t] == data::TaskType::regression ? "mse" : "auc")
+                                   : opts_.earlystop_metric;
+    const int64_t have = vc->labelled[t], pos = vc->positives[t];
+    RECHUB_CHECK(have > 0, "MTLTrainer: early stopping on task '" << task
+                                                                  << "' is refused: its validation rows have no label");
+    RECHUB_CHECK(!(metric == "auc" && (pos == 0 || pos == have)),
+                 "MTLTrainer: early stopping on the AUC of task '"
+                     << task << "' is refused: every validation label is " << (pos == 0 ? "0" : "1") << " (" << have
+                     << " rows), so the AUC is undefined (NaN) every epoch. Early-stop on another task "
+                        "(--early-stop-task), on logloss (--early-stop-metric logloss), or use a validation set "
+                        "with both classes");
   }
 }
 
@@ -495,7 +557,8 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
   // and a task without a single label in the training data is refused before anything is written.
   bool may_miss = false;
   for (const auto& l : train.source().schema().labels) may_miss = may_miss || l.missing_ok;
-  if (may_miss) check_labelled_rows(train.source());
+  warnings_.clear();
+  check_tasks(train.source(), val ? &val->source() : nullptr);
   if (!opts_.out_dir.empty()) fs::create_directories(opts_.out_dir);
   train_loader_ = &train.options();
   train_rows_ = train.rows();
@@ -595,6 +658,7 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     if (val) {
       rec.has_val = true;
       rec.val = metrics::evaluate_multi_task(*model_, *val, {.quiet = !opts_.progress});
+      for (const auto& w : rec.val.warnings) warnings_.push_back("epoch " + std::to_string(epoch + 1) + ": " + w);
     }
     if (early) {
       bool higher = true;

@@ -122,6 +122,9 @@ class MTLTrainer {
   nn::Optimizer& optimizer() { return *optimizer_; }
   TaskBalancer& balancer() { return *balancer_; }
   int64_t best_epoch() const { return best_epoch_; }  // -1 without early stopping or validation
+  // Warnings of the last fit about degenerate tasks (one-class labels, positive-rate drift, and
+  // the validation metrics' own: constant predictions, one class); printed unless progress is off.
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
   // The checkpoint metadata record of this model (kind, config, tasks, preprocessor).
   nlohmann::json model_metadata() const;
@@ -137,8 +140,11 @@ class MTLTrainer {
   void check_finite(int64_t epoch, int64_t batch, int64_t step, bool grads) const;
   std::string path(const char* file) const;
   double metric_of(const metrics::EvalResult& r, bool& higher_better) const;
-  // Refuses a task with no label on any training row (its labels may be missing).
-  void check_labelled_rows(const data::BatchSource& src) const;
+  // Before training: refuses a task with no label on any training row, and early stopping on an
+  // AUC that is undefined on the validation set (one class); warns (warnings()) about a binary
+  // task whose training labels are one class and a positive rate that differs more than 5x
+  // between training and validation.
+  void check_tasks(const data::BatchSource& train, const data::BatchSource* val);
   void snapshot_best();
   void restore_best();
 
@@ -156,6 +162,7 @@ class MTLTrainer {
   std::vector<std::pair<std::string, Tensor>> best_state_;  // CPU copies
   int64_t batches_run_ = 0;
   const data::LoaderOptions* train_loader_ = nullptr;  // during fit
+  std::vector<std::string> warnings_;
   int64_t train_rows_ = 0;
 };
 
