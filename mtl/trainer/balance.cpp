@@ -725,9 +725,10 @@ std::vector<double> cagrad_weights(const std::vector<double>& M, size_t n, doubl
   for (size_t r = 0; r < n; ++r) trace += std::abs(M[r * n + r]);
   double step = 1.0 / (trace * (1.0 + cp * 1e4) + 1e-300);  // grows or shrinks below
   double f = value(x, &grad);
-  for (int it = 0; it < 100000; ++it) {
+  for (int it = 0; it < 10000; ++it) {
     std::vector<double> next;
     double fn = 0, moved = 0;
+    bool accepted = false;
     for (int bt = 0; bt < 200; ++bt) {
       std::vector<double> y(n);
       for (size_t r = 0; r < n; ++r) y[r] = x[r] - step * grad[r];
@@ -739,9 +740,14 @@ std::vector<double> cagrad_weights(const std::vector<double>& M, size_t n, doubl
         const double d = next[r] - x[r];
         lin += grad[r] * d, sq += d * d, moved += std::abs(d);
       }
-      if (fn <= f + lin + sq / (2 * step) + 1e-15 * std::abs(f)) break;
+      if (fn <= f + lin + sq / (2 * step)) {
+        accepted = true;
+        break;
+      }
       step *= 0.5;
+      if (moved < 1e-15) break;
     }
+    if (!accepted) break;  // no step lowers F beyond rounding: converged
     x = next;
     f = value(x, &grad);
     if (moved < 1e-13) break;

@@ -51,8 +51,10 @@
 //   cagrad       Liu et al., NeurIPS 2021 (Conflict-Averse Gradient descent). With g_0 = mean_i
 //                g_i and M the Gram matrix of the g_i: w = argmin_{w ∈ simplex} g_wᵀg_0 +
 //                c'·‖g_w‖, c' = c·‖g_0‖ (+1e-8 in both norms, as LibMTL and the authors' code),
-//                solved by projected gradient descent with backtracking on the simplex (to a step
-//                below 1e-13); d = (g_0 + c'/‖g_w‖·g_w)/(1+c²) (the authors' default rescale),
+//                solved by projected gradient descent with backtracking on the simplex, until a
+//                step moves w by less than 1e-13 or none lowers the objective beyond rounding
+//                (the authors and LibMTL call scipy's SLSQP); d = (g_0 + c'/‖g_w‖·g_w)/(1+c²) (the
+//                authors' default rescale),
 //                multiplied by the task count to match the summed loss the other strategies use
 //                (as the authors' code does; LibMTL leaves the mean). c = 0 gives Σ g_i but
 //                for the 1e-8 terms (which matter only when ‖g_w‖ is near 1e-8).

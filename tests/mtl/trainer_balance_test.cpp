@@ -262,7 +262,7 @@ TEST(CAGrad, InnerWeightsMeetTheOptimalityConditions) {
         for (size_t r = 0; r < n; ++r) {
           EXPECT_GE(w[r], 0);
           if (w[r] > 1e-6) {
-            EXPECT_NEAR(grad[r], lo, 1e-6) << "n " << n << " c' " << cp << " r " << r;
+            EXPECT_NEAR(grad[r], lo, 1e-7) << "n " << n << " c' " << cp << " r " << r;
           }
         }
       }
