@@ -660,6 +660,17 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       rec.val = metrics::evaluate_multi_task(*model_, *val, {.quiet = !opts_.progress});
       for (const auto& w : rec.val.warnings) warnings_.push_back("epoch " + std::to_string(epoch + 1) + ": " + w);
     }
+    if (opts_.gate_diagnostics) {
+      const metrics::GateReport g = val ? metrics::gate_statistics(*model_, val->source(), 4096)
+                                        : metrics::gate_statistics(*model_, train.source(), 4096, 20000);
+      if (!g.gates.empty()) {
+        rec.gates = g.to_json().at("gates");
+        for (const auto& w : g.warnings) {
+          warnings_.push_back("epoch " + std::to_string(epoch + 1) + ": " + w);
+          if (opts_.progress) std::cerr << "warning: epoch " << epoch + 1 << ": " << w << "\n";
+        }
+      }
+    }
     if (early) {
       bool higher = true;
       const double m = metric_of(rec.val, higher);

@@ -38,6 +38,7 @@
 #include "mtl/data/loader.h"
 #include "mtl/data/preprocessor.h"
 #include "mtl/metrics/evaluate.h"
+#include "mtl/metrics/gates.h"
 #include "mtl/models/model.h"
 #include "mtl/trainer/balance.h"
 #include "mtl/trainer/report.h"
@@ -106,6 +107,10 @@ struct TrainerOptions {
   std::string metabalance_strategy = "all";
   double cagrad_c = 0.5;                    // CAGrad's c
   std::string mgda_normalization = "none";  // MGDA's gradient normaliser: none | l2 | loss | loss+
+  // Gate diagnostics (MMoE, OMoE, PLE; metrics/gates.h) every epoch, into metrics.jsonl and
+  // report.svg, with collapse warnings: on the validation data, or the first 20000 training rows
+  // without it.
+  bool gate_diagnostics = true;
 };
 
 class MTLTrainer {
