@@ -324,7 +324,11 @@ class MetaBalance : public TaskBalancer {
         // The main task has never sent a gradient here: leave the auxiliary gradients unscaled
         // (the formula would shrink them all by 1 − r) and say so once.
         const bool unscaled = m_main == 0;
-        if (unscaled && labelled(main_) && !warned_[k]) {
+        // Worth a word only where an auxiliary task does send something (a bias before a
+        // BatchNorm gets exactly 0 from every task).
+        bool aux_sends = false;
+        for (size_t i = 0; i < n; ++i) aux_sends = aux_sends || (i != main_ && norms_[k][i] > 0);
+        if (unscaled && aux_sends && labelled(main_) && !warned_[k]) {
           warned_[k] = true;
           const std::string name = k < p.names.size() ? "'" + p.names[k] + "'" : "#" + std::to_string(k);
           warnings_.push_back("metabalance: the main task (task " + std::to_string(main_) +

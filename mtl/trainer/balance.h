@@ -21,7 +21,8 @@
 //                when a task has sent no gradient yet). Where the main task has never sent a
 //                gradient to a parameter (m_main = 0: the parameter is shared by the other tasks
 //                only), the formula would shrink every auxiliary gradient there by (1−r); rechub
-//                leaves that parameter's gradients unscaled instead and warns once, naming it.
+//                leaves that parameter's gradients unscaled instead and warns once, naming it
+//                (when an auxiliary task does send a gradient there).
 //                Task-specific parameters get Σ_i g_i. Row-sparse (embedding) gradients are
 //                scaled and summed as row-sparse tensors.
 //   uwl          Kendall, Gal & Cipolla, CVPR 2018, with s_i = log σ_i² learned per task:
