@@ -625,7 +625,10 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       }
       optimizer_->zero_grad();
       balancer_->backward(losses, balance_params_);
-      for (const std::string& w : balancer_->take_warnings()) std::cerr << "warning: " << w << "\n";
+      for (const std::string& w : balancer_->take_warnings()) {
+        std::cerr << "warning: " << w << "\n";
+        warnings_.push_back(w);
+      }
       if (opts_.clip_grad_norm > 0) nn::clip_grad_norm(balance_params_.params, opts_.clip_grad_norm);
       const bool scan = opts_.finite_check_every > 0 && (batches_run_ + 1) % opts_.finite_check_every == 0;
       if (scan) check_finite(epoch, b + 1, batches_run_ + 1, true);

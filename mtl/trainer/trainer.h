@@ -127,8 +127,9 @@ class MTLTrainer {
   nn::Optimizer& optimizer() { return *optimizer_; }
   TaskBalancer& balancer() { return *balancer_; }
   int64_t best_epoch() const { return best_epoch_; }  // -1 without early stopping or validation
-  // Warnings of the last fit about degenerate tasks (one-class labels, positive-rate drift, and
-  // the validation metrics' own: constant predictions, one class); printed unless progress is off.
+  // Warnings of the last fit: degenerate tasks (one-class labels, positive-rate drift, and the
+  // validation metrics' own: constant predictions, one class) and collapsed gates, printed unless
+  // progress is off; the balancer's (MetaBalance's unscaled parameter), always printed.
   const std::vector<std::string>& warnings() const { return warnings_; }
 
   // The checkpoint metadata record of this model (kind, config, tasks, preprocessor).
