@@ -16,11 +16,11 @@
 #include <string>
 #include <vector>
 
-#include "mtl/data/load.h"
-#include "mtl/data/synthetic.h"
-#include "mtl/metrics/evaluate.h"
-#include "mtl/trainer/model_builder.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/mtl/data/load.h"
+#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/metrics/evaluate.h"
+#include "rechub/mtl/trainer/model_builder.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 using namespace rechub;
 namespace fs = std::filesystem;

@@ -20,12 +20,12 @@
 #include <utility>
 #include <vector>
 
-#include "core/error.h"
-#include "mtl/data/cache.h"
-#include "mtl/data/csv.h"
-#include "mtl/data/loader.h"
-#include "mtl/data/preprocessor.h"
-#include "mtl/data/synthetic.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/cache.h"
+#include "rechub/mtl/data/csv.h"
+#include "rechub/mtl/data/loader.h"
+#include "rechub/mtl/data/preprocessor.h"
+#include "rechub/mtl/data/synthetic.h"
 
 namespace rd = rechub::data;
 namespace fs = std::filesystem;

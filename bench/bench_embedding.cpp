@@ -12,10 +12,10 @@
 #include <cmath>
 #include <cstring>
 
-#include "core/autograd.h"
-#include "core/rng.h"
-#include "nn/embedding.h"
-#include "nn/optim.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/rng.h"
+#include "rechub/nn/embedding.h"
+#include "rechub/nn/optim.h"
 
 namespace {
 using namespace rechub;

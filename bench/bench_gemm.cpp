@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "bench/fma_peak.h"
-#include "kernels/cpu/gemm.h"
+#include "rechub/kernels/cpu/gemm.h"
 
 #ifdef RECHUB_HAVE_OPENBLAS
 #include <cblas.h>

@@ -23,16 +23,16 @@
 #include <string>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/ops.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
 #include "bench/fma_peak.h"
-#include "core/storage.h"
-#include "kernels/cpu/isa.h"
-#include "mtl/data/synthetic.h"
-#include "mtl/models/mmoe.h"
-#include "mtl/models/ple.h"
-#include "mtl/models/shared_bottom.h"
-#include "nn/optim.h"
+#include "rechub/core/storage.h"
+#include "rechub/kernels/cpu/isa.h"
+#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/models/mmoe.h"
+#include "rechub/mtl/models/ple.h"
+#include "rechub/mtl/models/shared_bottom.h"
+#include "rechub/nn/optim.h"
 
 using namespace rechub;
 

@@ -3,8 +3,8 @@
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
-#include "core/ops.h"
-#include "core/rng.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
 
 namespace {
 using namespace rechub;

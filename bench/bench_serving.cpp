@@ -31,12 +31,12 @@
 #include <string>
 #include <vector>
 
-#include "core/rng.h"
-#include "mtl/data/synthetic.h"
-#include "mtl/models/mmoe.h"
-#include "mtl/models/ple.h"
-#include "mtl/predictor/predictor.h"
-#include "nn/checkpoint.h"
+#include "rechub/core/rng.h"
+#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/models/mmoe.h"
+#include "rechub/mtl/models/ple.h"
+#include "rechub/mtl/predictor/predictor.h"
+#include "rechub/nn/checkpoint.h"
 
 using namespace rechub;
 

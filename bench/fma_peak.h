@@ -9,7 +9,7 @@
 #include <chrono>
 #include <cstdint>
 
-#include "kernels/cpu/isa.h"
+#include "rechub/kernels/cpu/isa.h"
 
 namespace rechub::bench {
 

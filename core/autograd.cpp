@@ -1,12 +1,12 @@
-#include "core/autograd.h"
+#include "rechub/core/autograd.h"
 
 #include <algorithm>
 #include <atomic>
 #include <unordered_map>
 #include <unordered_set>
 
-#include "core/ops.h"
-#include "kernels/cpu/index.h"
+#include "rechub/core/ops.h"
+#include "rechub/kernels/cpu/index.h"
 
 namespace rechub {
 

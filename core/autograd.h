@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor.h"
+#include "rechub/core/tensor.h"
 
 namespace rechub {
 

@@ -2,9 +2,9 @@
 // Internal helpers of the op front-ends: input checks and dtype dispatch.
 #include <initializer_list>
 
-#include "core/tensor.h"
-#include "kernels/cuda/ops.h"      // declarations only: no CUDA headers
-#include "kernels/cuda/runtime.h"
+#include "rechub/core/tensor.h"
+#include "rechub/kernels/cuda/ops.h"      // declarations only: no CUDA headers
+#include "rechub/kernels/cuda/runtime.h"
 
 namespace rechub::detail {
 

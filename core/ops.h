@@ -5,8 +5,8 @@
 #include <optional>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/tensor.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/tensor.h"
 
 namespace rechub::ops {
 

@@ -2,10 +2,10 @@
 #include <cmath>
 #include <limits>
 
-#include "core/dispatch.h"
-#include "core/ops.h"
-#include "kernels/cpu/broadcast.h"
-#include "kernels/cpu/parallel.h"
+#include "rechub/core/dispatch.h"
+#include "rechub/core/ops.h"
+#include "rechub/kernels/cpu/broadcast.h"
+#include "rechub/kernels/cpu/parallel.h"
 
 namespace rechub {
 namespace detail {

@@ -20,18 +20,18 @@
 // Gate mix, per sample: g = softmax(x Wg^T + bg), out = sum_e g_e X_e. Backward:
 //   dX_e = g_e dout, dg_e = <dout, X_e>, dlogit_e = g_e (dg_e - sum_j g_j dg_j),
 //   dWg = dlogit^T x, dbg = sum_B dlogit, dx = dlogit Wg.
-#include "core/ops_fused.h"
+#include "rechub/core/ops_fused.h"
 
 #include <algorithm>
 #include <cmath>
 #include <memory>
 #include <type_traits>
 
-#include "core/dispatch.h"
-#include "core/ops.h"
-#include "core/ops_fused_internal.h"
-#include "kernels/cpu/experts.h"
-#include "kernels/cpu/gemm.h"
+#include "rechub/core/dispatch.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/ops_fused_internal.h"
+#include "rechub/kernels/cpu/experts.h"
+#include "rechub/kernels/cpu/gemm.h"
 
 namespace rechub::ops {
 namespace {

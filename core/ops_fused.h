@@ -28,9 +28,9 @@
 #include <string>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/rng.h"
-#include "core/tensor.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/rng.h"
+#include "rechub/core/tensor.h"
 
 namespace rechub::ops {
 

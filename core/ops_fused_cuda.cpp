@@ -23,11 +23,11 @@
 
 #include <memory>
 
-#include "core/dispatch.h"
-#include "core/ops.h"
-#include "core/ops_fused_internal.h"
-#include "kernels/cuda/fused.h"
-#include "kernels/cuda/ops.h"
+#include "rechub/core/dispatch.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/ops_fused_internal.h"
+#include "rechub/kernels/cuda/fused.h"
+#include "rechub/kernels/cuda/ops.h"
 
 namespace rechub::ops::fused_detail {
 namespace {

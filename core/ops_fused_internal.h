@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/ops_fused.h"
+#include "rechub/core/ops_fused.h"
 
 namespace rechub::ops::fused_detail {
 

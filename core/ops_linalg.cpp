@@ -1,7 +1,7 @@
 // Matrix products: matmul, bmm and linear (one GEMM plus bias), with their hand-written backward.
-#include "core/dispatch.h"
-#include "core/ops.h"
-#include "kernels/cpu/gemm.h"
+#include "rechub/core/dispatch.h"
+#include "rechub/core/ops.h"
+#include "rechub/kernels/cpu/gemm.h"
 
 namespace rechub::ops {
 using detail::check_float_operands;

@@ -1,7 +1,7 @@
 // Losses: numerically stable BCE on logits, BCE on probabilities (clamped like PyTorch), MSE.
-#include "core/dispatch.h"
-#include "core/ops.h"
-#include "kernels/cpu/loss.h"
+#include "rechub/core/dispatch.h"
+#include "rechub/core/ops.h"
+#include "rechub/kernels/cpu/loss.h"
 
 namespace rechub::ops {
 using detail::check_float_operands;

@@ -1,14 +1,14 @@
 // Fused batch normalisation: forward, running-statistics update and hand-written backward.
-#include "core/ops_nn.h"
+#include "rechub/core/ops_nn.h"
 
 #include <cmath>
 #include <memory>
 #include <vector>
 
-#include "core/dispatch.h"
-#include "core/ops.h"
-#include "kernels/cpu/batchnorm.h"
-#include "kernels/cuda/fused.h"  // declarations only: no CUDA headers
+#include "rechub/core/dispatch.h"
+#include "rechub/core/ops.h"
+#include "rechub/kernels/cpu/batchnorm.h"
+#include "rechub/kernels/cuda/fused.h"  // declarations only: no CUDA headers
 
 namespace rechub::ops {
 

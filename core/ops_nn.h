@@ -1,8 +1,8 @@
 #pragma once
 // Fused neural-network ops whose composed form would be slow or would allocate many temporaries:
 // batch normalisation as one forward and one backward pass.
-#include "core/autograd.h"
-#include "core/tensor.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/tensor.h"
 
 namespace rechub::ops {
 

@@ -1,10 +1,10 @@
 // Reductions, softmax and norms.
 #include <cmath>
 
-#include "core/dispatch.h"
-#include "core/ops.h"
-#include "kernels/cpu/reduce.h"
-#include "kernels/cpu/softmax.h"
+#include "rechub/core/dispatch.h"
+#include "rechub/core/ops.h"
+#include "rechub/kernels/cpu/reduce.h"
+#include "rechub/kernels/cpu/softmax.h"
 
 namespace rechub::ops {
 using detail::check_float_operands;

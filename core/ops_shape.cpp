@@ -2,9 +2,9 @@
 // gather, scatter_add, and the embedding lookup with its row-sparse backward.
 #include <cstring>
 
-#include "core/dispatch.h"
-#include "core/ops.h"
-#include "kernels/cpu/index.h"
+#include "rechub/core/dispatch.h"
+#include "rechub/core/ops.h"
+#include "rechub/kernels/cpu/index.h"
 
 namespace rechub::ops {
 using detail::check_float_operands;

@@ -1,4 +1,4 @@
-#include "core/rng.h"
+#include "rechub/core/rng.h"
 
 #include <cmath>
 #include <mutex>

@@ -3,7 +3,7 @@
 // splitmix64, uniforms from the top bits, normals by Box-Muller (two per draw pair).
 #include <cstdint>
 
-#include "core/tensor.h"
+#include "rechub/core/tensor.h"
 
 namespace rechub {
 

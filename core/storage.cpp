@@ -1,4 +1,4 @@
-#include "core/storage.h"
+#include "rechub/core/storage.h"
 
 #include <cstdint>
 #include <cstdlib>
@@ -10,7 +10,7 @@
 
 #include <sys/mman.h>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 
 namespace rechub {
 

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "core/device.h"
+#include "rechub/core/device.h"
 
 namespace rechub {
 

@@ -1,4 +1,4 @@
-#include "core/tensor.h"
+#include "rechub/core/tensor.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,12 +7,12 @@
 #include <numeric>
 #include <sstream>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "kernels/cpu/index.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
+#include "rechub/kernels/cpu/index.h"
 #ifdef RECHUB_WITH_CUDA
-#include "kernels/cuda/ops.h"
-#include "kernels/cuda/runtime.h"
+#include "rechub/kernels/cuda/ops.h"
+#include "rechub/kernels/cuda/runtime.h"
 #endif
 
 namespace rechub {

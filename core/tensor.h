@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "core/device.h"
-#include "core/dtype.h"
-#include "core/error.h"
-#include "core/storage.h"
+#include "rechub/core/device.h"
+#include "rechub/core/dtype.h"
+#include "rechub/core/error.h"
+#include "rechub/core/storage.h"
 
 namespace rechub {
 

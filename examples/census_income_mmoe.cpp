@@ -9,11 +9,11 @@
 #include <cstdlib>
 #include <string>
 
-#include "core/error.h"
-#include "mtl/data/load.h"
-#include "mtl/metrics/evaluate.h"
-#include "mtl/trainer/model_builder.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/load.h"
+#include "rechub/mtl/metrics/evaluate.h"
+#include "rechub/mtl/trainer/model_builder.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 using namespace rechub;
 

@@ -6,9 +6,9 @@
 #include <string>
 #include <unistd.h>
 
-#include "mtl/data/load.h"
-#include "mtl/data/synthetic.h"
-#include "mtl/metrics/evaluate.h"
+#include "rechub/mtl/data/load.h"
+#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/metrics/evaluate.h"
 
 namespace tutorial {
 

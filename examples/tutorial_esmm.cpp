@@ -1,8 +1,8 @@
 // Tutorial: ESMM — CTR and CVR towers over shared embeddings; pCTCVR = pCTR · pCVR; the loss is
 // on the entire space (click and click-and-purchase labels). Evaluation adds CVR on clicked rows.
 #include "examples/tutorial_data.h"
-#include "mtl/models/esmm.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/mtl/models/esmm.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 using namespace rechub;
 

@@ -1,9 +1,9 @@
 // Tutorial: evaluation — evaluate_multi_task gives per-task AUC and LogLoss (sklearn's
 // definitions), GAUC with a group column, and the single metrics are plain functions.
 #include "examples/tutorial_data.h"
-#include "mtl/metrics/metrics.h"
-#include "mtl/models/mmoe.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/mtl/metrics/metrics.h"
+#include "rechub/mtl/models/mmoe.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 using namespace rechub;
 

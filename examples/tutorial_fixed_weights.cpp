@@ -1,7 +1,7 @@
 // Tutorial: fixed task weights — the loss is Σ w_i L_i (here click 1.0, purchase 0.5).
 #include "examples/tutorial_data.h"
-#include "mtl/models/shared_bottom.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/mtl/models/shared_bottom.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 using namespace rechub;
 

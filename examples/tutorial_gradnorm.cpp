@@ -1,8 +1,8 @@
 // Tutorial: GradNorm (Chen et al. 2018) — task weights learned so that each task's gradient norm
 // on the last shared layer follows its relative training rate; weights sum to the task count.
 #include "examples/tutorial_data.h"
-#include "mtl/models/mmoe.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/mtl/models/mmoe.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 using namespace rechub;
 

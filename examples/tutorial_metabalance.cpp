@@ -1,8 +1,8 @@
 // Tutorial: MetaBalance (He et al. 2022) — per shared parameter, each auxiliary task's gradient is
 // rescaled toward the main task's gradient norm (relax factor r, moving-average factor beta).
 #include "examples/tutorial_data.h"
-#include "mtl/models/ple.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/mtl/models/ple.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 using namespace rechub;
 

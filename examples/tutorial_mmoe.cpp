@@ -1,7 +1,7 @@
 // Tutorial: MMoE — experts share the input; one softmax gate per task mixes them.
 #include "examples/tutorial_data.h"
-#include "mtl/models/mmoe.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/mtl/models/mmoe.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 using namespace rechub;
 

@@ -1,7 +1,7 @@
 // Tutorial: PLE — progressive layers of task-specific and shared experts (CGC levels).
 #include "examples/tutorial_data.h"
-#include "mtl/models/ple.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/mtl/models/ple.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 using namespace rechub;
 

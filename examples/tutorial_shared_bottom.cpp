@@ -1,7 +1,7 @@
 // Tutorial: SharedBottom — one shared MLP over the embeddings, one tower per task.
 #include "examples/tutorial_data.h"
-#include "mtl/models/shared_bottom.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/mtl/models/shared_bottom.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 using namespace rechub;
 

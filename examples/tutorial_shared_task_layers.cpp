@@ -1,7 +1,7 @@
 // Tutorial: shared and task layers — shared_task_layers(model) says which parameters every task
 // shares (embeddings, experts) and which belong to one task (gates, towers).
 #include "examples/tutorial_data.h"
-#include "mtl/models/mmoe.h"
+#include "rechub/mtl/models/mmoe.h"
 
 using namespace rechub;
 

@@ -1,8 +1,8 @@
 // Tutorial: task-specific learning rates — each task's own layers (shared_task_layers) train in
 // their own optimizer group with their own rate; shared layers use the base rate.
 #include "examples/tutorial_data.h"
-#include "mtl/models/mmoe.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/mtl/models/mmoe.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 using namespace rechub;
 

@@ -3,8 +3,8 @@
 #include <cmath>
 #include <cstdio>
 
-#include "core/ops.h"
-#include "core/rng.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
 
 int main() {
   using namespace rechub;

@@ -1,11 +1,11 @@
-#include "nn/activation.h"
+#include "rechub/nn/activation.h"
 
 #include <algorithm>
 #include <cctype>
 #include <sstream>
 
-#include "core/ops.h"
-#include "core/ops_nn.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/ops_nn.h"
 
 namespace rechub::nn {
 

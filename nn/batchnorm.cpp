@@ -1,10 +1,10 @@
-#include "nn/batchnorm.h"
+#include "rechub/nn/batchnorm.h"
 
 #include <map>
 #include <memory>
 #include <mutex>
 
-#include "core/ops_nn.h"
+#include "rechub/core/ops_nn.h"
 
 namespace rechub::nn {
 

@@ -2,7 +2,7 @@
 // BatchNorm1d with PyTorch's semantics (see ops::batch_norm for the formulas).
 #include <cstdint>
 
-#include "nn/module.h"
+#include "rechub/nn/module.h"
 
 namespace rechub::nn {
 

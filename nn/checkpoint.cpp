@@ -1,4 +1,4 @@
-#include "nn/checkpoint.h"
+#include "rechub/nn/checkpoint.h"
 
 #include <zlib.h>
 
@@ -7,7 +7,7 @@
 #include <set>
 #include <sstream>
 
-#include "core/autograd.h"
+#include "rechub/core/autograd.h"
 
 namespace rechub::nn {
 

@@ -25,9 +25,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "nn/module.h"
-#include "nn/optim.h"
-#include "nn/safetensors.h"
+#include "rechub/nn/module.h"
+#include "rechub/nn/optim.h"
+#include "rechub/nn/safetensors.h"
 
 namespace rechub::nn {
 

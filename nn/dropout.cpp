@@ -1,7 +1,7 @@
-#include "nn/dropout.h"
+#include "rechub/nn/dropout.h"
 
-#include "core/ops.h"
-#include "nn/upload.h"
+#include "rechub/core/ops.h"
+#include "rechub/nn/upload.h"
 
 namespace rechub::nn {
 

@@ -2,8 +2,8 @@
 // Dropout: identity in eval; in training, inverted dropout (kept elements scaled by 1 / (1 - p)).
 #include <cstdint>
 
-#include "core/rng.h"
-#include "nn/module.h"
+#include "rechub/core/rng.h"
+#include "rechub/nn/module.h"
 
 namespace rechub::nn {
 

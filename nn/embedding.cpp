@@ -1,13 +1,13 @@
-#include "nn/embedding.h"
+#include "rechub/nn/embedding.h"
 
 #include <limits>
 #include <map>
 #include <set>
 #include <sstream>
 
-#include "core/ops.h"
-#include "core/rng.h"
-#include "nn/upload.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
+#include "rechub/nn/upload.h"
 
 namespace rechub::nn {
 

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "nn/module.h"
+#include "rechub/nn/module.h"
 
 namespace rechub::nn {
 

@@ -1,8 +1,8 @@
-#include "nn/init.h"
+#include "rechub/nn/init.h"
 
 #include <cmath>
 
-#include "core/autograd.h"
+#include "rechub/core/autograd.h"
 
 namespace rechub::nn::init {
 

@@ -5,8 +5,8 @@
 #include <string>
 #include <utility>
 
-#include "core/rng.h"
-#include "core/tensor.h"
+#include "rechub/core/rng.h"
+#include "rechub/core/tensor.h"
 
 namespace rechub::nn::init {
 

@@ -1,9 +1,9 @@
-#include "nn/linear.h"
+#include "rechub/nn/linear.h"
 
 #include <cmath>
 
-#include "core/ops.h"
-#include "nn/init.h"
+#include "rechub/core/ops.h"
+#include "rechub/nn/init.h"
 
 namespace rechub::nn {
 

@@ -2,8 +2,8 @@
 // Linear: y = x W^T + b with PyTorch's layout (weight [out, in]) and default initialisation.
 #include <cstdint>
 
-#include "core/rng.h"
-#include "nn/module.h"
+#include "rechub/core/rng.h"
+#include "rechub/nn/module.h"
 
 namespace rechub::nn {
 

@@ -1,4 +1,4 @@
-#include "nn/lr_scheduler.h"
+#include "rechub/nn/lr_scheduler.h"
 
 #include <algorithm>
 #include <cmath>

@@ -11,7 +11,7 @@
 #include <memory>
 #include <vector>
 
-#include "nn/optim.h"
+#include "rechub/nn/optim.h"
 
 namespace rechub::nn {
 

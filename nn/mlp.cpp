@@ -1,9 +1,9 @@
-#include "nn/mlp.h"
+#include "rechub/nn/mlp.h"
 
-#include "nn/activation.h"
-#include "nn/batchnorm.h"
-#include "nn/dropout.h"
-#include "nn/linear.h"
+#include "rechub/nn/activation.h"
+#include "rechub/nn/batchnorm.h"
+#include "rechub/nn/dropout.h"
+#include "rechub/nn/linear.h"
 
 namespace rechub::nn {
 

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "core/rng.h"
-#include "nn/sequential.h"
+#include "rechub/core/rng.h"
+#include "rechub/nn/sequential.h"
 
 namespace rechub::nn {
 

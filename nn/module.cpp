@@ -1,12 +1,12 @@
-#include "nn/module.h"
+#include "rechub/nn/module.h"
 
 #include <algorithm>
 #include <sstream>
 #include <unordered_set>
 
-#include "core/autograd.h"
+#include "rechub/core/autograd.h"
 #ifdef RECHUB_WITH_CUDA
-#include "kernels/cuda/runtime.h"
+#include "rechub/kernels/cuda/runtime.h"
 #endif
 
 namespace rechub::nn {

@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/tensor.h"
+#include "rechub/core/tensor.h"
 
 namespace rechub::nn {
 

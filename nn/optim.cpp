@@ -1,14 +1,14 @@
 // Optimizer base: parameter groups, the step loop, state export/import; gradient clipping.
-#include "nn/optim.h"
+#include "rechub/nn/optim.h"
 
 #include <cmath>
 #include <set>
 #include <sstream>
 #include <unordered_set>
 
-#include "core/autograd.h"
-#include "core/dispatch.h"
-#include "nn/optim_cuda.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/dispatch.h"
+#include "rechub/nn/optim_cuda.h"
 
 namespace rechub::nn {
 

@@ -36,8 +36,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/tensor.h"
-#include "nn/module.h"
+#include "rechub/core/tensor.h"
+#include "rechub/nn/module.h"
 
 namespace rechub::nn {
 

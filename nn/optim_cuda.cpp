@@ -1,15 +1,15 @@
 // The CUDA side of the optimizers: dispatch of the update rules to kernels/cuda/optim.h, device
 // coalescing of accumulated row-sparse gradients, and the pieces of gradient clipping.
-#include "nn/optim_cuda.h"
+#include "rechub/nn/optim_cuda.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 #ifdef RECHUB_WITH_CUDA
-#include "kernels/cuda/ops.h"
-#include "kernels/cuda/optim.h"
-#include "kernels/cuda/runtime.h"
+#include "rechub/kernels/cuda/ops.h"
+#include "rechub/kernels/cuda/optim.h"
+#include "rechub/kernels/cuda/runtime.h"
 #endif
 
 namespace rechub::nn::detail {

@@ -8,11 +8,11 @@
 #include <immintrin.h>
 #endif
 
-#include "core/dispatch.h"
-#include "kernels/cpu/optim_rows.h"
-#include "kernels/cpu/parallel.h"
-#include "nn/optim.h"
-#include "nn/optim_cuda.h"
+#include "rechub/core/dispatch.h"
+#include "rechub/kernels/cpu/optim_rows.h"
+#include "rechub/kernels/cpu/parallel.h"
+#include "rechub/nn/optim.h"
+#include "rechub/nn/optim_cuda.h"
 
 namespace rechub::nn {
 

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/tensor.h"
+#include "rechub/core/tensor.h"
 
 namespace rechub::nn {
 

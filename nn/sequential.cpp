@@ -1,4 +1,4 @@
-#include "nn/sequential.h"
+#include "rechub/nn/sequential.h"
 
 #include <string>
 

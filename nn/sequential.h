@@ -4,7 +4,7 @@
 #include <memory>
 #include <vector>
 
-#include "nn/module.h"
+#include "rechub/nn/module.h"
 
 namespace rechub::nn {
 

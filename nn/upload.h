@@ -3,9 +3,9 @@
 // the GPU. On CUDA the bytes go through the runtime's pinned staging ring and the copy is queued
 // on the compute stream (stream-ordered with the kernels that read it); the host tensor may be
 // dropped at once. Tensor::to(Device) would instead synchronise the stream after a pageable copy.
-#include "core/tensor.h"
+#include "rechub/core/tensor.h"
 #ifdef RECHUB_WITH_CUDA
-#include "kernels/cuda/runtime.h"
+#include "rechub/kernels/cuda/runtime.h"
 #endif
 
 namespace rechub::nn {

@@ -10,15 +10,15 @@
 #include <string>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/ops_fused.h"
-#include "core/tensor.h"
-#include "kernels/cuda/runtime.h"
-#include "nn/embedding.h"
-#include "nn/linear.h"
-#include "nn/module.h"
-#include "nn/optim.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/ops_fused.h"
+#include "rechub/core/tensor.h"
+#include "rechub/kernels/cuda/runtime.h"
+#include "rechub/nn/embedding.h"
+#include "rechub/nn/linear.h"
+#include "rechub/nn/module.h"
+#include "rechub/nn/optim.h"
 
 using namespace rechub;
 

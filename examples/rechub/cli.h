@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "core/device.h"
-#include "mtl/metrics/evaluate.h"
+#include "rechub/core/device.h"
+#include "rechub/mtl/metrics/evaluate.h"
 
 namespace rechub::cli {
 

@@ -5,10 +5,10 @@
 #include <filesystem>
 #include <iostream>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 #include "examples/rechub/cli.h"
 #if RECHUB_WITH_ONNX
-#include "mtl/export/onnx_export.h"
+#include "rechub/mtl/export/onnx_export.h"
 #endif
 
 namespace rechub::cli {

@@ -13,7 +13,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 #include "examples/rechub/cli.h"
 
 namespace rechub::cli {

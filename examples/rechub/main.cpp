@@ -21,14 +21,14 @@
 #include <sstream>
 #include <thread>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 #include "examples/rechub/cli.h"
-#include "mtl/data/csv.h"
-#include "mtl/data/synthetic.h"
-#include "mtl/metrics/evaluate.h"
-#include "mtl/metrics/gates.h"
-#include "mtl/predictor/predictor.h"
-#include "mtl/trainer/report.h"
+#include "rechub/mtl/data/csv.h"
+#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/metrics/evaluate.h"
+#include "rechub/mtl/metrics/gates.h"
+#include "rechub/mtl/predictor/predictor.h"
+#include "rechub/mtl/trainer/report.h"
 
 namespace rechub::cli {
 

@@ -6,18 +6,18 @@
 #include <iostream>
 #include <set>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 #ifdef RECHUB_WITH_CUDA
-#include "kernels/cuda/runtime.h"
+#include "rechub/kernels/cuda/runtime.h"
 #endif
 #include "examples/rechub/cli.h"
-#include "mtl/data/cache.h"
-#include "mtl/data/infer.h"
-#include "mtl/data/load.h"
-#include "mtl/metrics/evaluate.h"
-#include "mtl/trainer/model_builder.h"
-#include "mtl/trainer/report.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/mtl/data/cache.h"
+#include "rechub/mtl/data/infer.h"
+#include "rechub/mtl/data/load.h"
+#include "rechub/mtl/metrics/evaluate.h"
+#include "rechub/mtl/trainer/model_builder.h"
+#include "rechub/mtl/trainer/report.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 namespace rechub::cli {
 

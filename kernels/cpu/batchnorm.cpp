@@ -1,9 +1,9 @@
-#include "kernels/cpu/batchnorm.h"
+#include "rechub/kernels/cpu/batchnorm.h"
 
 #include <algorithm>
 #include <vector>
 
-#include "kernels/cpu/parallel.h"
+#include "rechub/kernels/cpu/parallel.h"
 
 namespace rechub::kernels::cpu {
 

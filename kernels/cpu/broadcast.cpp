@@ -1,8 +1,8 @@
-#include "kernels/cpu/broadcast.h"
+#include "rechub/kernels/cpu/broadcast.h"
 
 #include <cstring>
 
-#include "kernels/cpu/parallel.h"
+#include "rechub/kernels/cpu/parallel.h"
 
 namespace rechub::kernels::cpu {
 

@@ -5,7 +5,7 @@
 // result does not depend on the thread count. Partial sums are kept in T over blocks of
 // kSumBlock rows and folded into double, which keeps f32 sums over large batches accurate
 // without paying for double arithmetic in the inner loop.
-#include "kernels/cpu/experts.h"
+#include "rechub/kernels/cpu/experts.h"
 
 #include <omp.h>
 
@@ -13,7 +13,7 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/cpu/parallel.h"
+#include "rechub/kernels/cpu/parallel.h"
 
 namespace rechub::kernels::cpu {
 namespace {

@@ -4,12 +4,12 @@
 // BLIS-style AVX-512 kernel (gemm_avx512.cpp) or AVX2 + FMA kernel (gemm_avx2.cpp), both compiled with
 // per-function target attributes so a portable build still carries them, otherwise the Eigen path below.
 // dgemm always goes through Eigen.
-#include "kernels/cpu/gemm.h"
+#include "rechub/kernels/cpu/gemm.h"
 
 #include <stdexcept>
 #include <string>
 
-#include "kernels/cpu/isa.h"
+#include "rechub/kernels/cpu/isa.h"
 
 // GCC 12 reports its own AVX-512 intrinsic headers (`__m512 __Y = __Y;` in _mm512_undefined_*) as
 // -Wmaybe-uninitialized once Eigen's packets are inlined under -march=native (GCC PR105593).

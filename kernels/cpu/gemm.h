@@ -1,7 +1,7 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels/cpu/isa.h"
+#include "rechub/kernels/cpu/isa.h"
 namespace rechub::kernels::cpu {
 // C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C. Row-major; lda/ldb/ldc are leading
 // dimensions (row strides) in elements; op(X) = X or X^T. beta == 0 means C is not read (may hold NaN).

@@ -25,7 +25,7 @@
 #include <cstdint>
 #include <utility>
 
-#include "kernels/cpu/gemm_driver.h"
+#include "rechub/kernels/cpu/gemm_driver.h"
 
 #define RECHUB_AVX2 __attribute__((target("avx2,fma")))
 #define RECHUB_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) inline

@@ -35,7 +35,7 @@
 #include <cstdint>
 #include <utility>
 
-#include "kernels/cpu/gemm_driver.h"
+#include "rechub/kernels/cpu/gemm_driver.h"
 
 #define RECHUB_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,fma")))
 #define RECHUB_AVX512_INLINE __attribute__((target("avx512f,avx512vl,avx512dq,fma"), always_inline)) inline

@@ -1,5 +1,5 @@
 // Threading layer shared by the blocked fp32 GEMMs (see gemm_driver.h).
-#include "kernels/cpu/gemm_driver.h"
+#include "rechub/kernels/cpu/gemm_driver.h"
 
 #include <omp.h>
 

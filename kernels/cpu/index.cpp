@@ -1,4 +1,4 @@
-#include "kernels/cpu/index.h"
+#include "rechub/kernels/cpu/index.h"
 
 #include <algorithm>
 #include <bit>
@@ -7,7 +7,7 @@
 #include <numeric>
 #include <type_traits>
 
-#include "kernels/cpu/parallel.h"
+#include "rechub/kernels/cpu/parallel.h"
 
 namespace rechub::kernels::cpu {
 

@@ -1,4 +1,4 @@
-#include "kernels/cpu/isa.h"
+#include "rechub/kernels/cpu/isa.h"
 
 #include <cstdlib>
 #include <stdexcept>

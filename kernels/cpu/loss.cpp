@@ -1,4 +1,4 @@
-#include "kernels/cpu/loss.h"
+#include "rechub/kernels/cpu/loss.h"
 
 #include <algorithm>
 #include <cmath>

@@ -4,7 +4,7 @@
 // this speed. The two sets differ only in the vector type: the loops are written once
 // (optim_rows_body.inc) and included once per set with that set's target attribute
 // (RECHUB_ROWS_TARGET), so GCC and Clang inline the vector wrappers into them.
-#include "kernels/cpu/optim_rows.h"
+#include "rechub/kernels/cpu/optim_rows.h"
 
 #include <immintrin.h>
 
@@ -50,13 +50,13 @@ struct V256 {
 
 #define RECHUB_ROWS_TARGET RECHUB_AVX512_ROWS
 namespace avx512 {
-#include "kernels/cpu/optim_rows_body.inc"
+#include "rechub/kernels/cpu/optim_rows_body.inc"
 }  // namespace avx512
 #undef RECHUB_ROWS_TARGET
 
 #define RECHUB_ROWS_TARGET RECHUB_AVX2_ROWS
 namespace avx2 {
-#include "kernels/cpu/optim_rows_body.inc"
+#include "rechub/kernels/cpu/optim_rows_body.inc"
 }  // namespace avx2
 #undef RECHUB_ROWS_TARGET
 

@@ -8,7 +8,7 @@
 // the portable loops, so results agree to float rounding, not always bit for bit).
 #include <cstdint>
 
-#include "kernels/cpu/isa.h"
+#include "rechub/kernels/cpu/isa.h"
 
 namespace rechub::kernels::cpu {
 

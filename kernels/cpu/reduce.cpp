@@ -1,8 +1,8 @@
-#include "kernels/cpu/reduce.h"
+#include "rechub/kernels/cpu/reduce.h"
 
 #include <cmath>
 
-#include "kernels/cpu/parallel.h"
+#include "rechub/kernels/cpu/parallel.h"
 
 namespace rechub::kernels::cpu {
 

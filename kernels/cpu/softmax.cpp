@@ -1,9 +1,9 @@
-#include "kernels/cpu/softmax.h"
+#include "rechub/kernels/cpu/softmax.h"
 
 #include <cmath>
 #include <limits>
 
-#include "kernels/cpu/parallel.h"
+#include "rechub/kernels/cpu/parallel.h"
 
 namespace rechub::kernels::cpu {
 

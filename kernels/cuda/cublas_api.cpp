@@ -1,11 +1,11 @@
 // cuBLAS through dlopen: see cublas_api.h for why.
-#include "kernels/cuda/cublas_api.h"
+#include "rechub/kernels/cuda/cublas_api.h"
 
 #include <dlfcn.h>
 
 #include <string>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 
 namespace rechub::cuda {
 

@@ -3,9 +3,9 @@
 // per-element BCE losses. Formulas match kernels/cpu/ element for element.
 #include <cstdint>
 
-#include "core/error.h"
-#include "kernels/cuda/check.h"
-#include "kernels/cuda/ops.h"
+#include "rechub/core/error.h"
+#include "rechub/kernels/cuda/check.h"
+#include "rechub/kernels/cuda/ops.h"
 
 namespace rechub::kernels::cuda {
 using rechub::cuda::current_stream;

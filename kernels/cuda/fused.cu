@@ -13,9 +13,9 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "core/error.h"
-#include "kernels/cuda/check.h"
-#include "kernels/cuda/fused.h"
+#include "rechub/core/error.h"
+#include "rechub/kernels/cuda/check.h"
+#include "rechub/kernels/cuda/fused.h"
 
 namespace rechub::kernels::cuda {
 using rechub::cuda::current_stream;

@@ -3,10 +3,10 @@
 // row strides become the leading dimensions unchanged.
 #include <cstdint>
 
-#include "core/error.h"
-#include "kernels/cuda/check.h"
-#include "kernels/cuda/cublas_api.h"
-#include "kernels/cuda/ops.h"
+#include "rechub/core/error.h"
+#include "rechub/kernels/cuda/check.h"
+#include "rechub/kernels/cuda/cublas_api.h"
+#include "rechub/kernels/cuda/ops.h"
 
 namespace rechub::kernels::cuda {
 

@@ -2,9 +2,9 @@
 // gather along dim 0 and its backward, the index range check, and the 2-D transpose.
 #include <cstdint>
 
-#include "core/error.h"
-#include "kernels/cuda/check.h"
-#include "kernels/cuda/ops.h"
+#include "rechub/core/error.h"
+#include "rechub/kernels/cuda/check.h"
+#include "rechub/kernels/cuda/ops.h"
 
 namespace rechub::kernels::cuda {
 using rechub::cuda::current_stream;

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/cpu/broadcast.h"
+#include "rechub/kernels/cpu/broadcast.h"
 
 namespace rechub::kernels::cuda {
 

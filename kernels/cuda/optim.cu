@@ -5,9 +5,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include "core/error.h"
-#include "kernels/cuda/check.h"
-#include "kernels/cuda/optim.h"
+#include "rechub/core/error.h"
+#include "rechub/kernels/cuda/check.h"
+#include "rechub/kernels/cuda/optim.h"
 
 namespace rechub::kernels::cuda {
 using rechub::cuda::current_stream;

@@ -6,9 +6,9 @@
 #include <cfloat>
 #include <cstdint>
 
-#include "core/error.h"
-#include "kernels/cuda/check.h"
-#include "kernels/cuda/ops.h"
+#include "rechub/core/error.h"
+#include "rechub/kernels/cuda/check.h"
+#include "rechub/kernels/cuda/ops.h"
 
 namespace rechub::kernels::cuda {
 using rechub::cuda::current_stream;

@@ -1,6 +1,6 @@
 // The CUDA runtime: caching device allocator, copies, streams, cuBLAS handles, pinned buffers and
 // the error reporting every kernels/cuda call goes through.
-#include "kernels/cuda/runtime.h"
+#include "rechub/kernels/cuda/runtime.h"
 
 #include <array>
 #include <cstring>
@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
-#include "core/storage.h"
-#include "kernels/cuda/cublas_api.h"
-#include "kernels/cuda/check.h"
+#include "rechub/core/error.h"
+#include "rechub/core/storage.h"
+#include "rechub/kernels/cuda/cublas_api.h"
+#include "rechub/kernels/cuda/check.h"
 
 namespace rechub::cuda {
 

@@ -1,4 +1,4 @@
-#include "mtl/data/big_buffer.h"
+#include "rechub/mtl/data/big_buffer.h"
 
 #include <sys/mman.h>
 

@@ -1,4 +1,4 @@
-#include "mtl/data/cache.h"
+#include "rechub/mtl/data/cache.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -12,11 +12,11 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "mtl/data/checksum.h"
-#include "mtl/data/csv_parse.h"
-#include "mtl/data/csv_tokenizer.h"
-#include "mtl/data/input_stream.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/checksum.h"
+#include "rechub/mtl/data/csv_parse.h"
+#include "rechub/mtl/data/csv_tokenizer.h"
+#include "rechub/mtl/data/input_stream.h"
 
 namespace rechub::data {
 

@@ -21,9 +21,9 @@
 #include <string>
 #include <string_view>
 
-#include "mtl/data/column_table.h"
-#include "mtl/data/csv.h"
-#include "mtl/data/schema.h"
+#include "rechub/mtl/data/column_table.h"
+#include "rechub/mtl/data/csv.h"
+#include "rechub/mtl/data/schema.h"
 
 namespace rechub::data {
 

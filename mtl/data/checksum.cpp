@@ -1,4 +1,4 @@
-#include "mtl/data/checksum.h"
+#include "rechub/mtl/data/checksum.h"
 
 #include <cstring>
 

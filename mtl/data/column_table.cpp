@@ -1,8 +1,8 @@
-#include "mtl/data/column_table.h"
+#include "rechub/mtl/data/column_table.h"
 
 #include <limits>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 
 namespace rechub::data {
 

@@ -12,9 +12,9 @@
 #include <string_view>
 #include <vector>
 
-#include "mtl/data/big_buffer.h"
-#include "mtl/data/dictionary.h"
-#include "mtl/data/schema.h"
+#include "rechub/mtl/data/big_buffer.h"
+#include "rechub/mtl/data/dictionary.h"
+#include "rechub/mtl/data/schema.h"
 
 namespace rechub::data {
 

@@ -14,8 +14,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "mtl/data/column_table.h"
-#include "mtl/data/schema.h"
+#include "rechub/mtl/data/column_table.h"
+#include "rechub/mtl/data/schema.h"
 
 namespace rechub::data {
 

@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "mtl/data/column_table.h"
-#include "mtl/data/csv.h"
-#include "mtl/data/csv_tokenizer.h"
-#include "mtl/data/input_stream.h"
+#include "rechub/mtl/data/column_table.h"
+#include "rechub/mtl/data/csv.h"
+#include "rechub/mtl/data/csv_tokenizer.h"
+#include "rechub/mtl/data/input_stream.h"
 
 namespace rechub::data::detail {
 

@@ -6,10 +6,10 @@
 #include <limits>
 #include <thread>
 
-#include "core/error.h"
-#include "mtl/data/csv.h"
-#include "mtl/data/csv_parse.h"
-#include "mtl/data/csv_tokenizer.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/csv.h"
+#include "rechub/mtl/data/csv_parse.h"
+#include "rechub/mtl/data/csv_tokenizer.h"
 
 namespace rechub::data {
 

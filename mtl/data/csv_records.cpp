@@ -4,10 +4,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "mtl/data/csv.h"
-#include "mtl/data/csv_parse.h"
-#include "mtl/data/csv_tokenizer.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/csv.h"
+#include "rechub/mtl/data/csv_parse.h"
+#include "rechub/mtl/data/csv_tokenizer.h"
 
 namespace rechub::data {
 

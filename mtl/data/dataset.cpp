@@ -1,9 +1,9 @@
-#include "mtl/data/dataset.h"
+#include "rechub/mtl/data/dataset.h"
 
 #include <cstring>
 #include <numeric>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 
 namespace rechub::data {
 

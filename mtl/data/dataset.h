@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor.h"
-#include "mtl/data/big_buffer.h"
-#include "mtl/data/schema.h"
+#include "rechub/core/tensor.h"
+#include "rechub/mtl/data/big_buffer.h"
+#include "rechub/mtl/data/schema.h"
 
 namespace rechub::data {
 

@@ -1,9 +1,9 @@
-#include "mtl/data/dictionary.h"
+#include "rechub/mtl/data/dictionary.h"
 
 #include <algorithm>
 #include <cstring>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 
 namespace rechub::data {
 

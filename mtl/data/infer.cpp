@@ -1,4 +1,4 @@
-#include "mtl/data/infer.h"
+#include "rechub/mtl/data/infer.h"
 
 #include <algorithm>
 #include <charconv>
@@ -6,8 +6,8 @@
 #include <sstream>
 #include <unordered_set>
 
-#include "core/error.h"
-#include "mtl/data/csv_tokenizer.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/csv_tokenizer.h"
 
 namespace rechub::data {
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "mtl/data/csv.h"
-#include "mtl/data/schema.h"
+#include "rechub/mtl/data/csv.h"
+#include "rechub/mtl/data/schema.h"
 
 namespace rechub::data {
 

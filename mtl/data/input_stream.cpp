@@ -1,4 +1,4 @@
-#include "mtl/data/input_stream.h"
+#include "rechub/mtl/data/input_stream.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -11,8 +11,8 @@
 #include <cstring>
 #include <vector>
 
-#include "core/error.h"
-#include "mtl/data/big_buffer.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/big_buffer.h"
 
 namespace rechub::data {
 

@@ -1,12 +1,12 @@
-#include "mtl/data/load.h"
+#include "rechub/mtl/data/load.h"
 
 #include <filesystem>
 #include <optional>
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "mtl/data/split.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/split.h"
 
 namespace rechub::data {
 

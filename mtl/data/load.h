@@ -17,11 +17,11 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "mtl/data/cache.h"
-#include "mtl/data/csv.h"
-#include "mtl/data/dataset.h"
-#include "mtl/data/preprocessor.h"
-#include "mtl/data/schema.h"
+#include "rechub/mtl/data/cache.h"
+#include "rechub/mtl/data/csv.h"
+#include "rechub/mtl/data/dataset.h"
+#include "rechub/mtl/data/preprocessor.h"
+#include "rechub/mtl/data/schema.h"
 
 namespace rechub::data {
 

@@ -1,12 +1,12 @@
-#include "mtl/data/loader.h"
+#include "rechub/mtl/data/loader.h"
 
 #include <algorithm>
 #include <numeric>
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "core/rng.h"
+#include "rechub/core/error.h"
+#include "rechub/core/rng.h"
 
 namespace rechub::data {
 

@@ -27,9 +27,9 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "core/rng.h"
-#include "mtl/data/big_buffer.h"
-#include "mtl/data/dataset.h"
+#include "rechub/core/rng.h"
+#include "rechub/mtl/data/big_buffer.h"
+#include "rechub/mtl/data/dataset.h"
 
 namespace rechub::data {
 

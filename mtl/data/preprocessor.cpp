@@ -1,4 +1,4 @@
-#include "mtl/data/preprocessor.h"
+#include "rechub/mtl/data/preprocessor.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -8,8 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "mtl/data/csv_tokenizer.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/csv_tokenizer.h"
 
 namespace rechub::data {
 

@@ -17,11 +17,11 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "mtl/data/column_table.h"
-#include "mtl/data/csv.h"
-#include "mtl/data/dataset.h"
-#include "mtl/data/schema.h"
-#include "mtl/data/vocabulary.h"
+#include "rechub/mtl/data/column_table.h"
+#include "rechub/mtl/data/csv.h"
+#include "rechub/mtl/data/dataset.h"
+#include "rechub/mtl/data/schema.h"
+#include "rechub/mtl/data/vocabulary.h"
 
 namespace rechub::data {
 

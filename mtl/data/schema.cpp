@@ -1,4 +1,4 @@
-#include "mtl/data/schema.h"
+#include "rechub/mtl/data/schema.h"
 
 #include <algorithm>
 #include <fstream>
@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 
 namespace rechub::data {
 

@@ -1,12 +1,12 @@
-#include "mtl/data/split.h"
+#include "rechub/mtl/data/split.h"
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <string>
 
-#include "core/error.h"
-#include "core/rng.h"
+#include "rechub/core/error.h"
+#include "rechub/core/rng.h"
 
 namespace rechub::data {
 

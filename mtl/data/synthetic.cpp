@@ -1,4 +1,4 @@
-#include "mtl/data/synthetic.h"
+#include "rechub/mtl/data/synthetic.h"
 
 #include <algorithm>
 #include <charconv>
@@ -6,8 +6,8 @@
 #include <cstdio>
 #include <memory>
 
-#include "core/error.h"
-#include "core/rng.h"
+#include "rechub/core/error.h"
+#include "rechub/core/rng.h"
 
 namespace rechub::data {
 

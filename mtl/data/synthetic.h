@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "mtl/data/schema.h"
+#include "rechub/mtl/data/schema.h"
 
 namespace rechub::data {
 

@@ -1,11 +1,11 @@
-#include "mtl/data/vocabulary.h"
+#include "rechub/mtl/data/vocabulary.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 
 namespace rechub::data {
 

@@ -14,7 +14,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "mtl/data/dictionary.h"
+#include "rechub/mtl/data/dictionary.h"
 
 namespace rechub::data {
 

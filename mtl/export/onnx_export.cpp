@@ -1,4 +1,4 @@
-#include "mtl/export/onnx_export.h"
+#include "rechub/mtl/export/onnx_export.h"
 
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
@@ -12,18 +12,18 @@
 #include <memory>
 #include <set>
 
-#include "core/error.h"
-#include "mtl/models/aitm.h"
-#include "mtl/models/esmm.h"
-#include "mtl/models/mmoe.h"
-#include "mtl/models/ple.h"
-#include "mtl/models/shared_bottom.h"
-#include "mtl/predictor/predictor.h"
-#include "nn/activation.h"
-#include "nn/batchnorm.h"
-#include "nn/dropout.h"
-#include "nn/linear.h"
-#include "nn/mlp.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/models/aitm.h"
+#include "rechub/mtl/models/esmm.h"
+#include "rechub/mtl/models/mmoe.h"
+#include "rechub/mtl/models/ple.h"
+#include "rechub/mtl/models/shared_bottom.h"
+#include "rechub/mtl/predictor/predictor.h"
+#include "rechub/nn/activation.h"
+#include "rechub/nn/batchnorm.h"
+#include "rechub/nn/dropout.h"
+#include "rechub/nn/linear.h"
+#include "rechub/nn/mlp.h"
 
 namespace rechub::exporter {
 namespace {

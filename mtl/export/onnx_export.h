@@ -26,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "mtl/models/model.h"
+#include "rechub/mtl/models/model.h"
 
 namespace rechub::exporter {
 

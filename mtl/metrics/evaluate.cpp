@@ -1,12 +1,12 @@
-#include "mtl/metrics/evaluate.h"
+#include "rechub/mtl/metrics/evaluate.h"
 
 #include <algorithm>
 #include <iostream>
 #include <sstream>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "mtl/metrics/metrics.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/metrics/metrics.h"
 
 namespace rechub::metrics {
 

@@ -21,9 +21,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "mtl/data/dataset.h"
-#include "mtl/data/loader.h"
-#include "mtl/models/model.h"
+#include "rechub/mtl/data/dataset.h"
+#include "rechub/mtl/data/loader.h"
+#include "rechub/mtl/models/model.h"
 
 namespace rechub::metrics {
 

@@ -1,12 +1,12 @@
-#include "mtl/metrics/gates.h"
+#include "rechub/mtl/metrics/gates.h"
 
 #include <algorithm>
 #include <cmath>
 #include <map>
 #include <sstream>
 
-#include "core/autograd.h"
-#include "core/error.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/error.h"
 
 namespace rechub::metrics {
 

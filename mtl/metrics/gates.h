@@ -20,8 +20,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "mtl/data/dataset.h"
-#include "mtl/models/model.h"
+#include "rechub/mtl/data/dataset.h"
+#include "rechub/mtl/models/model.h"
 
 namespace rechub::metrics {
 

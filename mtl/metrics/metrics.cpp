@@ -1,4 +1,4 @@
-#include "mtl/metrics/metrics.h"
+#include "rechub/mtl/metrics/metrics.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 #include <numeric>
 #include <unordered_map>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 
 namespace rechub::metrics {
 

@@ -1,10 +1,10 @@
-#include "mtl/models/aitm.h"
+#include "rechub/mtl/models/aitm.h"
 
 #include <cmath>
 
-#include "core/ops.h"
-#include "core/ops_fused.h"
-#include "mtl/models/config_io.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/ops_fused.h"
+#include "rechub/mtl/models/config_io.h"
 
 namespace rechub::models {
 

@@ -13,9 +13,9 @@
 // "info_gates.<t-1>.mlp.<k>.*", "aits.<t-1>.{q,k,v}_layer.weight".
 // Shared: embedding; task t: bottoms.<t>, towers.<t> and the transfer into it (info_gates.<t-1>,
 // aits.<t-1>). last_shared_parameters(): the embedding arenas (the only shared layer).
-#include "mtl/models/mlp_list.h"
-#include "mtl/models/model.h"
-#include "nn/linear.h"
+#include "rechub/mtl/models/mlp_list.h"
+#include "rechub/mtl/models/model.h"
+#include "rechub/nn/linear.h"
 
 namespace rechub::models {
 

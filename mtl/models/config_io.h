@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
-#include "mtl/models/model.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/models/model.h"
 
 namespace rechub::models::detail {
 

@@ -1,11 +1,11 @@
-#include "mtl/models/esmm.h"
+#include "rechub/mtl/models/esmm.h"
 
 #include <algorithm>
 #include <limits>
 
-#include "core/ops.h"
-#include "core/ops_fused.h"
-#include "mtl/models/config_io.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/ops_fused.h"
+#include "rechub/mtl/models/config_io.h"
 
 namespace rechub::models {
 

@@ -13,8 +13,8 @@
 // Shared: embedding (and bottom_mlp); task ctr: tower_ctr; task ctcvr: tower_cvr.
 // last_shared_parameters(): the last Linear of bottom_mlp when there is one, else the embedding
 // arenas (the only shared layer of the paper's ESMM).
-#include "mtl/models/mlp_list.h"
-#include "mtl/models/model.h"
+#include "rechub/mtl/models/mlp_list.h"
+#include "rechub/mtl/models/model.h"
 
 namespace rechub::models {
 

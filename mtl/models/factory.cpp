@@ -1,10 +1,10 @@
 // make_model: a model from kind() and config_json(), as a checkpoint stores them.
-#include "mtl/models/aitm.h"
-#include "mtl/models/esmm.h"
-#include "mtl/models/mmoe.h"
-#include "mtl/models/model.h"
-#include "mtl/models/ple.h"
-#include "mtl/models/shared_bottom.h"
+#include "rechub/mtl/models/aitm.h"
+#include "rechub/mtl/models/esmm.h"
+#include "rechub/mtl/models/mmoe.h"
+#include "rechub/mtl/models/model.h"
+#include "rechub/mtl/models/ple.h"
+#include "rechub/mtl/models/shared_bottom.h"
 
 namespace rechub::models {
 

@@ -1,8 +1,8 @@
-#include "mtl/models/mlp_list.h"
+#include "rechub/mtl/models/mlp_list.h"
 
-#include "core/ops.h"
-#include "nn/batchnorm.h"
-#include "nn/linear.h"
+#include "rechub/core/ops.h"
+#include "rechub/nn/batchnorm.h"
+#include "rechub/nn/linear.h"
 
 namespace rechub::models {
 

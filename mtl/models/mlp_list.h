@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "core/ops_fused.h"
-#include "core/rng.h"
-#include "nn/mlp.h"
-#include "nn/module.h"
+#include "rechub/core/ops_fused.h"
+#include "rechub/core/rng.h"
+#include "rechub/nn/mlp.h"
+#include "rechub/nn/module.h"
 
 namespace rechub::models {
 

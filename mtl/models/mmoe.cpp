@@ -1,8 +1,8 @@
-#include "mtl/models/mmoe.h"
+#include "rechub/mtl/models/mmoe.h"
 
-#include "core/ops.h"
-#include "core/ops_fused.h"
-#include "mtl/models/config_io.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/ops_fused.h"
+#include "rechub/mtl/models/config_io.h"
 
 namespace rechub::models {
 

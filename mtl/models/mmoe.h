@@ -11,9 +11,9 @@
 // "gates.<t>.bias" (OMoE: "gate.weight", "gate.bias"), "towers.<t>.mlp.<k>.*".
 // Shared: embedding, experts (and OMoE's gate); task t: gates.<t>, towers.<t>.
 // last_shared_parameters(): the last Linear (weight, bias) of every expert.
-#include "mtl/models/mlp_list.h"
-#include "mtl/models/model.h"
-#include "nn/linear.h"
+#include "rechub/mtl/models/mlp_list.h"
+#include "rechub/mtl/models/model.h"
+#include "rechub/nn/linear.h"
 
 namespace rechub::models {
 

@@ -1,10 +1,10 @@
-#include "mtl/models/model.h"
+#include "rechub/mtl/models/model.h"
 
 #include <algorithm>
 #include <cmath>
 #include <set>
 
-#include "core/ops.h"
+#include "rechub/core/ops.h"
 
 namespace rechub::models {
 

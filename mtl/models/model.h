@@ -22,12 +22,12 @@
 #include <string>
 #include <vector>
 
-#include "core/rng.h"
-#include "core/tensor.h"
-#include "mtl/data/dataset.h"
-#include "mtl/data/schema.h"
-#include "nn/embedding.h"
-#include "nn/module.h"
+#include "rechub/core/rng.h"
+#include "rechub/core/tensor.h"
+#include "rechub/mtl/data/dataset.h"
+#include "rechub/mtl/data/schema.h"
+#include "rechub/nn/embedding.h"
+#include "rechub/nn/module.h"
 
 namespace rechub::models {
 

@@ -15,9 +15,9 @@
 // "cgc_layers.<l>.gate_shared.{weight,bias}", "towers.<t>.mlp.<k>.*".
 // Shared: embedding, shared experts, shared gates; task t: its specific experts, gates, tower.
 // last_shared_parameters(): the last Linear of every shared expert of the last level.
-#include "mtl/models/mlp_list.h"
-#include "mtl/models/model.h"
-#include "nn/linear.h"
+#include "rechub/mtl/models/mlp_list.h"
+#include "rechub/mtl/models/model.h"
+#include "rechub/nn/linear.h"
 
 namespace rechub::models {
 

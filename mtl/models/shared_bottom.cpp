@@ -1,7 +1,7 @@
-#include "mtl/models/shared_bottom.h"
+#include "rechub/mtl/models/shared_bottom.h"
 
-#include "core/ops_fused.h"
-#include "mtl/models/config_io.h"
+#include "rechub/core/ops_fused.h"
+#include "rechub/mtl/models/config_io.h"
 
 namespace rechub::models {
 

@@ -5,8 +5,8 @@
 // Names (torch-rechub's): "bottom_mlp.mlp.<k>.*", "towers.<t>.mlp.<k>.*".
 // Shared: embedding and bottom_mlp; task t: towers.<t>.
 // last_shared_parameters(): the last Linear (weight, bias) of the bottom MLP.
-#include "mtl/models/mlp_list.h"
-#include "mtl/models/model.h"
+#include "rechub/mtl/models/mlp_list.h"
+#include "rechub/mtl/models/model.h"
 
 namespace rechub::models {
 

@@ -1,10 +1,10 @@
-#include "mtl/predictor/predictor.h"
+#include "rechub/mtl/predictor/predictor.h"
 
 #include <algorithm>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "nn/checkpoint.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/error.h"
+#include "rechub/nn/checkpoint.h"
 
 namespace rechub::trainer {
 

@@ -15,9 +15,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "mtl/data/dataset.h"
-#include "mtl/data/preprocessor.h"
-#include "mtl/models/model.h"
+#include "rechub/mtl/data/dataset.h"
+#include "rechub/mtl/data/preprocessor.h"
+#include "rechub/mtl/models/model.h"
 
 namespace rechub::trainer {
 

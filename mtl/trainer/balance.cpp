@@ -1,4 +1,4 @@
-#include "mtl/trainer/balance.h"
+#include "rechub/mtl/trainer/balance.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,10 +6,10 @@
 #include <limits>
 #include <numeric>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/ops.h"
-#include "nn/optim.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/error.h"
+#include "rechub/core/ops.h"
+#include "rechub/nn/optim.h"
 
 namespace rechub::trainer {
 

@@ -78,9 +78,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/rng.h"
-#include "core/tensor.h"
-#include "mtl/data/schema.h"
+#include "rechub/core/rng.h"
+#include "rechub/core/tensor.h"
+#include "rechub/mtl/data/schema.h"
 
 namespace rechub::trainer {
 

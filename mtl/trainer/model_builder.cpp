@@ -1,11 +1,11 @@
-#include "mtl/trainer/model_builder.h"
+#include "rechub/mtl/trainer/model_builder.h"
 
-#include "core/error.h"
-#include "mtl/models/aitm.h"
-#include "mtl/models/esmm.h"
-#include "mtl/models/mmoe.h"
-#include "mtl/models/ple.h"
-#include "mtl/models/shared_bottom.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/models/aitm.h"
+#include "rechub/mtl/models/esmm.h"
+#include "rechub/mtl/models/mmoe.h"
+#include "rechub/mtl/models/ple.h"
+#include "rechub/mtl/models/shared_bottom.h"
 
 namespace rechub::trainer {
 

@@ -1,4 +1,4 @@
-#include "mtl/trainer/report.h"
+#include "rechub/mtl/trainer/report.h"
 
 #include <unistd.h>
 
@@ -11,7 +11,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 
 namespace rechub::trainer {
 

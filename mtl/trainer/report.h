@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "mtl/metrics/evaluate.h"
+#include "rechub/mtl/metrics/evaluate.h"
 
 namespace rechub::trainer {
 

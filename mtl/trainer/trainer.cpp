@@ -1,4 +1,4 @@
-#include "mtl/trainer/trainer.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 #include <algorithm>
 #include <chrono>
@@ -11,14 +11,14 @@
 #include <set>
 #include <sstream>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/ops.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/error.h"
+#include "rechub/core/ops.h"
 #ifdef RECHUB_WITH_CUDA
-#include "kernels/cuda/runtime.h"
+#include "rechub/kernels/cuda/runtime.h"
 #endif
-#include "nn/checkpoint.h"
-#include "nn/dropout.h"
+#include "rechub/nn/checkpoint.h"
+#include "rechub/nn/dropout.h"
 
 namespace rechub::trainer {
 

@@ -35,14 +35,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include "mtl/data/loader.h"
-#include "mtl/data/preprocessor.h"
-#include "mtl/metrics/evaluate.h"
-#include "mtl/metrics/gates.h"
-#include "mtl/models/model.h"
-#include "mtl/trainer/balance.h"
-#include "mtl/trainer/report.h"
-#include "nn/optim.h"
+#include "rechub/mtl/data/loader.h"
+#include "rechub/mtl/data/preprocessor.h"
+#include "rechub/mtl/metrics/evaluate.h"
+#include "rechub/mtl/metrics/gates.h"
+#include "rechub/mtl/models/model.h"
+#include "rechub/mtl/trainer/balance.h"
+#include "rechub/mtl/trainer/report.h"
+#include "rechub/nn/optim.h"
 
 namespace rechub::trainer {
 

@@ -1,13 +1,13 @@
 // Autograd semantics: accumulation, retain_graph, grad of a subset, hooks, no-grad, diamonds,
 // tensors used several times, in-place detection and row-sparse gradients.
-#include "core/autograd.h"
+#include "rechub/core/autograd.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-#include "core/ops.h"
-#include "core/rng.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
 
 namespace rechub {
 namespace {

@@ -1,8 +1,8 @@
 // Every op rejects bad input with a rechub::Error whose message says what was wrong.
 #include <gtest/gtest.h>
 
-#include "core/ops.h"
-#include "core/rng.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
 
 namespace rechub {
 namespace {

@@ -2,7 +2,7 @@
 // time), every instruction set this CPU supports through sgemm_isa, sgemm_eigen and dgemm, all checked
 // against naive triple loops evaluated in double precision. ctest also runs this file with RECHUB_CPU
 // forcing each set, so the whole suite's sgemm calls go through every supported path.
-#include "kernels/cpu/gemm.h"
+#include "rechub/kernels/cpu/gemm.h"
 
 #include <gtest/gtest.h>
 #include <omp.h>

@@ -10,8 +10,8 @@
 #include <numeric>
 #include <thread>
 
-#include "core/ops.h"
-#include "core/rng.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
 #include "support/gradcheck.h"
 
 namespace rechub {

@@ -4,8 +4,8 @@
 
 #include <cmath>
 
-#include "core/ops.h"
-#include "core/ops_fused.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/ops_fused.h"
 #include "support/gradcheck.h"
 
 namespace rechub {

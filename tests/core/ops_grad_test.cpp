@@ -2,7 +2,7 @@
 // several shapes, including sizes of 1 and sizes that are not multiples of the vector width.
 #include <gtest/gtest.h>
 
-#include "core/ops.h"
+#include "rechub/core/ops.h"
 #include "support/gradcheck.h"
 
 namespace rechub {

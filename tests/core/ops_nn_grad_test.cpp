@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "core/ops_nn.h"
+#include "rechub/core/ops_nn.h"
 #include "support/gradcheck.h"
 
 namespace rechub {

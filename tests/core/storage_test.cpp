@@ -1,7 +1,7 @@
 // The CPU allocator's huge-page blocks (8 MiB and more: embedding tables, optimizer moments) are
 // mappings of their own, 2 MiB aligned and advised for transparent huge pages, never memory
 // inside malloc's heap; they go back to the system with munmap.
-#include "core/storage.h"
+#include "rechub/core/storage.h"
 
 #include <gtest/gtest.h>
 #include <malloc.h>
@@ -13,7 +13,7 @@
 #include <sstream>
 #include <string>
 
-#include "core/tensor.h"
+#include "rechub/core/tensor.h"
 
 namespace rechub {
 namespace {

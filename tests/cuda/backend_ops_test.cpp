@@ -20,16 +20,16 @@
 #include <string>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/ops_fused.h"
-#include "core/ops_nn.h"
-#include "core/rng.h"
-#include "core/tensor.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/ops_fused.h"
+#include "rechub/core/ops_nn.h"
+#include "rechub/core/rng.h"
+#include "rechub/core/tensor.h"
 #ifdef RECHUB_WITH_CUDA
 #include <cuda_runtime.h>
 
-#include "kernels/cuda/runtime.h"
+#include "rechub/kernels/cuda/runtime.h"
 #endif
 
 namespace rechub {

@@ -16,11 +16,11 @@
 #include <string>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/rng.h"
-#include "mtl/models/model.h"
-#include "nn/optim.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
+#include "rechub/mtl/models/model.h"
+#include "rechub/nn/optim.h"
 
 namespace rechub::models {
 namespace {

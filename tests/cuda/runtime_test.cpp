@@ -7,13 +7,13 @@
 #include <string>
 #include <vector>
 
-#include "core/ops.h"
-#include "core/tensor.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/tensor.h"
 #ifdef RECHUB_WITH_CUDA
-#include "kernels/cuda/check.h"
-#include "kernels/cuda/cublas_api.h"
-#include "kernels/cuda/optim.h"
-#include "kernels/cuda/runtime.h"
+#include "rechub/kernels/cuda/check.h"
+#include "rechub/kernels/cuda/cublas_api.h"
+#include "rechub/kernels/cuda/optim.h"
+#include "rechub/kernels/cuda/runtime.h"
 #endif
 
 namespace rechub {

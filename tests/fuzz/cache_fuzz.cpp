@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <string_view>
 
-#include "core/error.h"
-#include "mtl/data/cache.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/cache.h"
 
 using namespace rechub::data;
 

@@ -10,11 +10,11 @@
 #include <cstring>
 #include <map>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/ops.h"
-#include "core/rng.h"
-#include "nn/checkpoint.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/error.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
+#include "rechub/nn/checkpoint.h"
 #include "tests/fuzz/checkpoint_net.h"
 #include "tests/fuzz/fuzz_util.h"
 

@@ -3,10 +3,10 @@
 // embeddings in one arena and an MLP with BatchNorm (parameters and buffers).
 #include <memory>
 
-#include "core/rng.h"
-#include "nn/embedding.h"
-#include "nn/mlp.h"
-#include "nn/module.h"
+#include "rechub/core/rng.h"
+#include "rechub/nn/embedding.h"
+#include "rechub/nn/mlp.h"
+#include "rechub/nn/module.h"
 
 namespace rechub::fuzz {
 

@@ -6,9 +6,9 @@
 #include <string>
 #include <string_view>
 
-#include "core/error.h"
-#include "mtl/data/csv.h"
-#include "mtl/data/infer.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/csv.h"
+#include "rechub/mtl/data/infer.h"
 
 using namespace rechub::data;
 

@@ -7,14 +7,14 @@
 #include <string>
 #include <vector>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "mtl/data/csv.h"
-#include "mtl/data/preprocessor.h"
-#include "mtl/models/model.h"
-#include "mtl/trainer/model_builder.h"
-#include "nn/checkpoint.h"
-#include "nn/optim.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
+#include "rechub/mtl/data/csv.h"
+#include "rechub/mtl/data/preprocessor.h"
+#include "rechub/mtl/models/model.h"
+#include "rechub/mtl/trainer/model_builder.h"
+#include "rechub/nn/checkpoint.h"
+#include "rechub/nn/optim.h"
 #include "tests/fuzz/checkpoint_net.h"
 
 using namespace rechub;

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "mtl/data/cache.h"
-#include "mtl/data/csv.h"
+#include "rechub/mtl/data/cache.h"
+#include "rechub/mtl/data/csv.h"
 
 using namespace rechub::data;
 

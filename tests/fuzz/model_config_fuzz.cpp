@@ -6,8 +6,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "mtl/models/model.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/models/model.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace rechub;

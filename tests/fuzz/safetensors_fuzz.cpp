@@ -4,8 +4,8 @@
 // and every loaded tensor has the entry's shape, dtype and numel; read_safetensors agrees.
 #include <cstdio>
 
-#include "core/error.h"
-#include "nn/safetensors.h"
+#include "rechub/core/error.h"
+#include "rechub/nn/safetensors.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace rechub;

@@ -3,8 +3,8 @@
 // schema written with schema_to_json reads back to the same JSON and validates.
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "mtl/data/schema.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/schema.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace rechub;

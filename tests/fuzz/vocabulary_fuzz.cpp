@@ -5,9 +5,9 @@
 // value (ids 1..size-1, no value twice), and both readers round-trip their own to_json().
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "mtl/data/preprocessor.h"
-#include "mtl/data/vocabulary.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/preprocessor.h"
+#include "rechub/mtl/data/vocabulary.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace rechub;

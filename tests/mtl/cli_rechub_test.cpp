@@ -16,8 +16,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "core/rng.h"
-#include "mtl/predictor/predictor.h"
+#include "rechub/core/rng.h"
+#include "rechub/mtl/predictor/predictor.h"
 
 namespace rechub {
 namespace {

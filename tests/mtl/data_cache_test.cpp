@@ -10,10 +10,10 @@
 #include <sstream>
 #include <thread>
 
-#include "core/error.h"
-#include "mtl/data/cache.h"
-#include "mtl/data/checksum.h"
-#include "mtl/data/csv.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/cache.h"
+#include "rechub/mtl/data/checksum.h"
+#include "rechub/mtl/data/csv.h"
 #include "support/test_util.h"
 
 namespace rechub::data {

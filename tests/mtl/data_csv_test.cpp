@@ -11,9 +11,9 @@
 #include <random>
 #include <string>
 
-#include "core/error.h"
-#include "mtl/data/csv.h"
-#include "mtl/data/csv_tokenizer.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/csv.h"
+#include "rechub/mtl/data/csv_tokenizer.h"
 #include "support/test_util.h"
 
 namespace rechub::data {

@@ -8,9 +8,9 @@
 #include <numeric>
 #include <set>
 
-#include "core/error.h"
-#include "mtl/data/loader.h"
-#include "mtl/data/split.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/loader.h"
+#include "rechub/mtl/data/split.h"
 
 namespace rechub::data {
 namespace {

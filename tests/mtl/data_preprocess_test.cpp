@@ -7,9 +7,9 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "mtl/data/csv.h"
-#include "mtl/data/preprocessor.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/csv.h"
+#include "rechub/mtl/data/preprocessor.h"
 #include "support/test_util.h"
 
 namespace rechub::data {

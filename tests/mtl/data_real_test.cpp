@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <numeric>
 
-#include "core/error.h"
-#include "mtl/data/load.h"
-#include "mtl/data/loader.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/load.h"
+#include "rechub/mtl/data/loader.h"
 #include "support/test_util.h"
 
 namespace rechub::data {

@@ -7,9 +7,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "mtl/data/infer.h"
-#include "mtl/data/schema.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/infer.h"
+#include "rechub/mtl/data/schema.h"
 #include "support/test_util.h"
 
 namespace rechub::data {

@@ -7,10 +7,10 @@
 #include <filesystem>
 #include <numeric>
 
-#include "core/error.h"
-#include "mtl/data/csv.h"
-#include "mtl/data/preprocessor.h"
-#include "mtl/data/synthetic.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/csv.h"
+#include "rechub/mtl/data/preprocessor.h"
+#include "rechub/mtl/data/synthetic.h"
 
 namespace rechub::data {
 namespace {

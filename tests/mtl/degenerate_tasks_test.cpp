@@ -7,14 +7,14 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/ops.h"
-#include "core/rng.h"
-#include "mtl/data/load.h"
-#include "mtl/metrics/evaluate.h"
-#include "mtl/trainer/model_builder.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/error.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
+#include "rechub/mtl/data/load.h"
+#include "rechub/mtl/metrics/evaluate.h"
+#include "rechub/mtl/trainer/model_builder.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 namespace rechub::trainer {
 namespace {

@@ -6,13 +6,13 @@
 #include <map>
 #include <string>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/rng.h"
-#include "mtl/models/model.h"
-#include "mtl/trainer/trainer.h"
-#include "nn/batchnorm.h"
-#include "nn/optim.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
+#include "rechub/mtl/models/model.h"
+#include "rechub/mtl/trainer/trainer.h"
+#include "rechub/nn/batchnorm.h"
+#include "rechub/nn/optim.h"
 
 namespace rechub::models {
 namespace {

@@ -11,13 +11,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/rng.h"
-#include "mtl/data/load.h"
-#include "mtl/metrics/gates.h"
-#include "mtl/trainer/model_builder.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
+#include "rechub/mtl/data/load.h"
+#include "rechub/mtl/metrics/gates.h"
+#include "rechub/mtl/trainer/model_builder.h"
+#include "rechub/mtl/trainer/trainer.h"
 #include "support/test_util.h"
 
 namespace rechub::trainer {

@@ -8,7 +8,7 @@
 #include <numeric>
 #include <vector>
 
-#include "mtl/data/loader.h"
+#include "rechub/mtl/data/loader.h"
 
 namespace rechub::data {
 namespace {

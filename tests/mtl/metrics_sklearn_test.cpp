@@ -8,9 +8,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "core/rng.h"
-#include "mtl/metrics/metrics.h"
+#include "rechub/core/error.h"
+#include "rechub/core/rng.h"
+#include "rechub/mtl/metrics/metrics.h"
 #include "support/test_util.h"
 
 namespace rechub {

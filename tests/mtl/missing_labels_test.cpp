@@ -12,16 +12,16 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "core/ops.h"
-#include "core/rng.h"
-#include "mtl/data/load.h"
-#include "mtl/data/schema.h"
-#include "mtl/metrics/evaluate.h"
-#include "mtl/metrics/metrics.h"
-#include "mtl/trainer/model_builder.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/error.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
+#include "rechub/mtl/data/load.h"
+#include "rechub/mtl/data/schema.h"
+#include "rechub/mtl/metrics/evaluate.h"
+#include "rechub/mtl/metrics/metrics.h"
+#include "rechub/mtl/trainer/model_builder.h"
+#include "rechub/mtl/trainer/trainer.h"
 #include "support/test_util.h"
 
 namespace rechub::trainer {

@@ -10,14 +10,14 @@
 #include <fstream>
 #include <set>
 
-#include "core/ops.h"
-#include "core/rng.h"
-#include "mtl/models/aitm.h"
-#include "mtl/models/esmm.h"
-#include "mtl/models/mmoe.h"
-#include "mtl/models/ple.h"
-#include "mtl/models/shared_bottom.h"
-#include "nn/safetensors.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
+#include "rechub/mtl/models/aitm.h"
+#include "rechub/mtl/models/esmm.h"
+#include "rechub/mtl/models/mmoe.h"
+#include "rechub/mtl/models/ple.h"
+#include "rechub/mtl/models/shared_bottom.h"
+#include "rechub/nn/safetensors.h"
 #include "support/test_util.h"
 
 namespace rechub::models {

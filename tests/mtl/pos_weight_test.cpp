@@ -10,13 +10,13 @@
 #include <filesystem>
 #include <memory>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "mtl/data/load.h"
-#include "mtl/data/synthetic.h"
-#include "mtl/trainer/model_builder.h"
-#include "mtl/trainer/trainer.h"
-#include "nn/optim.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
+#include "rechub/mtl/data/load.h"
+#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/trainer/model_builder.h"
+#include "rechub/mtl/trainer/trainer.h"
+#include "rechub/nn/optim.h"
 
 namespace rechub::trainer {
 namespace {

@@ -11,10 +11,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/rng.h"
-#include "mtl/trainer/balance.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
+#include "rechub/mtl/trainer/balance.h"
 #include "support/test_util.h"
 
 namespace rechub::trainer {

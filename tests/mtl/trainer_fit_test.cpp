@@ -12,15 +12,15 @@
 #include <numeric>
 #include <sstream>
 
-#include "core/autograd.h"
-#include "core/error.h"
-#include "mtl/data/load.h"
-#include "mtl/data/synthetic.h"
-#include "mtl/metrics/evaluate.h"
-#include "mtl/metrics/metrics.h"
-#include "mtl/trainer/model_builder.h"
-#include "mtl/trainer/trainer.h"
-#include "nn/checkpoint.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/error.h"
+#include "rechub/mtl/data/load.h"
+#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/metrics/evaluate.h"
+#include "rechub/mtl/metrics/metrics.h"
+#include "rechub/mtl/trainer/model_builder.h"
+#include "rechub/mtl/trainer/trainer.h"
+#include "rechub/nn/checkpoint.h"
 
 namespace rechub::trainer {
 namespace {

@@ -6,12 +6,12 @@
 #include <latch>
 #include <thread>
 
-#include "mtl/data/load.h"
-#include "mtl/data/synthetic.h"
-#include "mtl/metrics/evaluate.h"
-#include "mtl/predictor/predictor.h"
-#include "mtl/trainer/model_builder.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/mtl/data/load.h"
+#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/metrics/evaluate.h"
+#include "rechub/mtl/predictor/predictor.h"
+#include "rechub/mtl/trainer/model_builder.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 namespace rechub::trainer {
 namespace {

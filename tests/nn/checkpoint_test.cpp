@@ -1,7 +1,7 @@
 // Checkpoints: bit-exact round trip of parameters, buffers, optimizer state and metadata; every
 // kind of damage refused with its message and the model and optimizer left untouched; the file
 // opens in PyTorch with the documented names.
-#include "nn/checkpoint.h"
+#include "rechub/nn/checkpoint.h"
 
 #include <gtest/gtest.h>
 
@@ -10,11 +10,11 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "nn/embedding.h"
-#include "nn/mlp.h"
-#include "nn/optim.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
+#include "rechub/nn/embedding.h"
+#include "rechub/nn/mlp.h"
+#include "rechub/nn/optim.h"
 #include "support/test_util.h"
 
 namespace rechub::nn {

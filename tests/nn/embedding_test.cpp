@@ -1,14 +1,14 @@
 // EmbeddingCollection: arena layout, shared tables, lookups equal to the table rows, id range
 // errors naming the feature, row-sparse and dense gradients, forward_3d.
-#include "nn/embedding.h"
+#include "rechub/nn/embedding.h"
 
 #include <gtest/gtest.h>
 
 #include <map>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/rng.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
 
 namespace rechub::nn {
 namespace {

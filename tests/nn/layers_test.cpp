@@ -4,14 +4,14 @@
 
 #include <cmath>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "nn/activation.h"
-#include "nn/batchnorm.h"
-#include "nn/dropout.h"
-#include "nn/init.h"
-#include "nn/linear.h"
-#include "nn/mlp.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
+#include "rechub/nn/activation.h"
+#include "rechub/nn/batchnorm.h"
+#include "rechub/nn/dropout.h"
+#include "rechub/nn/init.h"
+#include "rechub/nn/linear.h"
+#include "rechub/nn/mlp.h"
 #include "support/test_util.h"
 
 namespace rechub::nn {

@@ -1,14 +1,14 @@
 // Module tree: hierarchical names in registration order, names written onto the tensors, buffers,
 // train/eval propagation, parameter counts, zero_grad and the registration errors.
-#include "nn/module.h"
+#include "rechub/nn/module.h"
 
 #include <gtest/gtest.h>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "nn/batchnorm.h"
-#include "nn/linear.h"
-#include "nn/mlp.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
+#include "rechub/nn/batchnorm.h"
+#include "rechub/nn/linear.h"
+#include "rechub/nn/mlp.h"
 
 namespace rechub::nn {
 namespace {

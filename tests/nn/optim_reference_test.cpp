@@ -13,9 +13,9 @@
 #include <memory>
 #include <sstream>
 
-#include "core/ops.h"
-#include "core/rng.h"
-#include "nn/optim.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
+#include "rechub/nn/optim.h"
 
 namespace rechub::nn {
 namespace {

@@ -2,7 +2,7 @@
 // bit elsewhere, moments included), sparse and dense updates agree on the touched rows where the
 // math says so, parameter groups and learning rates, versions, clip_grad_norm, schedules, state
 // export/import and the errors.
-#include "nn/optim.h"
+#include "rechub/nn/optim.h"
 
 #include <gtest/gtest.h>
 
@@ -11,11 +11,11 @@
 #include <map>
 #include <set>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/rng.h"
-#include "nn/embedding.h"
-#include "nn/lr_scheduler.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
+#include "rechub/nn/embedding.h"
+#include "rechub/nn/lr_scheduler.h"
 
 namespace rechub::nn {
 namespace {

@@ -17,15 +17,15 @@
 #include <map>
 #include <sstream>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/rng.h"
-#include "nn/embedding.h"
-#include "nn/linear.h"
-#include "nn/lr_scheduler.h"
-#include "nn/mlp.h"
-#include "nn/optim.h"
-#include "nn/safetensors.h"
+#include "rechub/core/autograd.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
+#include "rechub/nn/embedding.h"
+#include "rechub/nn/linear.h"
+#include "rechub/nn/lr_scheduler.h"
+#include "rechub/nn/mlp.h"
+#include "rechub/nn/optim.h"
+#include "rechub/nn/safetensors.h"
 #include "support/test_util.h"
 
 namespace rechub::nn {

@@ -10,9 +10,9 @@
 #include <cmath>
 #include <type_traits>
 
-#include "core/ops.h"
-#include "core/rng.h"
-#include "nn/optim.h"
+#include "rechub/core/ops.h"
+#include "rechub/core/rng.h"
+#include "rechub/nn/optim.h"
 #include "support/optim_reference.h"
 
 namespace rechub::nn {

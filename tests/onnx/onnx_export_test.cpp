@@ -6,7 +6,7 @@
 //
 // Without ONNX Runtime (tests/onnx/install_ort.sh installs it) or python3-onnx the test says so and
 // is skipped, except under CI=true, where it fails.
-#include "mtl/export/onnx_export.h"
+#include "rechub/mtl/export/onnx_export.h"
 
 #include <gtest/gtest.h>
 
@@ -16,13 +16,13 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
-#include "core/autograd.h"
-#include "mtl/data/csv.h"
-#include "mtl/data/load.h"
-#include "mtl/data/synthetic.h"
-#include "mtl/predictor/predictor.h"
-#include "mtl/trainer/model_builder.h"
-#include "mtl/trainer/trainer.h"
+#include "rechub/core/autograd.h"
+#include "rechub/mtl/data/csv.h"
+#include "rechub/mtl/data/load.h"
+#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/predictor/predictor.h"
+#include "rechub/mtl/trainer/model_builder.h"
+#include "rechub/mtl/trainer/trainer.h"
 
 #ifndef RECHUB_ORT_DIR
 #error "tests/CMakeLists.txt defines RECHUB_ORT_DIR (where onnxruntime-node's node_modules is)"

@@ -9,7 +9,7 @@
 #include <functional>
 #include <string>
 
-#include "core/error.h"
+#include "rechub/core/error.h"
 
 namespace rechub::testing {
 

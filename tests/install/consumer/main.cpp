@@ -1,7 +1,7 @@
 // A product embedding rechub: one differentiable expression through the installed package.
 #include <cstdio>
 
-#include "core/ops.h"
+#include "rechub/core/ops.h"
 
 int main() {
   using namespace rechub;
