@@ -26,6 +26,7 @@
 #include "rechub/mtl/data/csv.h"
 #include "rechub/mtl/data/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
+#include "rechub/mtl/metrics/gates.h"
 #include "rechub/mtl/predictor/predictor.h"
 #include "rechub/mtl/trainer/report.h"
 
@@ -94,6 +95,7 @@ Runner add_eval(CLI::App& app) {
   struct Opts {
     std::string model, data;
     bool json = false;
+    bool gates = false;
     int64_t batch_size = 4096;
     int threads = 0;
     std::string device = "cpu";
@@ -104,6 +106,10 @@ Runner add_eval(CLI::App& app) {
   c->add_option("--model", o->model, "Checkpoint written by `rechub train` (model.safetensors)")->required();
   c->add_option("--data", o->data, "CSV file with the training columns and the label columns")->required();
   c->add_flag("--json", o->json, "Print one JSON object {\"tasks\": {...}, \"rows\": n}");
+  c->add_flag("--gates", o->gates,
+              "Also report the gates of MMoE/OMoE/PLE on this data: per gate each expert's mean weight, the gate "
+              "entropy and the share of rows each expert tops (JSON: \"gates\", \"gate_warnings\"), and warn "
+              "when experts collapse");
   c->add_option("--batch-size", o->batch_size, "Rows per forward pass")->check(positive());
   c->add_option("--threads", o->threads, "OpenMP threads (0: all; at most 4 per core)")->check(non_negative());
   c->add_option("--device", o->device, "Where the model runs: cpu, cuda or cuda:N (default cpu)");
@@ -139,10 +145,28 @@ Runner add_eval(CLI::App& app) {
     }
     auto model = p.shared_model();
     const auto r = metrics::evaluate_multi_task(*model, ds, eo);
+    metrics::GateReport gates;
+    if (o->gates) {
+      gates = metrics::gate_statistics(*model, ds, o->batch_size);
+      RECHUB_CHECK(!gates.gates.empty(), "--gates: a " << model->kind() << " model has no gates (MMoE, OMoE and PLE do)");
+      for (const auto& w : gates.warnings) std::cerr << "warning: " << w << "\n";
+    }
     if (o->json) {
-      std::cout << r.to_json().dump() << "\n";
+      nlohmann::json j = r.to_json();
+      if (o->gates) {
+        const nlohmann::json g = gates.to_json();
+        j["gates"] = g.at("gates");
+        j["gate_warnings"] = g.at("warnings");
+      }
+      std::cout << j.dump() << "\n";
     } else {
       std::fputs(r.table(6).c_str(), stdout);
+      for (const auto& g : gates.gates) {
+        std::cout << "gate " << g.gate << " (" << g.rows << " rows, entropy " << g.entropy << "):";
+        for (size_t e = 0; e < g.experts.size(); ++e)
+          std::cout << "  " << g.experts[e] << " " << g.mean_weight[e] << " (top " << g.top_share[e] << ")";
+        std::cout << "\n";
+      }
     }
     return 0;
   };

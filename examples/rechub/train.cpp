@@ -46,6 +46,10 @@ struct TrainFlags {
   double gradnorm_alpha = 1.5, gradnorm_lr = 0.025, relax_factor = 0.7, beta = 0.9;
   int64_t early_stop = 0;
   double early_stop_min_delta = 0;
+  std::string metabalance_strategy = "all", mgda_normalization = "none";
+  std::string missing_labels, missing_label_value;
+  std::vector<std::string> missing_label;
+  double cagrad_c = 0.5;
   std::string out;
   bool resume = false, quiet = false, no_cache = false;
   bool hidden_given = false;  // --hidden-units on the command line (esmm has no bottom MLP without it)
@@ -172,6 +176,36 @@ int64_t first_tower_width(const std::string& s) {
     ++p;
   }
   return w;
+}
+
+// --missing-labels skip|error (every task), --missing-label task=skip|error (one task, repeatable, or
+// comma-separated), --missing-label-value V (the "no label" value of the tasks that skip).
+void apply_missing_label_flags(const TrainFlags& f, data::Schema& s) {
+  if (f.missing_labels == "skip")
+    for (auto& l : s.labels) l.missing_ok = true;
+  for (const auto& arg : f.missing_label)
+    for (const auto& item : parse_name_list("--missing-label", arg)) {
+      const auto eq = item.find('=');
+      const std::string task = item.substr(0, eq), what = eq == std::string::npos ? "" : item.substr(eq + 1);
+      RECHUB_CHECK(eq != std::string::npos && eq > 0 && (what == "skip" || what == "error"),
+                   "--missing-label '" << item << "': must be task=skip or task=error, e.g. purchase=skip");
+      auto it = std::find_if(s.labels.begin(), s.labels.end(), [&](const data::Label& l) { return l.task == task; });
+      if (it == s.labels.end()) {
+        std::string known;
+        for (const auto& l : s.labels) known += (known.empty() ? "" : ", ") + l.task;
+        RECHUB_FAIL("--missing-label '" << item << "': no task '" << task << "' (tasks: " << known << ")");
+      }
+      it->missing_ok = what == "skip";
+    }
+  if (!f.missing_label_value.empty()) {
+    bool any = false;
+    for (auto& l : s.labels)
+      if (l.missing_ok) l.missing_value = f.missing_label_value, any = true;
+    RECHUB_CHECK(any, "--missing-label-value " << f.missing_label_value
+                                               << " needs a task whose labels may be missing (--missing-labels skip or "
+                                                  "--missing-label task=skip)");
+  }
+  data::validate_schema(s);
 }
 
 std::map<std::string, double> parse_task_lr(const std::string& s) {
@@ -335,14 +369,14 @@ Runner add_train(CLI::App& app) {
   c->add_option("--seed", f->seed, "Seed (shuffling, initialisation, PCGrad's order)");
   c->add_option("--device", f->device, "Where to train: cpu, cuda or cuda:N (default cpu)");
   c->add_option("--threads", f->threads, "OpenMP threads (0: all; at most 4 per core)")->check(non_negative());
-  c->add_option("--balance", f->balance, "Task balancing: fixed|gradnorm|metabalance|uwl|dwa|pcgrad")
-      ->check(CLI::IsMember({"fixed", "gradnorm", "metabalance", "uwl", "dwa", "pcgrad"}));
+  c->add_option("--balance", f->balance, "Task balancing: fixed|gradnorm|metabalance|uwl|dwa|pcgrad|mgda|cagrad")
+      ->check(CLI::IsMember({"fixed", "gradnorm", "metabalance", "uwl", "dwa", "pcgrad", "mgda", "cagrad"}));
   // Flags of some balancing methods only: refused with another --balance (below).
   std::vector<ModelFlag> balance_flags{
       {c->add_option("--task-weights", f->task_weights,
-                     "Loss weights per task, e.g. 1,0.5 (fixed; metabalance and pcgrad scale the losses by them first) "
-                     "[API: task_weights]"),
-       {"fixed", "metabalance", "pcgrad"}},
+                     "Loss weights per task, e.g. 1,0.5 (fixed; metabalance, pcgrad, mgda and cagrad scale the losses "
+                     "by them first) [API: task_weights]"),
+       {"fixed", "metabalance", "pcgrad", "mgda", "cagrad"}},
       {c->add_option("--gradnorm-alpha", f->gradnorm_alpha, "GradNorm's asymmetry alpha [API: gradnorm_alpha]")
            ->check(non_negative()),
        {"gradnorm"}},
@@ -355,7 +389,28 @@ Runner add_train(CLI::App& app) {
       {c->add_option("--beta", f->beta, "MetaBalance moving-average factor [API: beta]")->check(CLI::Range(0.0, 0.999999)),
        {"metabalance"}},
       {c->add_option("--main-task", f->main_task, "MetaBalance's main task (default: the first) [API: main_task]"),
-       {"metabalance"}}};
+       {"metabalance"}},
+      {c->add_option("--metabalance-strategy", f->metabalance_strategy,
+                     "Which auxiliary gradients MetaBalance adapts: all, reduce (only those larger than the main "
+                     "task's) or enlarge (only the smaller ones) [API: metabalance_strategy]")
+           ->check(CLI::IsMember({"all", "reduce", "enlarge"})),
+       {"metabalance"}},
+      {c->add_option("--cagrad-c", f->cagrad_c,
+                     "CAGrad's c: how far the update may move from the mean gradient (>= 0) [API: cagrad_c]")
+           ->check(non_negative()),
+       {"cagrad"}},
+      {c->add_option("--mgda-normalization", f->mgda_normalization,
+                     "MGDA's per-task gradient normaliser: none|l2|loss|loss+ [API: mgda_normalization]")
+           ->check(CLI::IsMember({"none", "l2", "loss", "loss+"})),
+       {"mgda"}}};
+  c->add_option("--missing-labels", f->missing_labels,
+                "skip: an empty label cell (or --missing-label-value) means the row has no label for that task; the "
+                "row still trains the other tasks, the task's loss and metrics use its labelled rows only. "
+                "error (default): a missing label is an error")
+      ->check(CLI::IsMember({"skip", "error"}));
+  c->add_option("--missing-label", f->missing_label, "The same per task, e.g. --missing-label purchase=skip");
+  c->add_option("--missing-label-value", f->missing_label_value,
+                "A label value that means 'no label' (e.g. -1) for the tasks whose labels may be missing");
   c->add_option("--task-lr", f->task_lr, "Per-task learning rates of the task layers, e.g. click=1e-3,purchase=5e-4");
   c->add_option("--pos-weights", f->pos_weights, "Positive-class weight per task, e.g. 1,20");
   c->add_option("--early-stop", f->early_stop, "Stop after this many epochs without validation improvement (0: off)")
@@ -446,6 +501,9 @@ Runner add_train(CLI::App& app) {
         .seed = f->seed,
         .progress = !f->quiet,
         .device = device};
+    to.metabalance_strategy = f->metabalance_strategy;
+    to.cagrad_c = f->cagrad_c;
+    to.mgda_normalization = f->mgda_normalization;
     RECHUB_CHECK(fs::exists(f->train), "--train '" << f->train << "': no such file");
     for (const auto* p : {&f->val, &f->test})
       RECHUB_CHECK(p->empty() || fs::exists(*p), "'" << *p << "': no such file");
@@ -461,7 +519,8 @@ Runner add_train(CLI::App& app) {
     data::CsvOptions csv{.separator = f->separator};
     // Rank 0 reads the files first (and writes the binary caches); the others then read the caches.
     if (!rank0) world->barrier();
-    const data::Schema schema = make_schema(*f, csv);
+    data::Schema schema = make_schema(*f, csv);
+    apply_missing_label_flags(*f, schema);
     data::DataOptions dopt{
         .csv = csv, .val_fraction = f->val_fraction, .test_fraction = f->test_fraction, .split_seed = f->seed};
     dopt.cache.enabled = !f->no_cache;

@@ -347,7 +347,11 @@ std::string source_key(const std::string& path, const Schema& schema, const CsvO
                   "\ncsv=" + o.dump() + "\ncolumns=";
   for (const auto& c : schema.columns) k += c + '\x1f';
   k += "\nspecs=";
-  for (const auto& s : column_specs(schema)) k += s.name + ":" + column_role_name(s.role) + '\x1f';
+  for (const auto& s : column_specs(schema)) {
+    k += s.name + ":" + column_role_name(s.role);
+    if (s.missing_ok) k += ":missing=skip:" + s.missing_value;  // the labels read differently
+    k += '\x1f';
+  }
   return k;
 }
 

@@ -37,7 +37,7 @@ std::vector<ColumnSpec> column_specs(const Schema& schema) {
     ColumnRole r = l.type == TaskType::regression ? ColumnRole::regression_label
                    : l.is_mapped()                ? ColumnRole::mapped_label
                                                   : ColumnRole::binary_label;
-    out.push_back({l.column, r});
+    out.push_back({l.column, r, l.missing_ok, l.missing_value});
   }
   return out;
 }

@@ -32,6 +32,10 @@ inline bool is_categorical(ColumnRole r) { return r == ColumnRole::sparse || r =
 struct ColumnSpec {
   std::string name;
   ColumnRole role = ColumnRole::sparse;
+  // Labels only: a missing cell (or missing_value) is "no label" (NaN, or Dictionary::kMissing for
+  // a mapped label) instead of an error (Label::missing_ok).
+  bool missing_ok = false;
+  std::string missing_value{};
 };
 // The columns a schema reads, in schema order: sparse, dense, labels.
 std::vector<ColumnSpec> column_specs(const Schema& schema);

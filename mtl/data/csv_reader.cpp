@@ -103,6 +103,11 @@ class PartParser {
     rec_problems_.push_back("column '" + plan_.specs[static_cast<size_t>(t)].name + "' = '" + display_value(v) +
                             "': " + what);
   }
+  // A label cell that means "no label" for a task whose labels may be missing.
+  bool label_missing(int t, std::string_view v) const {
+    const ColumnSpec& s = plan_.specs[static_cast<size_t>(t)];
+    return s.missing_ok && (is_missing(v) || (!s.missing_value.empty() && v == s.missing_value));
+  }
   void missing_problem(int t, const char* what) {
     rec_problems_.push_back("column '" + plan_.specs[static_cast<size_t>(t)].name + "' is missing: " + what);
   }
@@ -123,6 +128,7 @@ class PartParser {
         if (opts_.sparse_missing_as_oov && is_missing(v)) return Dictionary::kMissing;
         return dicts_[ti].intern(v);
       case ColumnRole::mapped_label:
+        if (label_missing(t, v)) return Dictionary::kMissing;
         if (is_missing(v)) {
           missing_problem(t, "a label cannot be missing");
           return 0;
@@ -140,6 +146,7 @@ class PartParser {
       }
       case ColumnRole::binary_label: {
         if (v.size() == 1 && (v[0] == '0' || v[0] == '1')) return float_bits(v[0] == '1' ? 1.0f : 0.0f);
+        if (label_missing(t, v)) return float_bits(std::numeric_limits<float>::quiet_NaN());
         if (is_missing(v)) {
           missing_problem(t, "a label cannot be missing");
           return 0;
@@ -152,6 +159,7 @@ class PartParser {
         return float_bits(f);
       }
       case ColumnRole::regression_label: {
+        if (label_missing(t, v)) return float_bits(std::numeric_limits<float>::quiet_NaN());
         if (is_missing(v)) {
           missing_problem(t, "a label cannot be missing");
           return 0;

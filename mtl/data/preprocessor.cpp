@@ -71,6 +71,9 @@ int column_for(const ColumnTable& t, const std::string& name, bool want_categori
   return c;
 }
 
+// A row without a label for a task whose labels may be missing (Label::missing_ok).
+constexpr float kNoLabel = std::numeric_limits<float>::quiet_NaN();
+
 // Per-table lookup state: codes -> ids, label values, normalisers.
 struct TableEncoder {
   struct SparseCol {
@@ -142,7 +145,7 @@ struct TableEncoder {
         float v;
         if (lc.mapped) {
           const uint32_t code = t.code(r, lc.col);
-          v = code < lc.lut.size() ? lc.lut[code] : 0.0f;
+          v = code == Dictionary::kMissing ? kNoLabel : code < lc.lut.size() ? lc.lut[code] : 0.0f;
         } else {
           v = t.value(r, lc.col);
         }
@@ -172,7 +175,7 @@ struct TableEncoder {
       for (int64_t i = 0; i < n; ++i) {
         float v;
         if (labels[j].mapped) {
-          v = col[i] < labels[j].lut.size() ? labels[j].lut[col[i]] : 0.0f;
+          v = col[i] == Dictionary::kMissing ? kNoLabel : col[i] < labels[j].lut.size() ? labels[j].lut[col[i]] : 0.0f;
         } else {
           std::memcpy(&v, col + i, 4);
         }
@@ -336,7 +339,9 @@ Batch Preprocessor::encode_rows(const std::vector<std::vector<std::string>>& row
       const Label& l = schema_.labels[t];
       const std::string_view v = trimmed(row[lc[t]], csv_.trim);
       float y = 0;
-      if (l.is_mapped()) {
+      if (l.missing_ok && (token_missing(v, csv_) || l.is_missing_value(v))) {
+        y = std::numeric_limits<float>::quiet_NaN();
+      } else if (l.is_mapped()) {
         y = l.is_positive(v) ? 1.0f : 0.0f;
       } else if (detail::parse_float(v, y) != detail::NumStatus::ok ||
                  (l.type == TaskType::binary && y != 0.0f && y != 1.0f)) {

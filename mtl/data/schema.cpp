@@ -94,6 +94,13 @@ void validate_schema(const Schema& s) {
     role.emplace(l.column, "a label");
     if (l.type == TaskType::regression && l.is_mapped())
       throw Error("schema: task '" + l.task + "' is a regression task: a 0/1 label mapping applies to binary tasks only");
+    if (!l.missing_value.empty() && !l.missing_ok)
+      throw Error("schema: task '" + l.task + "' names a missing_value ('" + l.missing_value +
+                  "') but its labels may not be missing (set \"missing\": \"skip\")");
+    if (l.missing_ok && !l.missing_value.empty() && l.is_mapped() &&
+        std::find(l.positive_values.begin(), l.positive_values.end(), l.missing_value) != l.positive_values.end())
+      throw Error("schema: task '" + l.task + "': the missing_value '" + l.missing_value +
+                  "' is also one of its positive values");
   }
   for (const auto& f : s.sparse) {
     if (f.shared_with.empty()) continue;
@@ -131,6 +138,8 @@ json schema_to_json(const Schema& s) {
     json o{{"task", l.task}, {"column", l.column}, {"type", task_type_name(l.type)}};
     if (!l.positive_values.empty()) o["positive"] = l.positive_values;
     if (l.positive_if) o["positive_if"] = "predicate";
+    if (l.missing_ok) o["missing"] = "skip";
+    if (!l.missing_value.empty()) o["missing_value"] = l.missing_value;
     j["labels"].push_back(o);
   }
   if (!s.columns.empty()) j["columns"] = s.columns;
@@ -220,7 +229,7 @@ Schema schema_from_json(const json& j, const std::string& origin) {
       if (e.is_string()) {
         l.column = l.task = e.get<std::string>();
       } else if (e.is_object()) {
-        check_keys(e, {"task", "column", "type", "positive", "positive_if"}, origin, where);
+        check_keys(e, {"task", "column", "type", "positive", "positive_if", "missing", "missing_value"}, origin, where);
         l.column = get_string(e, "column", origin, where, true);
         l.task = get_string(e, "task", origin, where, false, l.column);
         const std::string type = get_string(e, "type", origin, where, false, "binary");
@@ -239,6 +248,10 @@ Schema schema_from_json(const json& j, const std::string& origin) {
             bad(origin, where, "\"positive\" must be a string or an array of strings");
           }
         }
+        const std::string missing = get_string(e, "missing", origin, where, false, "error");
+        if (missing == "skip") l.missing_ok = true;
+        else if (missing != "error") bad(origin, where, "\"missing\" must be \"skip\" or \"error\", got \"" + missing + "\"");
+        l.missing_value = get_string(e, "missing_value", origin, where, false, "");
         if (e.contains("positive_if")) {
           const std::string task = l.task;
           l.positive_if = [task](std::string_view) -> bool {

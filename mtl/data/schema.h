@@ -67,7 +67,19 @@ struct Label {
   std::vector<std::string> positive_values{};
   std::function<bool(std::string_view)> positive_if{};
 
+  // Missing labels (opt-in, per task): with missing_ok an empty cell (or CsvOptions::missing, or
+  // missing_value when set, e.g. "-1") means "this row has no label for this task". The row is
+  // kept; its label reads NaN, the task's loss is averaged over the labelled rows of each batch (a
+  // batch without any contributes 0) and its metrics are computed over the labelled rows. Without
+  // missing_ok a missing label is an error. JSON: "missing": "skip", "missing_value": "-1".
+  bool missing_ok = false;
+  std::string missing_value{};
+
   bool is_mapped() const { return !positive_values.empty() || static_cast<bool>(positive_if); }
+  // Whether the raw (trimmed) cell means "no label" for this task (missing_ok only).
+  bool is_missing_value(std::string_view raw) const {
+    return missing_ok && !missing_value.empty() && raw == missing_value;
+  }
   // Whether `raw` maps to 1 (is_mapped() only).
   bool is_positive(std::string_view raw) const;
 };

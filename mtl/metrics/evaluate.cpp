@@ -1,7 +1,9 @@
 #include "rechub/mtl/metrics/evaluate.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <sstream>
 
 #include "rechub/core/autograd.h"
 #include "rechub/core/error.h"
@@ -146,13 +148,51 @@ EvalResult evaluate_multi_task(models::MultiTaskModel& model, const data::BatchS
   const std::vector<int64_t>* groups = opt.groups.empty() ? nullptr : &opt.groups;
   for (int64_t t = 0; t < T; ++t) {
     const auto& name = model.task_names()[static_cast<size_t>(t)];
-    const auto& y = labels[static_cast<size_t>(t)];
-    const auto& p = preds[static_cast<size_t>(t)];
+    const auto& y_all = labels[static_cast<size_t>(t)];
+    const auto& p_all = preds[static_cast<size_t>(t)];
+    // A missing label (NaN: the task's labels may be missing, see data::Label::missing_ok) leaves
+    // its row out of that task's metrics; `rows` counts the rows scored.
+    std::vector<double> y, p;
+    std::vector<int64_t> g;
+    const bool any_missing = std::any_of(y_all.begin(), y_all.end(), [](double v) { return std::isnan(v); });
+    if (any_missing) {
+      for (size_t i = 0; i < y_all.size(); ++i) {
+        if (std::isnan(y_all[i])) continue;
+        y.push_back(y_all[i]);
+        p.push_back(p_all[i]);
+        if (groups) g.push_back(opt.groups[i]);
+      }
+    }
+    const auto& yy = any_missing ? y : y_all;
+    const auto& pp = any_missing ? p : p_all;
+    const std::vector<int64_t>* gg = groups && any_missing ? &g : groups;
+    // Constant predictions (a collapsed tower): the AUC is 0.5 whatever the labels.
+    if (pp.size() >= 2) {
+      double mean = 0, var = 0;
+      for (double v : pp) mean += v;
+      mean /= static_cast<double>(pp.size());
+      for (double v : pp) var += (v - mean) * (v - mean);
+      const double sd = std::sqrt(var / static_cast<double>(pp.size()));
+      if (sd < 1e-6) {
+        std::ostringstream w;
+        w << "task '" << name << "': its predictions are constant (" << mean << ", standard deviation " << sd
+          << " over " << pp.size()
+          << " rows), so its AUC is 0.5. Likely causes: the task's tower collapsed (a learning rate too high, "
+             "dead ReLUs: lower --lr or add --clip-grad-norm), a one-class training label, a pos_weight that "
+             "swamps the loss, or features that carry nothing for this task";
+        r.warnings.push_back(w.str());
+      }
+    }
     if (model.task_types()[static_cast<size_t>(t)] == data::TaskType::regression) {
-      r.tasks.push_back({.task = name, .type = data::TaskType::regression, .rows = n,
-                         .mse = mean_squared_error(y, p), .mae = mean_absolute_error(y, p)});
+      TaskMetrics m{.task = name, .type = data::TaskType::regression, .rows = static_cast<int64_t>(yy.size())};
+      if (yy.empty()) {
+        r.warnings.push_back("task '" + name + "': no labelled rows to evaluate; its metrics are NaN");
+      } else {
+        m.mse = mean_squared_error(yy, pp), m.mae = mean_absolute_error(yy, pp);
+      }
+      r.tasks.push_back(m);
     } else {
-      r.tasks.push_back(binary_metrics(name, y, p, groups, r.warnings));
+      r.tasks.push_back(binary_metrics(name, yy, pp, gg, r.warnings));
     }
   }
   // ESMM's CVR on the clicked rows: click = task 0, purchase (CTCVR label) = task 1.
@@ -160,7 +200,7 @@ EvalResult evaluate_multi_task(models::MultiTaskModel& model, const data::BatchS
     std::vector<double> y, p;
     std::vector<int64_t> g;
     for (int64_t i = 0; i < n; ++i) {
-      if (labels[0][static_cast<size_t>(i)] > 0.5) {
+      if (labels[0][static_cast<size_t>(i)] > 0.5 && !std::isnan(labels[1][static_cast<size_t>(i)])) {
         y.push_back(labels[1][static_cast<size_t>(i)]);
         p.push_back(cvr[static_cast<size_t>(i)]);
         if (groups) g.push_back(opt.groups[static_cast<size_t>(i)]);

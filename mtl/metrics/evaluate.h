@@ -8,7 +8,10 @@
 //
 // Binary tasks get AUC and LogLoss (mtl/metrics/metrics.h for the conventions); regression tasks
 // MSE and MAE. A binary task whose labels hold one class gets AUC NaN (null in JSON) and a warning
-// in `warnings` (printed to stderr unless EvalOptions::quiet). With EvalOptions::groups (one id per
+// in `warnings` (printed to stderr unless EvalOptions::quiet); so does a task whose predictions
+// are constant (standard deviation below 1e-6: AUC 0.5). A NaN label (a task whose labels may be
+// missing, data::Label::missing_ok) leaves its row out of that task's metrics; each task's `rows`
+// counts the rows it was scored on. With EvalOptions::groups (one id per
 // row, e.g. the user), binary tasks also get GAUC. ESMM additionally reports "cvr": the AUC and
 // LogLoss of pCVR on the clicked rows (label: the CTCVR label of those rows).
 #include <cmath>

@@ -1,5 +1,6 @@
 #include "rechub/mtl/models/esmm.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "rechub/core/ops.h"
@@ -78,7 +79,19 @@ std::vector<Tensor> ESMM::loss(const ModelOutput& out, const Tensor& labels, con
   std::vector<Tensor> y = label_columns(labels, out.predictions[0].size(0));
   std::vector<Tensor> losses;
   for (int t = 0; t < 2; ++t) {
-    Tensor l = weighted_bce_on_probs(out.predictions[t], y[t], o.pos_weights.empty() ? 1.0 : o.pos_weights[t]);
+    const double pw = o.pos_weights.empty() ? 1.0 : o.pos_weights[t];
+    Tensor l;
+    if (o.masks && (*o.masks)[static_cast<size_t>(t)].mask.defined()) {
+      // The mean over the labelled rows (models::LossOptions::masks); 0 for a batch without any.
+      const LabelMask& m = (*o.masks)[static_cast<size_t>(t)];
+      const double inf = std::numeric_limits<double>::infinity();
+      const Tensor& p = out.predictions[t];
+      const Tensor lp = ops::clamp(ops::log(p), -100.0, inf), lq = ops::clamp(ops::log(1.0 - p), -100.0, inf);
+      const Tensor per_row = -(m.labels * lp * pw + (1.0 - m.labels) * lq);
+      l = ops::sum(ops::mul(per_row, m.mask)) * (1.0 / static_cast<double>(std::max<int64_t>(1, m.labelled)));
+    } else {
+      l = weighted_bce_on_probs(out.predictions[t], y[t], pw);
+    }
     if (!o.weights.empty() && o.weights[t] != 1.0) l = l * o.weights[t];
     losses.push_back(l);
   }

@@ -1,5 +1,7 @@
 #include "rechub/mtl/models/model.h"
 
+#include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "rechub/core/ops.h"
@@ -164,6 +166,38 @@ std::vector<Tensor> MultiTaskModel::label_columns(const Tensor& labels, int64_t 
   return cols;
 }
 
+std::vector<LabelMask> mask_missing_labels(const Tensor& labels, Device device) {
+  RECHUB_CHECK(labels.defined() && labels.dim() == 2, "mask_missing_labels: expected labels [batch, tasks], got "
+                                                          << (labels.defined() ? shape_str(labels.shape()) : "none"));
+  NoGradGuard ng;
+  Tensor h = labels.device().is_cpu() ? labels : labels.to(Device::cpu());
+  if (h.dtype() != DType::f32) h = h.to(DType::f32);
+  const int64_t B = h.size(0), T = h.size(1);
+  const float* p = h.data<float>();
+  std::vector<LabelMask> out(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<float> y(static_cast<size_t>(B)), m(static_cast<size_t>(B));
+    int64_t n = 0;
+    for (int64_t i = 0; i < B; ++i) {
+      const float v = p[i * T + t];
+      const bool has = !std::isnan(v);
+      y[static_cast<size_t>(i)] = has ? v : 0.0f;
+      m[static_cast<size_t>(i)] = has ? 1.0f : 0.0f;
+      n += has ? 1 : 0;
+    }
+    LabelMask& lm = out[static_cast<size_t>(t)];
+    lm.labelled = n;
+    lm.labels = from_vector(y, {B, 1}).to(device);
+    if (n < B) lm.mask = from_vector(m, {B, 1}).to(device);
+  }
+  return out;
+}
+
+// Σ mask·ℓ / max(1, labelled): the mean over the labelled rows, 0 for a batch without any.
+Tensor masked_mean(const Tensor& elementwise, const LabelMask& m) {
+  return ops::sum(ops::mul(elementwise, m.mask)) * (1.0 / static_cast<double>(std::max<int64_t>(1, m.labelled)));
+}
+
 std::vector<Tensor> MultiTaskModel::loss(const ModelOutput& out, const Tensor& labels, const LossOptions& o) const {
   const int64_t T = num_tasks();
   RECHUB_CHECK(static_cast<int64_t>(out.predictions.size()) == T,
@@ -173,12 +207,21 @@ std::vector<Tensor> MultiTaskModel::loss(const ModelOutput& out, const Tensor& l
   RECHUB_CHECK(o.pos_weights.empty() || static_cast<int64_t>(o.pos_weights.size()) == T,
                kind_ << ": " << o.pos_weights.size() << " pos_weights for " << T << " tasks");
   std::vector<Tensor> y = label_columns(labels, out.predictions[0].size(0));
+  RECHUB_CHECK(!o.masks || static_cast<int64_t>(o.masks->size()) == T,
+               kind_ << ": " << o.masks->size() << " label masks for " << T << " tasks");
   std::vector<Tensor> losses;
   for (int64_t t = 0; t < T; ++t) {
     Tensor l;
-    if (task_types_[t] == TaskType::binary)
-      l = ops::bce_with_logits(out.logits[t], y[t],
-                               {.weight = {}, .pos_weight = o.pos_weights.empty() ? 1.0 : o.pos_weights[t]});
+    const LabelMask* m = o.masks && (*o.masks)[t].mask.defined() ? &(*o.masks)[t] : nullptr;
+    const double pw = o.pos_weights.empty() ? 1.0 : o.pos_weights[t];
+    if (m && task_types_[t] == TaskType::binary)
+      l = masked_mean(ops::bce_with_logits(out.logits[t], m->labels,
+                                           {.weight = {}, .pos_weight = pw, .reduction = ops::Reduction::none}),
+                      *m);
+    else if (m)
+      l = masked_mean(ops::mse_loss(out.predictions[t], m->labels, ops::Reduction::none), *m);
+    else if (task_types_[t] == TaskType::binary)
+      l = ops::bce_with_logits(out.logits[t], y[t], {.weight = {}, .pos_weight = pw});
     else
       l = ops::mse_loss(out.predictions[t], y[t]);
     if (!o.weights.empty() && o.weights[t] != 1.0) l = l * o.weights[t];

@@ -56,9 +56,24 @@ struct ModelOutput {
   Tensor prediction_matrix() const;
 };
 
+// Missing labels (data::Label::missing_ok): a NaN label means "no label for this task on this
+// row". Per task: the label column with NaN replaced by 0, the 0/1 mask of the labelled rows, and
+// how many there are (mask undefined when every row is labelled).
+struct LabelMask {
+  Tensor labels{};  // [B, 1] f32 on the model's device
+  Tensor mask{};    // [B, 1] f32, or undefined (every row labelled)
+  int64_t labelled = 0;
+};
+// One scan of `labels` [B, T] (copied to the host when on a device) on `device`.
+std::vector<LabelMask> mask_missing_labels(const Tensor& labels, Device device);
+
 struct LossOptions {
   std::vector<double> weights{};      // per task factor on its loss (empty: all 1)
   std::vector<double> pos_weights{};  // per binary task: weight of the positive term (empty: all 1)
+  // From mask_missing_labels of the same batch: each task's loss is then the mean over its
+  // labelled rows, Σ mask·ℓ / max(1, labelled), so a batch without labels contributes exactly 0
+  // (with a zero gradient). Null: every label is present (NaN labels would make the loss NaN).
+  const std::vector<LabelMask>* masks = nullptr;
 };
 
 class MultiTaskModel : public nn::Module {

@@ -29,6 +29,12 @@ nlohmann::json EpochRecord::to_json(const std::vector<std::string>& tasks) const
   nlohmann::json j = {{"epoch", epoch}, {"train_loss", loss}, {"task_weights", w},
                       {"seconds", seconds}, {"rows_per_s", rows_per_s}};
   if (has_val) j["val"] = val.to_json();
+  if (!gates.is_null()) j["gates"] = gates;
+  if (!train_labelled.empty()) {
+    nlohmann::json n = nlohmann::json::object();
+    for (size_t i = 0; i < tasks.size() && i < train_labelled.size(); ++i) n[tasks[i]] = train_labelled[i];
+    j["train_labelled_rows"] = n;
+  }
   return j;
 }
 
@@ -42,6 +48,9 @@ EpochRecord EpochRecord::from_json(const nlohmann::json& j, const std::vector<st
   }
   r.seconds = j.value("seconds", 0.0);
   r.rows_per_s = j.value("rows_per_s", 0.0);
+  if (j.contains("gates")) r.gates = j.at("gates");
+  if (j.contains("train_labelled_rows"))
+    for (const auto& t : tasks) r.train_labelled.push_back(j.at("train_labelled_rows").value(t, int64_t{0}));
   if (j.contains("val")) {
     r.has_val = true;
     const auto& v = j.at("val");
@@ -199,7 +208,27 @@ std::string report_svg(const std::vector<EpochRecord>& history, const std::vecto
   const std::string val_title = any_regression && any_binary ? "validation AUC (binary) / MSE (regression)"
                                 : any_regression             ? "validation MSE"
                                                              : "validation AUC";
-  const double W = 1200, H = 420;
+  // Gate diagnostics: per gate, each expert's mean gate weight over the epochs (at most 9 gates).
+  std::vector<std::pair<std::string, std::vector<Series>>> gate_panels;
+  for (const auto& r : history) {
+    if (!r.gates.is_object()) continue;
+    for (const auto& [gate, s] : r.gates.items()) {
+      auto it = std::find_if(gate_panels.begin(), gate_panels.end(), [&](const auto& p) { return p.first == gate; });
+      if (it == gate_panels.end()) {
+        if (gate_panels.size() >= 9) continue;
+        gate_panels.push_back({gate, {}});
+        it = gate_panels.end() - 1;
+      }
+      const auto names = s.value("experts", std::vector<std::string>{});
+      const auto w = s.value("mean_weight", std::vector<double>{});
+      if (it->second.size() < w.size()) it->second.resize(w.size());
+      for (size_t e = 0; e < w.size(); ++e) {
+        if (it->second[e].name.empty()) it->second[e].name = e < names.size() ? names[e] : "expert " + std::to_string(e);
+        if (std::isfinite(w[e])) it->second[e].pts.push_back({static_cast<double>(r.epoch + 1), w[e]});
+      }
+    }
+  }
+  const double W = 1200, H = 420 + 380 * static_cast<double>((gate_panels.size() + 2) / 3);
   std::ostringstream os;
   os << std::setprecision(6);
   os << "<?xml version='1.0' encoding='UTF-8'?>\n<svg xmlns='http://www.w3.org/2000/svg' width='" << W
@@ -209,6 +238,9 @@ std::string report_svg(const std::vector<EpochRecord>& history, const std::vecto
   panel(os, 70, 70, 300, 290, "training loss", loss, n_epochs);
   panel(os, 460, 70, 300, 290, val_title, val, n_epochs);
   panel(os, 850, 70, 300, 290, "task weights", weights, n_epochs);
+  for (size_t g = 0; g < gate_panels.size(); ++g)
+    panel(os, 70 + 390 * static_cast<double>(g % 3), 450 + 380 * static_cast<double>(g / 3), 300, 290,
+          "mean gate weight: " + gate_panels[g].first, gate_panels[g].second, n_epochs);
   os << "</svg>\n";
   return os.str();
 }

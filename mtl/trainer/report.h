@@ -21,6 +21,12 @@ struct EpochRecord {
   metrics::EvalResult val{};
   double seconds = 0;
   double rows_per_s = 0;
+  // Per task, the training rows with a label this epoch (filled only when some task's labels may
+  // be missing; its train_loss is the mean over these rows).
+  std::vector<int64_t> train_labelled{};
+  // Gate diagnostics of the epoch (metrics::GateReport::to_json()["gates"]; null for models
+  // without gates): per gate the experts' mean weight, the entropy and the top-expert shares.
+  nlohmann::json gates{};
   nlohmann::json to_json(const std::vector<std::string>& tasks) const;
   static EpochRecord from_json(const nlohmann::json& j, const std::vector<std::string>& tasks,
                                const std::vector<data::TaskType>& types);

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <optional>
 #include <set>
+#include <sstream>
 
 #include "rechub/core/autograd.h"
 #include "rechub/core/error.h"
@@ -267,6 +268,9 @@ MTLTrainer::MTLTrainer(std::shared_ptr<models::MultiTaskModel> model, TrainerOpt
                     .dwa_temperature = opts_.dwa_temperature,
                     .uwl_lr = opts_.optimizer_params.lr,
                     .seed = opts_.seed};
+  bo.metabalance_strategy = opts_.metabalance_strategy;
+  bo.cagrad_c = opts_.cagrad_c;
+  bo.mgda_normalization = opts_.mgda_normalization;
   balancer_ = make_balancer(T, bo);
   if (!opts_.gradnorm_layer.empty()) {
     for (const auto& n : opts_.gradnorm_layer) balance_params_.last_shared.push_back(model_->parameter(n));
@@ -302,6 +306,7 @@ void MTLTrainer::build_optimizer() {
     if (seen.insert(p.impl()).second) shared.params.push_back(p);
   balance_params_.params.clear();
   balance_params_.shared.clear();
+  balance_params_.names.clear();
   if (!shared.params.empty()) {
     for (const Tensor& p : shared.params) balance_params_.params.push_back(p), balance_params_.shared.push_back(true);
     groups.push_back(std::move(shared));
@@ -310,6 +315,11 @@ void MTLTrainer::build_optimizer() {
     if (g.params.empty()) continue;
     for (const Tensor& p : g.params) balance_params_.params.push_back(p), balance_params_.shared.push_back(false);
     groups.push_back(std::move(g));
+  }
+  {
+    std::map<const TensorImpl*, std::string> names;
+    for (const auto& [name, p] : model_->named_parameters()) names[p.impl()] = name;
+    for (const Tensor& p : balance_params_.params) balance_params_.names.push_back(names[p.impl()]);
   }
   if (opts_.optimizer_fn) {
     optimizer_ = opts_.optimizer_fn(std::move(groups));
@@ -504,6 +514,91 @@ bool MTLTrainer::load_checkpoint() {
   return true;
 }
 
+namespace {
+// Per task: rows with a label, and positives among them (binary tasks' labels are 0/1).
+struct LabelCounts {
+  std::vector<int64_t> labelled, positives;
+};
+LabelCounts count_labels(const data::BatchSource& src) {
+  const int64_t n = src.rows(), T = src.num_tasks();
+  LabelCounts c{std::vector<int64_t>(static_cast<size_t>(T), 0), std::vector<int64_t>(static_cast<size_t>(T), 0)};
+  for (int64_t b = 0; b < n; b += 65536) {
+    const data::Batch batch = src.range_batch(b, std::min(n, b + 65536));
+    const float* p = batch.labels.data<float>();
+    for (int64_t i = 0; i < batch.labels.size(0); ++i)
+      for (int64_t t = 0; t < T; ++t) {
+        const float v = p[i * T + t];
+        if (std::isnan(v)) continue;
+        ++c.labelled[static_cast<size_t>(t)];
+        c.positives[static_cast<size_t>(t)] += v > 0.5f ? 1 : 0;
+      }
+  }
+  return c;
+}
+}  // namespace
+
+void MTLTrainer::check_tasks(const data::BatchSource& train, const data::BatchSource* val) {
+  const auto& labels = train.schema().labels;
+  const auto& types = model_->task_types();
+  const int64_t n = train.rows();
+  const LabelCounts tc = count_labels(train);
+  std::optional<LabelCounts> vc;
+  if (val && val->num_tasks() == train.num_tasks()) vc = count_labels(*val);
+  auto warn = [&](const std::string& w) {
+    warnings_.push_back(w);
+    if (opts_.progress) std::cerr << "warning: " << w << "\n";
+  };
+  for (size_t t = 0; t < labels.size(); ++t) {
+    const auto& l = labels[t];
+    const int64_t have = tc.labelled[t], pos = tc.positives[t];
+    RECHUB_CHECK(have > 0, "MTLTrainer::fit: task '" << l.task << "' (column '" << l.column
+                                                     << "') has no label on any of the " << n
+                                                     << " training rows (every cell is missing"
+                                                     << (l.missing_value.empty() ? "" : " or '" + l.missing_value + "'")
+                                                     << "): there is nothing to train it on; drop the task or fix the column");
+    if (opts_.progress && have < n)
+      std::cerr << "task '" << l.task << "': " << have << " of " << n
+                << " training rows labelled; the others are left out of its loss and metrics\n";
+    if (t >= types.size() || types[t] != data::TaskType::binary) continue;
+    if (pos == 0 || pos == have)
+      warn("task '" + l.task + "': every training label (column '" + l.column + "', " + std::to_string(have) +
+           " rows) is " + (pos == 0 ? "0" : "1") +
+           ": the task can only learn a constant and its AUC is undefined. Likely causes: the wrong label "
+           "column, a label mapping that maps every value to one class (\"positive\" values), or a filter or "
+           "sample that kept one class only");
+    if (!vc || vc->labelled[t] == 0) continue;
+    const double rt = static_cast<double>(pos) / static_cast<double>(have);
+    const double rv = static_cast<double>(vc->positives[t]) / static_cast<double>(vc->labelled[t]);
+    if (rt > 5 * rv || rv > 5 * rt) {
+      std::ostringstream w;
+      w << "task '" << l.task << "': the positive rate differs more than 5x between training (" << rt << ", "
+        << pos << " of " << have << ") and validation (" << rv << ", " << vc->positives[t] << " of "
+        << vc->labelled[t]
+        << "). Likely causes: a split by time or by user across a change in the label's definition, "
+           "down-sampling applied to one split only, or the two files' label columns differ";
+      warn(w.str());
+    }
+  }
+  // Early stopping on a metric that is undefined on this validation set would run on NaN.
+  if (opts_.earlystop_patience > 0 && vc) {
+    const std::string task = opts_.earlystop_task.empty() ? model_->task_names()[0] : opts_.earlystop_task;
+    const auto t = static_cast<size_t>(
+        std::find(model_->task_names().begin(), model_->task_names().end(), task) - model_->task_names().begin());
+    const std::string metric = opts_.earlystop_metric.empty()
+                                   ? (types[t] == data::TaskType::regression ? "mse" : "auc")
+                                   : opts_.earlystop_metric;
+    const int64_t have = vc->labelled[t], pos = vc->positives[t];
+    RECHUB_CHECK(have > 0, "MTLTrainer: early stopping on task '" << task
+                                                                  << "' is refused: its validation rows have no label");
+    RECHUB_CHECK(!(metric == "auc" && (pos == 0 || pos == have)),
+                 "MTLTrainer: early stopping on the AUC of task '"
+                     << task << "' is refused: every validation label is " << (pos == 0 ? "0" : "1") << " (" << have
+                     << " rows), so the AUC is undefined (NaN) every epoch. Early-stop on another task "
+                        "(--early-stop-task), on logloss (--early-stop-metric logloss), or use a validation set "
+                        "with both classes");
+  }
+}
+
 double MTLTrainer::metric_of(const metrics::EvalResult& r, bool& higher_better) const {
   auto of = [&](const std::string& task) {
     const auto& m = r.at(task);
@@ -580,6 +675,14 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
   if (comm)
     RECHUB_CHECK(opts_.device.is_cpu(), "MTLTrainer: training on " << comm->size() << " ranks runs on the CPU only, not "
                                                                    << opts_.device.str());
+  // Tasks whose labels may be missing (data::Label::missing_ok): each batch's labels are masked,
+  // and a task without a single label in the training data is refused before anything is written.
+  bool may_miss = false;
+  for (const auto& l : train.source().schema().labels) may_miss = may_miss || l.missing_ok;
+  RECHUB_CHECK(!(comm && may_miss), "MTLTrainer: labels that may be missing (missing_ok) are not supported yet in a "
+                                    "data-parallel run of " << comm->size() << " ranks; train in one process");
+  warnings_.clear();
+  check_tasks(train.source(), val ? &val->source() : nullptr);
   if (!opts_.out_dir.empty() && writer()) fs::create_directories(opts_.out_dir);
   train_loader_ = &train.options();
   train_rows_ = comm ? comm->allreduce_one<int64_t>(train.rows()) : train.rows();
@@ -601,6 +704,7 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
   build_scheduler(train.num_batches());
   const bool early = opts_.earlystop_patience > 0;
   models::LossOptions lopts{.weights = {}, .pos_weights = opts_.pos_weights};
+  std::vector<models::LabelMask> masks;
   ProgressLine progress(opts_.progress && writer(), tasks);
   std::unique_ptr<nn::DataParallel> dp;
   std::vector<std::pair<std::string, Tensor>> synced;  // parameters and buffers kept equal on every rank
@@ -621,6 +725,7 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     const auto t0 = std::chrono::steady_clock::now();
     progress.start_epoch(epoch, opts_.n_epochs, train.rows());
     std::vector<double> sum(T, 0.0);
+    std::vector<int64_t> labelled_rows(T, 0);
     int64_t rows = 0, b = 0;
     const bool on_device = !opts_.device.is_cpu();
     std::unique_ptr<DeviceFeeder> feeder = on_device ? std::make_unique<DeviceFeeder>(opts_.device) : nullptr;
@@ -640,6 +745,13 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       if (opts_.stop_after_batches >= 0 && batches_run_ >= opts_.stop_after_batches)
         RECHUB_FAIL("training stopped after " << batches_run_ << " batches (stop_after_batches)");
       const models::ModelOutput out = model_->forward(*batch);
+      if (may_miss) {
+        masks = models::mask_missing_labels(batch->labels, model_->device());
+        lopts.masks = &masks;
+        std::vector<bool> has(T);
+        for (size_t t = 0; t < T; ++t) has[t] = masks[t].labelled > 0;
+        balancer_->set_labelled_tasks(std::move(has));
+      }
       std::vector<Tensor> losses = model_->loss(out, batch->labels, lopts);
       RECHUB_CHECK(losses.size() == T, "the model returned " << losses.size() << " losses for " << T << " tasks");
       const int64_t B = batch->size();
@@ -658,17 +770,26 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       if (scheduler_) scheduler_->set_step(epoch * train.num_batches() + b);
       optimizer_->zero_grad();
       balancer_->backward(losses, balance_params_);
+      for (const std::string& w : balancer_->take_warnings()) {
+        std::cerr << "warning: " << w << "\n";
+        warnings_.push_back(w);
+      }
       if (opts_.clip_grad_norm > 0) nn::clip_grad_norm(balance_params_.params, opts_.clip_grad_norm);
       const bool scan = opts_.finite_check_every > 0 && (batches_run_ + 1) % opts_.finite_check_every == 0;
       if (scan) check_finite(epoch, b + 1, batches_run_ + 1, true);
       optimizer_->step();
       if (scan) check_finite(epoch, b + 1, batches_run_ + 1, false);
-      for (size_t t = 0; t < T; ++t) sum[t] += lv[t] * static_cast<double>(B);
+      for (size_t t = 0; t < T; ++t) {
+        const int64_t n = may_miss ? masks[t].labelled : B;
+        sum[t] += lv[t] * static_cast<double>(n);
+        labelled_rows[t] += n;
+      }
       rows += B;
       ++b;
       ++batches_run_;
       std::vector<double> running(T);
-      for (size_t t = 0; t < T; ++t) running[t] = sum[t] / static_cast<double>(rows);
+      for (size_t t = 0; t < T; ++t)
+        running[t] = labelled_rows[t] > 0 ? sum[t] / static_cast<double>(labelled_rows[t]) : NAN;
       progress.update(rows, running, balancer_->weights());
       if (opts_.on_batch) opts_.on_batch(epoch, b - 1, rows);
     }
@@ -678,6 +799,7 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       // sizes gives every rank the same epoch means (DWA's weights depend on them).
       all_rows = comm->allreduce_one<int64_t>(rows);
       comm->allreduce(sum.data(), static_cast<int64_t>(T));
+      comm->allreduce(labelled_rows.data(), static_cast<int64_t>(T));
       // The ranks apply the same averaged gradients; copying rank 0's weights once an epoch keeps
       // them bit-identical even where an allreduce rounded differently on different ranks.
       nn::broadcast_tensors(*comm, synced);
@@ -686,7 +808,9 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     check_finite(epoch, b, batches_run_, false);
     EpochRecord rec;
     rec.epoch = epoch + 1;
-    for (size_t t = 0; t < T; ++t) rec.train_loss.push_back(all_rows > 0 ? sum[t] / static_cast<double>(all_rows) : NAN);
+    for (size_t t = 0; t < T; ++t)
+      rec.train_loss.push_back(labelled_rows[t] > 0 ? sum[t] / static_cast<double>(labelled_rows[t]) : NAN);
+    if (may_miss) rec.train_labelled = labelled_rows;
     balancer_->end_epoch(rec.train_loss);
     rec.weights = balancer_->weights();
     rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -694,6 +818,18 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     if (val) {
       rec.has_val = true;
       rec.val = metrics::evaluate_multi_task(*model_, *val, {.quiet = !opts_.progress || !writer()});
+      for (const auto& w : rec.val.warnings) warnings_.push_back("epoch " + std::to_string(epoch + 1) + ": " + w);
+    }
+    if (opts_.gate_diagnostics) {
+      const metrics::GateReport g = val ? metrics::gate_statistics(*model_, val->source(), 4096)
+                                        : metrics::gate_statistics(*model_, train.source(), 4096, 20000);
+      if (!g.gates.empty()) {
+        rec.gates = g.to_json().at("gates");
+        for (const auto& w : g.warnings) {
+          warnings_.push_back("epoch " + std::to_string(epoch + 1) + ": " + w);
+          if (opts_.progress && writer()) std::cerr << "warning: epoch " << epoch + 1 << ": " << w << "\n";
+        }
+      }
     }
     if (early) {
       bool higher = true;

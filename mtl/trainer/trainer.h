@@ -40,6 +40,7 @@
 #include "rechub/mtl/data/loader.h"
 #include "rechub/mtl/data/preprocessor.h"
 #include "rechub/mtl/metrics/evaluate.h"
+#include "rechub/mtl/metrics/gates.h"
 #include "rechub/mtl/models/model.h"
 #include "rechub/mtl/trainer/balance.h"
 #include "rechub/mtl/trainer/report.h"
@@ -80,7 +81,8 @@ struct TrainerOptions {
   double lr_gamma = 0.1;        // step
   // A schedule of your own instead (nn/lr_scheduler.h), with t counted in batches as above.
   std::shared_ptr<const nn::LRSchedule> lr_schedule_fn{};
-  // Task weighting: "fixed" (task_weights, default all 1), "gradnorm", "metabalance", "uwl", "dwa", "pcgrad".
+  // Task weighting: "fixed" (task_weights, default all 1), "gradnorm", "metabalance", "uwl", "dwa", "pcgrad",
+  // "mgda", "cagrad".
   std::vector<double> task_weights{};
   std::string task_weights_strategy = "fixed";
   double gradnorm_alpha = 1.5;
@@ -142,6 +144,14 @@ struct TrainerOptions {
   // Rank 0 alone prints progress and writes out_dir; every rank reads the checkpoint to resume,
   // which may have been written by any number of ranks. CPU only.
   std::shared_ptr<dist::Communicator> communicator{};
+  // MetaBalance's choice of the auxiliary gradients it adapts: all | reduce | enlarge (balance.h).
+  std::string metabalance_strategy = "all";
+  double cagrad_c = 0.5;                    // CAGrad's c
+  std::string mgda_normalization = "none";  // MGDA's gradient normaliser: none | l2 | loss | loss+
+  // Gate diagnostics (MMoE, OMoE, PLE; metrics/gates.h) every epoch, into metrics.jsonl and
+  // report.svg, with collapse warnings: on the validation data, or the first 20000 training rows
+  // without it.
+  bool gate_diagnostics = true;
 };
 
 class MTLTrainer {
@@ -160,6 +170,10 @@ class MTLTrainer {
   // The epoch whose weights early stopping kept, counted from 1 as in the log, metrics.jsonl and
   // history()[i].epoch; 0 before the first validated epoch or without early stopping.
   int64_t best_epoch() const { return best_epoch_ + 1; }
+  // Warnings of the last fit: degenerate tasks (one-class labels, positive-rate drift, and the
+  // validation metrics' own: constant predictions, one class) and collapsed gates, printed unless
+  // progress is off; the balancer's (MetaBalance's unscaled parameter), always printed.
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
   // The checkpoint metadata record of this model (kind, config, tasks, preprocessor).
   nlohmann::json model_metadata() const;
@@ -177,6 +191,11 @@ class MTLTrainer {
   void check_finite(int64_t epoch, int64_t batch, int64_t step, bool grads) const;
   std::string path(const char* file) const;
   double metric_of(const metrics::EvalResult& r, bool& higher_better) const;
+  // Before training: refuses a task with no label on any training row, and early stopping on an
+  // AUC that is undefined on the validation set (one class); warns (warnings()) about a binary
+  // task whose training labels are one class and a positive rate that differs more than 5x
+  // between training and validation.
+  void check_tasks(const data::BatchSource& train, const data::BatchSource* val);
   void snapshot_best();
   void restore_best();
 
@@ -196,6 +215,7 @@ class MTLTrainer {
   std::vector<std::pair<std::string, Tensor>> best_state_;  // CPU copies
   int64_t batches_run_ = 0;
   const data::LoaderOptions* train_loader_ = nullptr;  // during fit
+  std::vector<std::string> warnings_;
   int64_t train_rows_ = 0;  // all ranks' rows
   bool writer() const { return !opts_.communicator || opts_.communicator->rank() == 0; }
 };

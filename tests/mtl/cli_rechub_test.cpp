@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "rechub/core/rng.h"
 #include "rechub/mtl/predictor/predictor.h"
 #include "support/cli_run.h"
 
@@ -416,6 +417,64 @@ TEST_F(RechubCli, TheThreadCountDoesNotChangeTheTrainedWeights) {
       else
         EXPECT_TRUE(bytes == first) << model << ": --threads " << threads << " wrote other weights than --threads 1";
     }
+  }
+}
+
+}  // namespace
+}  // namespace rechub
+
+namespace rechub {
+namespace {
+
+// Missing labels, the new balancers and the gate report from the command line: a CSV with ~30 %
+// of its purchase labels empty trains with --missing-label purchase=skip and each of mgda, cagrad
+// and metabalance's reduce strategy; eval --json --gates reports the purchase rows counted while
+// writing the file and the gates; the flags' mistakes are clear errors.
+TEST_F(RechubCli, MissingLabelsNewBalancersAndGates) {
+  const fs::path csv = dir_ / "missing.csv";
+  int64_t rows = 0, labelled = 0;
+  {
+    Generator gen(9);
+    std::ofstream f(csv);
+    f << "u,i,price,click,purchase\n";
+    for (; rows < 1200; ++rows) {
+      const int click = gen.uniform() < 0.3 ? 1 : 0;
+      f << gen.randint(20) << ',' << gen.randint(30) << ',' << gen.uniform() << ',' << click << ',';
+      if (gen.uniform() < 0.3) {
+        f << '\n';
+        continue;
+      }
+      f << (click && gen.uniform() < 0.4 ? 1 : 0) << '\n';
+      ++labelled;
+    }
+  }
+  const std::string base = "train --train " + csv.string() +
+                           " --tasks click,purchase --sparse u,i --dense price --epochs 1 --batch-size 128"
+                           " --expert-units 8 --tower-units 4 --num-experts 2 --quiet --no-cache";
+  expect_error(base + " --out " + (dir_ / "m0").string(), "a label cannot be missing");
+  expect_error(base + " --missing-label buy=skip --out " + (dir_ / "m1").string(), "no task 'buy'");
+  expect_error(base + " --missing-label purchase=maybe --out " + (dir_ / "m2").string(), "task=skip");
+  expect_error(base + " --missing-label-value -1 --out " + (dir_ / "m3").string(), "--missing-label-value");
+  expect_error(base + " --missing-labels skip --balance cagrad --cagrad-c -1 --out " + (dir_ / "m4").string(),
+               "--cagrad-c");
+  expect_error(base + " --missing-labels skip --balance metabalance --metabalance-strategy half --out " +
+                   (dir_ / "m5").string(),
+               "--metabalance-strategy");
+  for (const std::string extra : {"--balance mgda", "--balance cagrad --cagrad-c 0.3",
+                                  "--balance metabalance --metabalance-strategy reduce"}) {
+    SCOPED_TRACE(extra);
+    const fs::path out = dir_ / ("m_" + std::to_string(std::hash<std::string>{}(extra)));
+    const Result t = run(base + " --missing-label purchase=skip " + extra + " --out " + out.string());
+    ASSERT_EQ(t.code, 0) << t.out;
+    const Result e = run("eval --model " + (out / "model.safetensors").string() + " --data " + csv.string() +
+                         " --json --gates");
+    ASSERT_EQ(e.code, 0) << e.out;
+    const auto j = nlohmann::json::parse(e.out.substr(e.out.find('{')));
+    EXPECT_EQ(j["tasks"]["purchase"]["rows"].get<int64_t>(), labelled);
+    EXPECT_EQ(j["tasks"]["click"]["rows"].get<int64_t>(), rows);
+    EXPECT_TRUE(j["tasks"]["purchase"]["auc"].is_number());
+    EXPECT_EQ(j["gates"].size(), 2u);  // MMoE: one gate per task
+    EXPECT_TRUE(j["gate_warnings"].is_array());
   }
 }
 
