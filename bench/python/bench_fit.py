@@ -57,7 +57,8 @@ def main():
     rechub.set_num_threads(a.threads)
     common = ["--epochs", str(a.epochs), "--batch-size", str(a.batch_size), "--lr", "0.001", "--seed", "1",
               "--embed-dim", "16", "--model", "mmoe", "--expert-units", "128,64", "--num-experts", "4",
-              "--tower-units", "64,32", "--threads", str(a.threads), "--quiet"]
+              "--tower-units", "64,32", "--threads", str(a.threads), "--quiet",
+              "--normalize", "none"]  # Python feeds the dense columns as given
     cli_epoch, cli_wall, py_epoch, py_fit = [], [], [], []
     for rep in range(a.reps):
         out = os.path.join(work, f"cli{rep}")

@@ -304,6 +304,9 @@ class Trainer {
     if (!trainer_) {
       trainer::TrainerOptions o = options_;
       o.preprocessor = identity_preprocessor(train->schema());
+      // As in torch-rechub, early stopping watches val_dataloader: without one there is nothing to
+      // watch and its default patience (10) does nothing (the C++ trainer refuses that combination).
+      if (!val) o.earlystop_patience = 0;
       o.on_batch = [check_every](int64_t, int64_t batch, int64_t) {
         if (check_every > 1 && (batch + 1) % check_every != 0) return;
         py::gil_scoped_acquire gil;

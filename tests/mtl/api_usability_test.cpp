@@ -13,6 +13,7 @@
 
 #include "rechub/core/autograd.h"
 #include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/vocabulary.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/mmoe.h"
 #include "rechub/mtl/models/shared_bottom.h"
@@ -103,7 +104,8 @@ TEST(TrainerEpochs, AreCountedFromOneInHistoryBestEpochAndMetricsFile) {
   double best = -1;
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_EQ(t.history()[i].epoch, static_cast<int64_t>(i) + 1);
-    const double auc = t.history()[i].val.at("ctr").auc;
+    // The default rule watches the mean of the tasks' validation AUCs.
+    const double auc = (t.history()[i].val.at("ctr").auc + t.history()[i].val.at("ctcvr").auc) / 2;
     if (auc > best) best = auc, want_best = static_cast<int64_t>(i) + 1;
   }
   EXPECT_EQ(t.best_epoch(), want_best);
@@ -112,6 +114,59 @@ TEST(TrainerEpochs, AreCountedFromOneInHistoryBestEpochAndMetricsFile) {
   int64_t n = 0;
   while (std::getline(in, line)) EXPECT_EQ(nlohmann::json::parse(line).at("epoch").get<int64_t>(), ++n);
   EXPECT_EQ(n, 3);
+}
+
+// earlystop_min_delta: an epoch must beat the best by more than it; with a delta no AUC can beat,
+// the first epoch stays the best and training stops after `patience` more epochs.
+TEST(TrainerEarlyStopping, MinDeltaAndNamedTask) {
+  data::DataLoader train(small_data().train, {.batch_size = 256, .seed = 1});
+  data::DataLoader val(small_data().val, {.batch_size = 4096, .shuffle = false});
+  trainer::MTLTrainer t(small_mmoe({"ctr", "ctcvr"}), {.optimizer_params = {.lr = 3e-3},
+                                                        .n_epochs = 10,
+                                                        .earlystop_patience = 2,
+                                                        .earlystop_min_delta = 1.0,
+                                                        .progress = false});
+  t.fit(train, &val);
+  EXPECT_EQ(t.best_epoch(), 1);
+  EXPECT_EQ(t.history().size(), 3u);
+  trainer::MTLTrainer named(small_mmoe({"ctr", "ctcvr"}), {.optimizer_params = {.lr = 3e-3},
+                                                            .n_epochs = 3,
+                                                            .earlystop_patience = 5,
+                                                            .earlystop_task = "ctcvr",
+                                                            .progress = false});
+  named.fit(train, &val);
+  int64_t want = 0;
+  double best = -1;
+  for (const auto& r : named.history())
+    if (r.val.at("ctcvr").auc > best) best = r.val.at("ctcvr").auc, want = r.epoch;
+  EXPECT_EQ(named.best_epoch(), want);
+  const std::string e = error_of([] {
+    trainer::MTLTrainer m(small_mmoe({"ctr", "ctcvr"}), {.earlystop_min_delta = -1, .progress = false});
+  });
+  EXPECT_NE(e.find("earlystop_min_delta must be >= 0"), std::string::npos) << e;
+}
+
+// log_standard: standard scaling of sign(x) log(1 + |x|), checked against the formula in f64.
+TEST(Normalization, LogStandardScalesTheSignedLogOfTheValues) {
+  const std::vector<float> v{0.f, 1.f, 10.f, 99999.f, -3.f, 2500.f, NAN};
+  const auto z = data::Normalizer::fit(v.data(), static_cast<int64_t>(v.size()), data::Normalization::log_standard,
+                                       data::MissingFill::mean);
+  std::vector<double> l;
+  double raw_mean = 0;
+  for (float x : v)
+    if (!std::isnan(x)) l.push_back(x < 0 ? -std::log1p(-double(x)) : std::log1p(double(x))), raw_mean += x;
+  raw_mean /= static_cast<double>(l.size());
+  double mean = 0, var = 0;
+  for (double x : l) mean += x;
+  mean /= static_cast<double>(l.size());
+  for (double x : l) var += (x - mean) * (x - mean);
+  const double sd = std::sqrt(var / static_cast<double>(l.size()));
+  for (size_t i = 0; i + 1 < v.size(); ++i) EXPECT_NEAR(z.apply(v[i]), (l[i] - mean) / sd, 1e-5) << v[i];
+  // A missing value is the training mean of the raw values, then transformed.
+  EXPECT_NEAR(z.apply(NAN), (std::log1p(raw_mean) - mean) / sd, 1e-5);
+  EXPECT_EQ(data::normalization_from_name("log_standard"), data::Normalization::log_standard);
+  const auto back = data::Normalizer::from_json(z.to_json());
+  EXPECT_EQ(back.apply(10.f), z.apply(10.f));
 }
 
 // The learning rate after the last batch against the schedule's closed form, computed here in f64.
@@ -262,6 +317,8 @@ TEST_F(CliFlags, AFlagTheChosenModelOrMethodIgnoresIsRefused) {
   expect_error(base + "--lr-schedule step --lr-min-factor 0.1", "--lr-min-factor does not apply to --lr-schedule step");
   expect_error(base + "--early-stop-metric logloss", "--early-stop-metric only applies with early stopping");
   expect_error(base + "--early-stop 2", "--early-stop needs validation data to watch: add --val FILE or --val-fraction");
+  expect_error(base + "--early-stop-min-delta 0.01", "--early-stop-min-delta only applies with early stopping");
+  expect_error(base + "--normalize zscore2", "--normalize");
   expect_error("train --train t.csv --out o --schema s.json --task-types binary", "--task-types does not apply with --schema");
   const auto help = run_cli("train --help");
   for (const char* field : {"[API: expert_units]", "[API: tower_units / tower_units_per_task; SharedBottom: task_hidden_units]",
