@@ -13,6 +13,6 @@ out=build/quickstart
 "$rechub" train --train "$out/data/ali_ccp_train.csv" --val "$out/data/ali_ccp_val.csv" \
   --test "$out/data/ali_ccp_test.csv" --tasks click,purchase --model mmoe \
   --expert-units 128,64 --num-experts 4 --tower-units 32 --epochs ${EPOCHS:-5} --batch-size 1024 \
-  --early-stop 1 \
+  --early-stop 1 --early-stop-task click \
   --out "$out/mmoe"
 "$rechub" eval --model "$out/mmoe/model.safetensors" --data "$out/data/ali_ccp_test.csv" --json
