@@ -212,7 +212,10 @@ std::string report_svg(const std::vector<EpochRecord>& history, const std::vecto
   std::vector<std::pair<std::string, std::vector<Series>>> gate_panels;
   for (const auto& r : history) {
     if (!r.gates.is_object()) continue;
-    for (const auto& [gate, s] : r.gates.items()) {
+    for (const auto& item : r.gates.items()) {
+      // Named copies, not structured bindings: clang 14 (the fuzz build) cannot capture a binding.
+      const std::string gate = item.key();
+      const auto& s = item.value();
       auto it = std::find_if(gate_panels.begin(), gate_panels.end(), [&](const auto& p) { return p.first == gate; });
       if (it == gate_panels.end()) {
         if (gate_panels.size() >= 9) continue;
