@@ -25,7 +25,6 @@
 using namespace rechub;
 namespace fs = std::filesystem;
 
-
 int main(int argc, char** argv) {
   try {
     const std::string which = argc > 1 ? argv[1] : "census";
@@ -35,8 +34,8 @@ int main(int argc, char** argv) {
     fs::path tmp;
     if (which == "census") {
       // Run from the source tree's root (or give the data config as the fourth argument).
-      const data::DataConfig cfg = data::load_data_config(
-          argc > 4 ? argv[4] : "examples/data/census-income-kdd/census_income_kdd.json");
+      const data::DataConfig cfg =
+          data::load_data_config(argc > 4 ? argv[4] : "examples/data/census-income-kdd/census_income_kdd.json");
       d = data::load_data(cfg.files, cfg.schema, cfg.options);
     } else if (which == "aliccp") {
       tmp = fs::temp_directory_path() / ("rechub_bench_balance_" + std::to_string(::getpid()));
@@ -66,8 +65,11 @@ int main(int argc, char** argv) {
       double secs = 0;
       for (int seed = 1; seed <= seeds; ++seed) {
         auto model = trainer::build_model("mmoe", models::features_from_schema(schema), tasks, schema.task_types(),
-                                          {.embed_dim = 4, .expert_units = {32}, .num_experts = 4,
-                                           .tower_units = {16}, .seed = static_cast<uint64_t>(seed)});
+                                          {.embed_dim = 4,
+                                           .expert_units = {32},
+                                           .num_experts = 4,
+                                           .tower_units = {16},
+                                           .seed = static_cast<uint64_t>(seed)});
         trainer::MTLTrainer t(model, {.optimizer_params = {.lr = 2e-3},
                                       .n_epochs = epochs,
                                       .task_weights_strategy = s,

@@ -10,9 +10,9 @@
 #include <benchmark/benchmark.h>
 
 #include <chrono>
-#include <ctime>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -99,7 +99,13 @@ void BM_ParseCsv(benchmark::State& state) {
   state.SetItemsProcessed(rows * state.iterations());
   state.counters["rows"] = static_cast<double>(rows);
 }
-BENCHMARK(BM_ParseCsv)->Arg(2)->Arg(1)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
+BENCHMARK(BM_ParseCsv)
+    ->Arg(2)
+    ->Arg(1)
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MeasureProcessCPUTime();
 
 // pandas.read_csv on the same file, timed inside Python (interpreter start-up excluded).
 void BM_PandasReadCsv(benchmark::State& state) {
@@ -163,7 +169,8 @@ LoaderFixture& loader_data() {
   static LoaderFixture f = [] {
     BenchData& d = data();
     auto table = std::make_shared<const rd::ColumnTable>(rd::load_csv(d.csv, d.schema, {}, {.dir = d.cache_dir}));
-    auto prep = std::make_shared<rd::Preprocessor>(d.schema, rd::PreprocessOptions{.normalization = rd::Normalization::min_max});
+    auto prep = std::make_shared<rd::Preprocessor>(d.schema,
+                                                   rd::PreprocessOptions{.normalization = rd::Normalization::min_max});
     prep->fit(*table);
     LoaderFixture x;
     x.dataset = std::make_shared<const rd::Dataset>(prep->transform(*table));
@@ -181,7 +188,8 @@ void BM_LoaderBatches(benchmark::State& state) {
   // The first batch waits for the epoch's permutation (later epochs get theirs computed ahead).
   const auto t0 = std::chrono::steady_clock::now();
   loader.next();
-  state.counters["first_batch_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  state.counters["first_batch_ms"] =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   int64_t batches = 0, epoch = 0;
   for (auto _ : state) {
     auto b = loader.next();
@@ -251,8 +259,8 @@ int main(int argc, char** argv) {
   std::printf("\nsummary: %s, %.0f MB, %lld rows\n", d.csv.c_str(), mb, static_cast<long long>(d.rows));
   auto line = [&](const char* what, double wall, double cpu) {
     if (wall > 0)
-      std::printf("  %-28s %6.2f s wall = %5.0f MB/s, %6.2f s CPU = %5.0f MB/s per CPU-second\n", what, wall,
-                  mb / wall, cpu, cpu > 0 ? mb / cpu : 0.0);
+      std::printf("  %-28s %6.2f s wall = %5.0f MB/s, %6.2f s CPU = %5.0f MB/s per CPU-second\n", what, wall, mb / wall,
+                  cpu, cpu > 0 ? mb / cpu : 0.0);
   };
   line("rechub read_csv, 2 threads:", d.ours_2t, d.ours_2t_cpu);
   line("rechub read_csv, 1 thread:", d.ours_1t, d.ours_1t_cpu);

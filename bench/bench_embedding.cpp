@@ -199,9 +199,12 @@ void BM_sparse_step_floor(benchmark::State& st) {
 }
 
 #define ARGS ->Arg(1)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond)
-#define STEP_ARGS                                                                   \
-  ->Args({1, 1})->Args({2, 1})->Args({1, 10})->ArgNames({"threads", "vocab_x"}) \
-      ->UseRealTime()                                                           \
+#define STEP_ARGS                        \
+  ->Args({1, 1})                         \
+      ->Args({2, 1})                     \
+      ->Args({1, 10})                    \
+      ->ArgNames({"threads", "vocab_x"}) \
+      ->UseRealTime()                    \
       ->Unit(benchmark::kMillisecond)
 BENCHMARK(BM_step_sparse) STEP_ARGS;
 BENCHMARK(BM_step_dense) STEP_ARGS;

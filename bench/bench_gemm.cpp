@@ -41,7 +41,8 @@ using rechub::kernels::cpu::Isa;
 double peak_gflops(int threads) {
   static double cache[8] = {};
   if (threads < 1 || threads > 7) return 0.0;
-  if (cache[threads] == 0.0) cache[threads] = rechub::bench::fma_peak_gflops(rechub::kernels::cpu::active_isa(), threads);
+  if (cache[threads] == 0.0)
+    cache[threads] = rechub::bench::fma_peak_gflops(rechub::kernels::cpu::active_isa(), threads);
   return cache[threads];
 }
 
@@ -64,9 +65,19 @@ void BM_FmaPeak(benchmark::State& state, Isa isa) {
   if (isa == rechub::kernels::cpu::active_isa()) state.counters["peak_used_for_pct"] = peak_gflops(threads);
 }
 BENCHMARK_CAPTURE(BM_FmaPeak, avx512, Isa::avx512)
-    ->Name("peak/fma_avx512")->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->MinTime(0.5);
+    ->Name("peak/fma_avx512")
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->MinTime(0.5);
 BENCHMARK_CAPTURE(BM_FmaPeak, avx2, Isa::avx2)
-    ->Name("peak/fma_avx2")->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->MinTime(0.5);
+    ->Name("peak/fma_avx2")
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->MinTime(0.5);
 
 // ---- GEMM ------------------------------------------------------------------------------------------
 struct Shape {

@@ -23,9 +23,9 @@
 #include <string>
 #include <vector>
 
+#include "bench/fma_peak.h"
 #include "rechub/core/autograd.h"
 #include "rechub/core/ops.h"
-#include "bench/fma_peak.h"
 #include "rechub/core/storage.h"
 #include "rechub/kernels/cpu/isa.h"
 #include "rechub/mtl/data/synthetic.h"
@@ -202,8 +202,7 @@ int main(int argc, char** argv) {
       "%.0f}\n",
       a.model.c_str(), static_cast<long long>(a.batch), threads, a.fused ? "true" : "false", sps, 1e3 * sec / a.steps,
       6.0 * macs / 1e6, gflops, kernels::cpu::isa_name(isa), peak, peak > 0.0 ? 100.0 * gflops / peak : 0.0,
-      cpu_model().c_str(), peak_rss_mb(),
-      static_cast<double>(cpu_allocator_stats().peak_bytes_in_use) / (1 << 20), 1e3 * cpu_sec / a.steps,
-      static_cast<double>(ru1.ru_minflt - ru0.ru_minflt) / a.steps);
+      cpu_model().c_str(), peak_rss_mb(), static_cast<double>(cpu_allocator_stats().peak_bytes_in_use) / (1 << 20),
+      1e3 * cpu_sec / a.steps, static_cast<double>(ru1.ru_minflt - ru0.ru_minflt) / a.steps);
   return 0;
 }

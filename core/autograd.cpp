@@ -137,21 +137,22 @@ struct Engine {
         needs[i] = in.defined() && needed[in.impl()];
         any = any || needs[i];
         if (needs[i] && !in.is_sparse() && in.version() != node.input_versions[i])
-          RECHUB_FAIL("a tensor used by op '" << node.name << "' (input " << i << ", shape " << shape_str(in.shape())
-                                              << (in.name().empty() ? "" : ", '" + in.name() + "'")
-                                              << ") was modified in place after the op ran; its gradient would be wrong");
+          RECHUB_FAIL("a tensor used by op '"
+                      << node.name << "' (input " << i << ", shape " << shape_str(in.shape())
+                      << (in.name().empty() ? "" : ", '" + in.name() + "'")
+                      << ") was modified in place after the op ran; its gradient would be wrong");
       }
       if (any) {
         std::vector<Tensor> gin = node.backward(g, needs);
         RECHUB_CHECK(gin.size() == node.inputs.size(), "internal: op '" << node.name << "' returned " << gin.size()
-                                                                         << " gradients for " << node.inputs.size()
-                                                                         << " inputs");
+                                                                        << " gradients for " << node.inputs.size()
+                                                                        << " inputs");
         for (size_t i = 0; i < gin.size(); ++i) {
           if (!needs[i] || !gin[i].defined()) continue;
           const Tensor& in = node.inputs[i];
           RECHUB_CHECK(gin[i].shape() == in.shape(), "internal: op '" << node.name << "' gradient for input " << i
-                                                                       << " has shape " << shape_str(gin[i].shape())
-                                                                       << ", expected " << shape_str(in.shape()));
+                                                                      << " has shape " << shape_str(gin[i].shape())
+                                                                      << ", expected " << shape_str(in.shape()));
           Tensor& slot = grads[in.impl()];
           slot = accumulate_grad(slot, gin[i]);
         }
@@ -167,8 +168,8 @@ struct Engine {
 
 Tensor default_grad_output(const Tensor& o) {
   RECHUB_CHECK(o.numel() == 1, "gradient of a tensor of shape " << shape_str(o.shape())
-                                                               << " needs an explicit grad_output (only one-element "
-                                                                  "outputs get the implicit 1)");
+                                                                << " needs an explicit grad_output (only one-element "
+                                                                   "outputs get the implicit 1)");
   return ones(o.shape(), {.dtype = o.dtype(), .device = o.device()});
 }
 
@@ -178,11 +179,12 @@ void seed(Engine& e, const std::vector<Tensor>& outputs, const std::vector<Tenso
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& o = outputs[i];
     RECHUB_CHECK(o.defined(), "grad: output " << i << " is undefined");
-    RECHUB_CHECK(o.requires_grad(), "grad: output " << i << " does not require grad (no input of it requires grad, or "
+    RECHUB_CHECK(o.requires_grad(), "grad: output " << i
+                                                    << " does not require grad (no input of it requires grad, or "
                                                        "it was computed under NoGradGuard)");
     Tensor g = grad_outputs.empty() || !grad_outputs[i].defined() ? default_grad_output(o) : grad_outputs[i];
     RECHUB_CHECK(g.shape() == o.shape(), "grad: grad_output " << i << " has shape " << shape_str(g.shape())
-                                                               << " but the output has " << shape_str(o.shape()));
+                                                              << " but the output has " << shape_str(o.shape()));
     Tensor& slot = e.grads[o.impl()];
     slot = accumulate_grad(slot, g);
   }
@@ -195,9 +197,10 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
   RECHUB_CHECK(!opts.create_graph, "grad: create_graph=true (higher-order gradients) is not supported");
   std::unordered_set<TensorImpl*> targets;
   for (size_t i = 0; i < inputs.size(); ++i) {
-    RECHUB_CHECK(inputs[i].defined() && inputs[i].requires_grad(),
-                 "grad: input " << i << (inputs[i].defined() && !inputs[i].name().empty() ? " ('" + inputs[i].name() + "')" : "")
-                                << " does not require grad");
+    RECHUB_CHECK(
+        inputs[i].defined() && inputs[i].requires_grad(),
+        "grad: input " << i << (inputs[i].defined() && !inputs[i].name().empty() ? " ('" + inputs[i].name() + "')" : "")
+                       << " does not require grad");
     targets.insert(inputs[i].impl());
   }
   Engine e;
@@ -211,10 +214,10 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
     TensorImpl* t = inputs[i].impl();
     auto it = e.grads.find(t);
     if (it == e.grads.end() || !it->second.defined()) {
-      RECHUB_CHECK(opts.allow_unused, "grad: input " << i
-                                                     << (inputs[i].name().empty() ? "" : " ('" + inputs[i].name() + "')")
-                                                     << " is not reachable from the outputs (pass allow_unused=true to "
-                                                        "get an undefined gradient instead)");
+      RECHUB_CHECK(opts.allow_unused, "grad: input "
+                                          << i << (inputs[i].name().empty() ? "" : " ('" + inputs[i].name() + "')")
+                                          << " is not reachable from the outputs (pass allow_unused=true to "
+                                             "get an undefined gradient instead)");
       result.emplace_back();
       continue;
     }

@@ -3,42 +3,41 @@
 #include <initializer_list>
 
 #include "rechub/core/tensor.h"
-#include "rechub/kernels/cuda/ops.h"      // declarations only: no CUDA headers
+#include "rechub/kernels/cuda/ops.h"  // declarations only: no CUDA headers
 #include "rechub/kernels/cuda/runtime.h"
 
 namespace rechub::detail {
 
 // Runs `body` with scalar_t = float or double according to `dt`; other dtypes are an error.
-#define RECHUB_FLOAT_DISPATCH(dt, op, ...)                                                  \
-  switch (dt) {                                                                             \
-    case ::rechub::DType::f32: {                                                            \
-      using scalar_t = float;                                                               \
-      __VA_ARGS__;                                                                          \
-      break;                                                                                \
-    }                                                                                       \
-    case ::rechub::DType::f64: {                                                            \
-      using scalar_t = double;                                                              \
-      __VA_ARGS__;                                                                          \
-      break;                                                                                \
-    }                                                                                       \
-    default: RECHUB_FAIL(op << ": expected a floating-point tensor (f32 or f64), got " << ::rechub::dtype_name(dt)); \
+#define RECHUB_FLOAT_DISPATCH(dt, op, ...)                                                                    \
+  switch (dt) {                                                                                               \
+    case ::rechub::DType::f32: {                                                                              \
+      using scalar_t = float;                                                                                 \
+      __VA_ARGS__;                                                                                            \
+      break;                                                                                                  \
+    }                                                                                                         \
+    case ::rechub::DType::f64: {                                                                              \
+      using scalar_t = double;                                                                                \
+      __VA_ARGS__;                                                                                            \
+      break;                                                                                                  \
+    }                                                                                                         \
+    default:                                                                                                  \
+      RECHUB_FAIL(op << ": expected a floating-point tensor (f32 or f64), got " << ::rechub::dtype_name(dt)); \
   }
 
 // Runs CUDA_CALL when `t` lives on a CUDA device (made current first), else the CPU statements.
 // Without the CUDA backend no tensor can live on a device, and the CUDA call is not compiled.
 #ifdef RECHUB_WITH_CUDA
-#define RECHUB_DEVICE_SWITCH(t, CUDA_CALL, ...)       \
-  if ((t).device().is_cuda()) {                       \
-    ::rechub::cuda::use_device((t).device().index);   \
-    CUDA_CALL;                                        \
-  } else {                                            \
-    __VA_ARGS__;                                      \
+#define RECHUB_DEVICE_SWITCH(t, CUDA_CALL, ...)     \
+  if ((t).device().is_cuda()) {                     \
+    ::rechub::cuda::use_device((t).device().index); \
+    CUDA_CALL;                                      \
+  } else {                                          \
+    __VA_ARGS__;                                    \
   }
 #else
 #define RECHUB_DEVICE_SWITCH(t, CUDA_CALL, ...) \
-  {                                             \
-    __VA_ARGS__;                                \
-  }
+  { __VA_ARGS__; }
 #endif
 
 // Every tensor defined, dense, floating point, same dtype and on the CPU.

@@ -48,7 +48,7 @@ Tensor mean(const Tensor& a);
 Tensor mean(const Tensor& a, int64_t dim, bool keepdim = false);
 Tensor max(const Tensor& a);
 Tensor max(const Tensor& a, int64_t dim, bool keepdim = false);  // values; gradient to the first max
-Tensor argmax(const Tensor& a, int64_t dim);                      // i64, no gradient
+Tensor argmax(const Tensor& a, int64_t dim);                     // i64, no gradient
 // Vector p-norm over all elements (p = 1 or 2).
 Tensor norm(const Tensor& a, double p = 2.0);
 

@@ -19,7 +19,8 @@ void check_float_inputs(const char* op, std::initializer_list<const Tensor*> ts)
   for (const Tensor* t : ts) {
     RECHUB_CHECK(t->defined(), op << ": an input is an undefined tensor");
     RECHUB_CHECK(!t->is_sparse(), op << ": row-sparse tensors are not accepted (call to_dense() first)");
-    RECHUB_CHECK(is_floating(t->dtype()), op << ": expected a floating-point tensor (f32 or f64), got " << dtype_name(t->dtype()));
+    RECHUB_CHECK(is_floating(t->dtype()),
+                 op << ": expected a floating-point tensor (f32 or f64), got " << dtype_name(t->dtype()));
     RECHUB_CHECK(t->device().is_cpu(), op << ": tensor on " << t->device().str()
                                           << " but this op runs on the CPU backend only in this build");
     if (!first) first = t;
@@ -33,15 +34,16 @@ void check_float_operands(const char* op, std::initializer_list<const Tensor*> t
   for (const Tensor* t : ts) {
     RECHUB_CHECK(t->defined(), op << ": an input is an undefined tensor");
     RECHUB_CHECK(!t->is_sparse(), op << ": row-sparse tensors are not accepted (call to_dense() first)");
-    RECHUB_CHECK(is_floating(t->dtype()), op << ": expected a floating-point tensor (f32 or f64), got " << dtype_name(t->dtype()));
+    RECHUB_CHECK(is_floating(t->dtype()),
+                 op << ": expected a floating-point tensor (f32 or f64), got " << dtype_name(t->dtype()));
     if (!first) first = t;
     RECHUB_CHECK(t->device() == first->device(), op << ": inputs are on different devices (" << first->device().str()
                                                     << " and " << t->device().str() << "); move them with to()");
     RECHUB_CHECK(t->dtype() == first->dtype(), op << ": inputs have different dtypes (" << dtype_name(first->dtype())
                                                   << " and " << dtype_name(t->dtype()) << "); convert with to()");
-    RECHUB_CHECK(t->device().is_cpu() || t->dtype() == DType::f32,
-                 op << ": the CUDA backend computes in f32, got an " << dtype_name(t->dtype()) << " tensor on "
-                    << t->device().str());
+    RECHUB_CHECK(t->device().is_cpu() || t->dtype() == DType::f32, op << ": the CUDA backend computes in f32, got an "
+                                                                      << dtype_name(t->dtype()) << " tensor on "
+                                                                      << t->device().str());
   }
 }
 
@@ -93,7 +95,8 @@ static Shape aligned(const Shape& s, size_t rank) {
 Tensor sum_to(const Tensor& g, const Shape& shape) {
   if (g.shape() == shape) return g;
   check_float_operands("sum_to", {&g});
-  RECHUB_CHECK(shape.size() <= g.shape().size(), "sum_to: cannot reduce " << shape_str(g.shape()) << " to " << shape_str(shape));
+  RECHUB_CHECK(shape.size() <= g.shape().size(),
+               "sum_to: cannot reduce " << shape_str(g.shape()) << " to " << shape_str(shape));
   Tensor out = empty(shape, {.dtype = g.dtype(), .device = g.device()});
   RECHUB_DEVICE_SWITCH(g, kernels::cuda::sum_to(g.data<float>(), g.shape(), out.data<float>(), aligned(shape, g.dim())),
                        RECHUB_FLOAT_DISPATCH(g.dtype(), "sum_to",
@@ -106,15 +109,14 @@ static Tensor binary_raw(kernels::cpu::BinaryOp op, const char* name, const Tens
   check_float_operands(name, {&a, &b});
   const Shape os = broadcast_shape(a.shape(), b.shape(), name);
   Tensor out = empty(os, {.dtype = a.dtype(), .device = a.device()});
-  RECHUB_DEVICE_SWITCH(a,
-                       kernels::cuda::broadcast_binary(op, os, a.data<float>(), aligned(a.shape(), os.size()),
-                                                       b.data<float>(), aligned(b.shape(), os.size()), out.data<float>()),
-                       RECHUB_FLOAT_DISPATCH(a.dtype(), name,
-                                             kernels::cpu::broadcast_binary(op, os, a.data<scalar_t>(),
-                                                                            aligned(a.shape(), os.size()),
-                                                                            b.data<scalar_t>(),
-                                                                            aligned(b.shape(), os.size()),
-                                                                            out.data<scalar_t>())));
+  RECHUB_DEVICE_SWITCH(
+      a,
+      kernels::cuda::broadcast_binary(op, os, a.data<float>(), aligned(a.shape(), os.size()), b.data<float>(),
+                                      aligned(b.shape(), os.size()), out.data<float>()),
+      RECHUB_FLOAT_DISPATCH(
+          a.dtype(), name,
+          kernels::cpu::broadcast_binary(op, os, a.data<scalar_t>(), aligned(a.shape(), os.size()), b.data<scalar_t>(),
+                                         aligned(b.shape(), os.size()), out.data<scalar_t>())));
   return out;
 }
 
@@ -135,7 +137,8 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = binary_raw(kernels::cpu::BinaryOp::mul, "mul", a, b);
   return record(out, "mul", {a, b}, [a = a.detach(), b = b.detach()](const Tensor& g, const std::vector<bool>& n) {
-    return std::vector<Tensor>{n[0] ? sum_to(mul(g, b), a.shape()) : Tensor(), n[1] ? sum_to(mul(g, a), b.shape()) : Tensor()};
+    return std::vector<Tensor>{n[0] ? sum_to(mul(g, b), a.shape()) : Tensor(),
+                               n[1] ? sum_to(mul(g, a), b.shape()) : Tensor()};
   });
 }
 
@@ -156,10 +159,11 @@ template <class F>
 static Tensor unary_raw(const char* name, const Tensor& a, F f, CudaUnary cu, double p0 = 0, double p1 = 0) {
   check_float_operands(name, {&a});
   Tensor out = empty(a.shape(), {.dtype = a.dtype(), .device = a.device()});
-  RECHUB_DEVICE_SWITCH(a, kernels::cuda::unary_forward(cu, a.numel(), a.data<float>(), out.data<float>(), p0, p1),
-                       RECHUB_FLOAT_DISPATCH(a.dtype(), name,
-                                             kernels::cpu::unary_map(a.numel(), a.data<scalar_t>(), out.data<scalar_t>(),
-                                                                     [&](scalar_t x) { return static_cast<scalar_t>(f(x)); })));
+  RECHUB_DEVICE_SWITCH(
+      a, kernels::cuda::unary_forward(cu, a.numel(), a.data<float>(), out.data<float>(), p0, p1),
+      RECHUB_FLOAT_DISPATCH(a.dtype(), name,
+                            kernels::cpu::unary_map(a.numel(), a.data<scalar_t>(), out.data<scalar_t>(),
+                                                    [&](scalar_t x) { return static_cast<scalar_t>(f(x)); })));
   (void)p0, (void)p1, (void)cu;
   return out;
 }
@@ -192,18 +196,22 @@ static Tensor unary_grad(const Tensor& g, const Tensor& x, const Tensor& y, D d,
   return out;
 }
 
-#define RECHUB_UNARY(NAME, FWD, DERIV, NEED_X, NEED_Y)                                                     \
-  Tensor NAME(const Tensor& a) {                                                                           \
-    Tensor out = unary_raw(#NAME, a, [](auto x) { return FWD; }, CudaUnary::NAME);                         \
-    return record(out, #NAME, {a},                                                                         \
-                  [x = NEED_X ? a.detach() : Tensor(), y = NEED_Y ? out.detach() : Tensor()](              \
-                      const Tensor& g, const std::vector<bool>&) {                                         \
-                    return std::vector<Tensor>{unary_grad(g, x, y, [](auto x, auto y) {                    \
-                      (void)x;                                                                             \
-                      (void)y;                                                                             \
-                      return DERIV;                                                                        \
-                    }, CudaUnary::NAME)};                                                                  \
-                  });                                                                                      \
+#define RECHUB_UNARY(NAME, FWD, DERIV, NEED_X, NEED_Y)                                        \
+  Tensor NAME(const Tensor& a) {                                                              \
+    Tensor out = unary_raw(                                                                   \
+        #NAME, a, [](auto x) { return FWD; }, CudaUnary::NAME);                               \
+    return record(out, #NAME, {a},                                                            \
+                  [x = NEED_X ? a.detach() : Tensor(), y = NEED_Y ? out.detach() : Tensor()]( \
+                      const Tensor& g, const std::vector<bool>&) {                            \
+                    return std::vector<Tensor>{unary_grad(                                    \
+                        g, x, y,                                                              \
+                        [](auto x, auto y) {                                                  \
+                          (void)x;                                                            \
+                          (void)y;                                                            \
+                          return DERIV;                                                       \
+                        },                                                                    \
+                        CudaUnary::NAME)};                                                    \
+                  });                                                                         \
   }
 
 RECHUB_UNARY(neg, -x, -1.0, false, false)
@@ -212,36 +220,43 @@ RECHUB_UNARY(log, std::log(x), 1.0 / x, true, false)
 RECHUB_UNARY(sqrt, std::sqrt(x), 0.5 / y, false, true)
 RECHUB_UNARY(abs, std::abs(x), (x > 0 ? 1.0 : (x < 0 ? -1.0 : 0.0)), true, false)
 RECHUB_UNARY(relu, (x > 0 ? x : decltype(x)(0)), (x > 0 ? 1.0 : 0.0), true, false)
-RECHUB_UNARY(sigmoid, (x >= 0 ? 1 / (1 + std::exp(-x)) : std::exp(x) / (1 + std::exp(x))), y * (1 - y), false, true)
+RECHUB_UNARY(sigmoid, (x >= 0 ? 1 / (1 + std::exp(-x)) : std::exp(x) / (1 + std::exp(x))), y*(1 - y), false, true)
 RECHUB_UNARY(tanh, std::tanh(x), 1 - y * y, false, true)
 #undef RECHUB_UNARY
 
 Tensor add(const Tensor& a, double s) {
-  Tensor out = unary_raw("add", a, [s](auto x) { return x + s; }, CudaUnary::add, s);
-  return record(out, "add_scalar", {a}, [](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{g}; });
+  Tensor out = unary_raw(
+      "add", a, [s](auto x) { return x + s; }, CudaUnary::add, s);
+  return record(out, "add_scalar", {a},
+                [](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{g}; });
 }
 
 Tensor mul(const Tensor& a, double s) {
-  Tensor out = unary_raw("mul", a, [s](auto x) { return x * s; }, CudaUnary::mul, s);
-  return record(out, "mul_scalar", {a}, [s](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{mul(g, s)};
-  });
+  Tensor out = unary_raw(
+      "mul", a, [s](auto x) { return x * s; }, CudaUnary::mul, s);
+  return record(out, "mul_scalar", {a},
+                [s](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{mul(g, s)}; });
 }
 
 Tensor rsub(double s, const Tensor& a) {
-  Tensor out = unary_raw("rsub", a, [s](auto x) { return s - x; }, CudaUnary::rsub, s);
-  return record(out, "rsub", {a}, [](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{neg(g)}; });
+  Tensor out = unary_raw(
+      "rsub", a, [s](auto x) { return s - x; }, CudaUnary::rsub, s);
+  return record(out, "rsub", {a},
+                [](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{neg(g)}; });
 }
 
 Tensor rdiv(double s, const Tensor& a) {
-  Tensor out = unary_raw("rdiv", a, [s](auto x) { return s / x; }, CudaUnary::rdiv, s);
+  Tensor out = unary_raw(
+      "rdiv", a, [s](auto x) { return s / x; }, CudaUnary::rdiv, s);
   return record(out, "rdiv", {a}, [s, x = a.detach()](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{unary_grad(g, x, Tensor(), [s](auto x, auto) { return -s / (x * x); }, CudaUnary::rdiv, s)};
+    return std::vector<Tensor>{unary_grad(
+        g, x, Tensor(), [s](auto x, auto) { return -s / (x * x); }, CudaUnary::rdiv, s)};
   });
 }
 
 Tensor pow(const Tensor& a, double p) {
-  Tensor out = unary_raw("pow", a, [p](auto x) { return std::pow(x, p); }, CudaUnary::pow, p);
+  Tensor out = unary_raw(
+      "pow", a, [p](auto x) { return std::pow(x, p); }, CudaUnary::pow, p);
   return record(out, "pow", {a}, [p, x = a.detach()](const Tensor& g, const std::vector<bool>&) {
     return std::vector<Tensor>{unary_grad(
         g, x, Tensor(), [p](auto x, auto) { return p == 0 ? 0.0 : p * std::pow(x, p - 1); }, CudaUnary::pow, p)};
@@ -250,10 +265,13 @@ Tensor pow(const Tensor& a, double p) {
 
 Tensor clamp(const Tensor& a, double lo, double hi) {
   RECHUB_CHECK(!(lo > hi), "clamp: lower bound " << lo << " is above upper bound " << hi);
-  Tensor out = unary_raw("clamp", a, [lo, hi](auto x) {
-    using T = decltype(x);
-    return std::isnan(x) ? x : std::min(std::max(x, T(lo)), T(hi));
-  }, CudaUnary::clamp, lo, hi);
+  Tensor out = unary_raw(
+      "clamp", a,
+      [lo, hi](auto x) {
+        using T = decltype(x);
+        return std::isnan(x) ? x : std::min(std::max(x, T(lo)), T(hi));
+      },
+      CudaUnary::clamp, lo, hi);
   return record(out, "clamp", {a}, [lo, hi, x = a.detach()](const Tensor& g, const std::vector<bool>&) {
     // Gradient passes where the input is inside [lo, hi] (bounds included, like PyTorch).
     return std::vector<Tensor>{unary_grad(
@@ -262,11 +280,11 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
 }
 
 Tensor leaky_relu(const Tensor& a, double slope) {
-  Tensor out = unary_raw("leaky_relu", a, [slope](auto x) { return x > 0 ? x : x * decltype(x)(slope); },
-                         CudaUnary::leaky_relu, slope);
+  Tensor out = unary_raw(
+      "leaky_relu", a, [slope](auto x) { return x > 0 ? x : x * decltype(x)(slope); }, CudaUnary::leaky_relu, slope);
   return record(out, "leaky_relu", {a}, [slope, x = a.detach()](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{
-        unary_grad(g, x, Tensor(), [slope](auto x, auto) { return x > 0 ? 1.0 : slope; }, CudaUnary::leaky_relu, slope)};
+    return std::vector<Tensor>{unary_grad(
+        g, x, Tensor(), [slope](auto x, auto) { return x > 0 ? 1.0 : slope; }, CudaUnary::leaky_relu, slope)};
   });
 }
 

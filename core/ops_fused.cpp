@@ -68,9 +68,9 @@ void check_vec(const char* op, const std::vector<Tensor>& v, int64_t E, int64_t 
                op << ": layer " << layer << " has " << v.size() << " " << role << " tensors for " << E << " experts");
   for (int64_t e = 0; e < E; ++e) {
     const Tensor& t = v[e];
-    RECHUB_CHECK(t.defined() && !t.is_sparse() && t.device() == dev,
-                 op << ": " << tensor_label(t, role, layer, e) << " must be a dense tensor on " << dev.str()
-                    << " (the input's device)");
+    RECHUB_CHECK(t.defined() && !t.is_sparse() && t.device() == dev, op << ": " << tensor_label(t, role, layer, e)
+                                                                        << " must be a dense tensor on " << dev.str()
+                                                                        << " (the input's device)");
     RECHUB_CHECK(t.dtype() == dt, op << ": " << tensor_label(t, role, layer, e) << " is " << dtype_name(t.dtype())
                                      << " but the input is " << dtype_name(dt));
     RECHUB_CHECK(t.dim() == 1 && t.size(0) == h, op << ": " << tensor_label(t, role, layer, e) << " has shape "
@@ -102,8 +102,8 @@ BlockDims check_block(const char* op, const Tensor& x, const std::vector<ExpertL
     for (int64_t e = 0; e < d.E; ++e) {
       const Tensor& w = L.weight[e];
       RECHUB_CHECK(w.defined() && !w.is_sparse() && w.device() == x.device(),
-                   op << ": " << tensor_label(w, "weight", lk, e) << " must be a dense tensor on "
-                      << x.device().str() << " (the input's device)");
+                   op << ": " << tensor_label(w, "weight", lk, e) << " must be a dense tensor on " << x.device().str()
+                      << " (the input's device)");
       RECHUB_CHECK(w.dtype() == x.dtype(), op << ": " << tensor_label(w, "weight", lk, e) << " is "
                                               << dtype_name(w.dtype()) << " but the input is "
                                               << dtype_name(x.dtype()));

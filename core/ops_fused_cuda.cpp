@@ -69,11 +69,11 @@ Stacked stack_experts(const std::vector<Tensor>& v) {
 
 // Per layer, what the backward needs (device tensors).
 struct CudaSavedLayer {
-  Tensor s;                     // [B, C]: normalised (BN) or biased pre-activation (no BN)
-  Tensor a;                     // [B, C]: the layer's output
-  Tensor mask;                  // [B, C] or undefined
-  Tensor w;                     // stacked weights [C, hp]
-  Tensor gamma, beta, invstd;   // [C] each (BN only)
+  Tensor s;                    // [B, C]: normalised (BN) or biased pre-activation (no BN)
+  Tensor a;                    // [B, C]: the layer's output
+  Tensor mask;                 // [B, C] or undefined
+  Tensor w;                    // stacked weights [C, hp]
+  Tensor gamma, beta, invstd;  // [C] each (BN only)
 };
 
 struct CudaBlockState {
@@ -113,8 +113,8 @@ Tensor experts_forward_cuda(const Tensor& x, const std::vector<ExpertLayerParams
         kcu::sgemm(false, true, B, C, d.in, 1.0f, prev.data<float>(), d.in, S.w.data<float>(), d.in, 0.0f,
                    z.data<float>(), C);
     } else {
-      kcu::sgemm_strided_batched(false, true, B, h, hp, 1.0f, prev.data<float>(), Cp, hp, S.w.data<float>(), hp,
-                                 h * hp, 0.0f, z.data<float>(), C, h, E);
+      kcu::sgemm_strided_batched(false, true, B, h, hp, 1.0f, prev.data<float>(), Cp, hp, S.w.data<float>(), hp, h * hp,
+                                 0.0f, z.data<float>(), C, h, E);
     }
     const Tensor bias = d.bias[k] ? stack_experts(P.bias).t : Tensor();
     Tensor shift;
@@ -157,9 +157,8 @@ Tensor experts_forward_cuda(const Tensor& x, const std::vector<ExpertLayerParams
     }
     Tensor a = empty({B, C}, f32_on(dev));
     // BatchNorm: the bias cancels in training and is folded into the shift in eval.
-    kcu::experts_normalize_activate(B, C, z.data<float>(), d.bn[k] ? nullptr : cptr(bias), cptr(shift),
-                                    cptr(S.invstd), cptr(S.gamma), cptr(S.beta), cuda_act(o.activation),
-                                    cptr(S.mask), a.data<float>());
+    kcu::experts_normalize_activate(B, C, z.data<float>(), d.bn[k] ? nullptr : cptr(bias), cptr(shift), cptr(S.invstd),
+                                    cptr(S.gamma), cptr(S.beta), cuda_act(o.activation), cptr(S.mask), a.data<float>());
     S.s = z;
     S.a = a;
     prev = a;
@@ -314,8 +313,8 @@ GateMixOutput gate_mix_cuda(const Tensor& x, const Tensor& w, const Tensor& b, c
   inputs.insert(inputs.end(), experts.begin(), experts.end());
   const size_t n_blocks = experts.size();
   mixed = record(mixed, "gate_mix", std::move(inputs),
-                 [xs = x.detach(), ws = w.detach(), gates, saved, saved_counts, counts, merged, blocks_of, n_blocks,
-                  h, B, in, E, dev](const Tensor& g, const std::vector<bool>& need) {
+                 [xs = x.detach(), ws = w.detach(), gates, saved, saved_counts, counts, merged, blocks_of, n_blocks, h,
+                  B, in, E, dev](const Tensor& g, const std::vector<bool>& need) {
                    cuda::use_device(dev.index);
                    std::vector<Tensor> grads(3 + n_blocks);
                    kcu::GateBlocks gb = blocks_of(saved, saved_counts);

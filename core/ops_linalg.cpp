@@ -80,7 +80,7 @@ Tensor bmm(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   check_float_operands("bmm", {&a, &b});
   RECHUB_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0),
                "bmm: expected 3-D tensors with the same batch size, got " << shape_str(a.shape()) << " and "
-                                                                           << shape_str(b.shape()));
+                                                                          << shape_str(b.shape()));
   const int64_t E = a.size(0);
   const int64_t M = ta ? a.size(2) : a.size(1), K = ta ? a.size(1) : a.size(2);
   const int64_t K2 = tb ? b.size(2) : b.size(1), N = tb ? b.size(1) : b.size(2);
@@ -162,9 +162,8 @@ Tensor transpose(const Tensor& a) {
                          for (int64_t i = 0; i < r; ++i)
                            for (int64_t j = 0; j < c; ++j) q[j * r + i] = p[i * c + j];
                        }));
-  return record(out, "transpose", {a}, [](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{transpose(g)};
-  });
+  return record(out, "transpose", {a},
+                [](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{transpose(g)}; });
 }
 
 }  // namespace rechub::ops

@@ -38,8 +38,9 @@ Tensor batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias
   Tensor scale = empty({C}, f32), shift = empty({C}, f32);
   kcu::batchnorm_prepare(C, training, mean.data<double>(), training ? var.data<double>() : nullptr,
                          rm_t.defined() ? rm_t.data<float>() : nullptr, rv_t.defined() ? rv_t.data<float>() : nullptr,
-                         weight.defined() ? weight.data<float>() : nullptr, bias.defined() ? bias.data<float>() : nullptr,
-                         momentum, eps, unbias, invstd.data<double>(), scale.data<float>(), shift.data<float>());
+                         weight.defined() ? weight.data<float>() : nullptr,
+                         bias.defined() ? bias.data<float>() : nullptr, momentum, eps, unbias, invstd.data<double>(),
+                         scale.data<float>(), shift.data<float>());
   if (training && rm_t.defined()) {
     rm_t.bump_version();
     rv_t.bump_version();
@@ -48,29 +49,29 @@ Tensor batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias
   kcu::batchnorm_apply(x.data<float>(), N, C, L, scale.data<float>(), shift.data<float>(), y.data<float>());
   // The weight's values at forward time (the CPU path copies them too).
   Tensor w = weight.defined() ? weight.detach().clone() : Tensor();
-  return record(y, "batch_norm", {x, weight, bias},
-                [x = x.detach(), w, mean, invstd, training, N, C, L, M, dev](const Tensor& g, const std::vector<bool>& n) {
-                  cuda::use_device(dev.index);
-                  const TensorOptions f32{.dtype = DType::f32, .device = dev}, f64{.dtype = DType::f64, .device = dev};
-                  Tensor sums = empty({2, C}, f64);
-                  kcu::batchnorm_grad_sums(g.data<float>(), x.data<float>(), N, C, L, mean.data<double>(),
-                                           sums.data<double>(), sums.data<double>() + C);
-                  Tensor k = n[0] ? empty({3, C}, f64) : Tensor();
-                  Tensor gw = n[1] ? empty({C}, f32) : Tensor(), gb = n[2] ? empty({C}, f32) : Tensor();
-                  double* pk = k.defined() ? k.data<double>() : nullptr;
-                  kcu::batchnorm_backward_prepare(C, M, training, sums.data<double>(), sums.data<double>() + C,
-                                                  invstd.data<double>(), w.defined() ? w.data<float>() : nullptr, pk,
-                                                  pk ? pk + C : nullptr, pk ? pk + 2 * C : nullptr,
-                                                  gw.defined() ? gw.data<float>() : nullptr,
-                                                  gb.defined() ? gb.data<float>() : nullptr);
-                  Tensor gx;
-                  if (n[0]) {
-                    gx = empty(x.shape(), f32);
-                    kcu::batchnorm_input_grad(g.data<float>(), x.data<float>(), N, C, L, mean.data<double>(), pk,
-                                              pk + C, pk + 2 * C, gx.data<float>());
-                  }
-                  return std::vector<Tensor>{gx, gw, gb};
-                });
+  return record(
+      y, "batch_norm", {x, weight, bias},
+      [x = x.detach(), w, mean, invstd, training, N, C, L, M, dev](const Tensor& g, const std::vector<bool>& n) {
+        cuda::use_device(dev.index);
+        const TensorOptions f32{.dtype = DType::f32, .device = dev}, f64{.dtype = DType::f64, .device = dev};
+        Tensor sums = empty({2, C}, f64);
+        kcu::batchnorm_grad_sums(g.data<float>(), x.data<float>(), N, C, L, mean.data<double>(), sums.data<double>(),
+                                 sums.data<double>() + C);
+        Tensor k = n[0] ? empty({3, C}, f64) : Tensor();
+        Tensor gw = n[1] ? empty({C}, f32) : Tensor(), gb = n[2] ? empty({C}, f32) : Tensor();
+        double* pk = k.defined() ? k.data<double>() : nullptr;
+        kcu::batchnorm_backward_prepare(
+            C, M, training, sums.data<double>(), sums.data<double>() + C, invstd.data<double>(),
+            w.defined() ? w.data<float>() : nullptr, pk, pk ? pk + C : nullptr, pk ? pk + 2 * C : nullptr,
+            gw.defined() ? gw.data<float>() : nullptr, gb.defined() ? gb.data<float>() : nullptr);
+        Tensor gx;
+        if (n[0]) {
+          gx = empty(x.shape(), f32);
+          kcu::batchnorm_input_grad(g.data<float>(), x.data<float>(), N, C, L, mean.data<double>(), pk, pk + C,
+                                    pk + 2 * C, gx.data<float>());
+        }
+        return std::vector<Tensor>{gx, gw, gb};
+      });
 }
 #endif
 

@@ -45,10 +45,10 @@ Tensor sum(const Tensor& a, int64_t dim, bool keepdim) {
   int64_t outer, n, inner;
   split_dims(a.shape(), dim, outer, n, inner);
   Tensor out = empty(reduced_shape(a.shape(), dim, keepdim), {.dtype = a.dtype(), .device = a.device()});
-  RECHUB_DEVICE_SWITCH(a, kernels::cuda::sum_dim(a.data<float>(), outer, n, inner, out.data<float>()),
-                       RECHUB_FLOAT_DISPATCH(a.dtype(), "sum",
-                                             kernels::cpu::sum_dim(a.data<scalar_t>(), outer, n, inner,
-                                                                   out.data<scalar_t>())));
+  RECHUB_DEVICE_SWITCH(
+      a, kernels::cuda::sum_dim(a.data<float>(), outer, n, inner, out.data<float>()),
+      RECHUB_FLOAT_DISPATCH(a.dtype(), "sum",
+                            kernels::cpu::sum_dim(a.data<scalar_t>(), outer, n, inner, out.data<scalar_t>())));
   return record(out, "sum_dim", {a}, [s = a.shape(), dim](const Tensor& g, const std::vector<bool>&) {
     return std::vector<Tensor>{expand_along(g, s, dim)};
   });
@@ -81,11 +81,11 @@ static Tensor max_impl(const Tensor& a, int64_t dim, bool keepdim, Tensor* arg) 
   const Shape rs = reduced_shape(a.shape(), dim, keepdim);
   Tensor out = empty(rs, {.dtype = a.dtype(), .device = a.device()});
   Tensor idx = empty(rs, {.dtype = DType::i64, .device = a.device()});
-  RECHUB_DEVICE_SWITCH(a,
-                       kernels::cuda::max_dim(a.data<float>(), outer, n, inner, out.data<float>(), idx.data<int64_t>()),
-                       RECHUB_FLOAT_DISPATCH(a.dtype(), "max",
-                                             kernels::cpu::max_dim(a.data<scalar_t>(), outer, n, inner,
-                                                                   out.data<scalar_t>(), idx.data<int64_t>())));
+  RECHUB_DEVICE_SWITCH(
+      a, kernels::cuda::max_dim(a.data<float>(), outer, n, inner, out.data<float>(), idx.data<int64_t>()),
+      RECHUB_FLOAT_DISPATCH(
+          a.dtype(), "max",
+          kernels::cpu::max_dim(a.data<scalar_t>(), outer, n, inner, out.data<scalar_t>(), idx.data<int64_t>())));
   if (arg) *arg = idx;
   return record(out, "max_dim", {a}, [s = a.shape(), idx, outer, n, inner](const Tensor& g, const std::vector<bool>&) {
     Tensor gx = zeros(s, {.dtype = g.dtype(), .device = g.device()});
@@ -116,18 +116,18 @@ Tensor norm(const Tensor& a, double p) {
   if (p == 2.0) {
     // sqrt(sum x^2); its gradient x / norm is 0/0 at x = 0, where we return 0 like PyTorch.
     Tensor out = empty({}, {.dtype = a.dtype(), .device = a.device()});
-    RECHUB_DEVICE_SWITCH(a,
-                         {
-                           kernels::cuda::sum_all(a.data<float>(), a.numel(), out.data<float>(), /*square=*/true);
-                           kernels::cuda::unary_forward(kernels::cuda::Unary::sqrt, 1, out.data<float>(),
-                                                        out.data<float>());
-                         },
-                         RECHUB_FLOAT_DISPATCH(a.dtype(), "norm", {
-                           const scalar_t* x = a.data<scalar_t>();
-                           double s = 0;
-                           for (int64_t i = 0; i < a.numel(); ++i) s += static_cast<double>(x[i]) * x[i];
-                           out.data<scalar_t>()[0] = static_cast<scalar_t>(std::sqrt(s));
-                         }));
+    RECHUB_DEVICE_SWITCH(
+        a,
+        {
+          kernels::cuda::sum_all(a.data<float>(), a.numel(), out.data<float>(), /*square=*/true);
+          kernels::cuda::unary_forward(kernels::cuda::Unary::sqrt, 1, out.data<float>(), out.data<float>());
+        },
+        RECHUB_FLOAT_DISPATCH(a.dtype(), "norm", {
+          const scalar_t* x = a.data<scalar_t>();
+          double s = 0;
+          for (int64_t i = 0; i < a.numel(); ++i) s += static_cast<double>(x[i]) * x[i];
+          out.data<scalar_t>()[0] = static_cast<scalar_t>(std::sqrt(s));
+        }));
     return record(out, "norm2", {a}, [x = a.detach(), nrm = out.item()](const Tensor& g, const std::vector<bool>&) {
       if (nrm == 0) return std::vector<Tensor>{zeros_like(x)};
       return std::vector<Tensor>{mul(x, reshape(g, {1}) / nrm)};
@@ -149,13 +149,11 @@ Tensor softmax(const Tensor& a, int64_t dim) {
                                                                            out.data<scalar_t>(), false)));
   return record(out, "softmax", {a}, [y = out.detach(), outer, n, inner](const Tensor& g, const std::vector<bool>&) {
     Tensor gx = empty(y.shape(), {.dtype = y.dtype(), .device = y.device()});
-    RECHUB_DEVICE_SWITCH(y,
-                         kernels::cuda::softmax_backward(y.data<float>(), g.data<float>(), outer, n, inner,
-                                                         gx.data<float>(), false),
-                         RECHUB_FLOAT_DISPATCH(y.dtype(), "softmax backward",
-                                               kernels::cpu::softmax_backward(y.data<scalar_t>(), g.data<scalar_t>(),
-                                                                              outer, n, inner, gx.data<scalar_t>(),
-                                                                              false)));
+    RECHUB_DEVICE_SWITCH(
+        y, kernels::cuda::softmax_backward(y.data<float>(), g.data<float>(), outer, n, inner, gx.data<float>(), false),
+        RECHUB_FLOAT_DISPATCH(y.dtype(), "softmax backward",
+                              kernels::cpu::softmax_backward(y.data<scalar_t>(), g.data<scalar_t>(), outer, n, inner,
+                                                             gx.data<scalar_t>(), false)));
     return std::vector<Tensor>{gx};
   });
 }
@@ -170,17 +168,17 @@ Tensor log_softmax(const Tensor& a, int64_t dim) {
                        RECHUB_FLOAT_DISPATCH(a.dtype(), "log_softmax",
                                              kernels::cpu::softmax_forward(a.data<scalar_t>(), outer, n, inner,
                                                                            out.data<scalar_t>(), true)));
-  return record(out, "log_softmax", {a}, [y = out.detach(), outer, n, inner](const Tensor& g, const std::vector<bool>&) {
-    Tensor gx = empty(y.shape(), {.dtype = y.dtype(), .device = y.device()});
-    RECHUB_DEVICE_SWITCH(y,
-                         kernels::cuda::softmax_backward(y.data<float>(), g.data<float>(), outer, n, inner,
-                                                         gx.data<float>(), true),
-                         RECHUB_FLOAT_DISPATCH(y.dtype(), "log_softmax backward",
-                                               kernels::cpu::softmax_backward(y.data<scalar_t>(), g.data<scalar_t>(),
-                                                                              outer, n, inner, gx.data<scalar_t>(),
-                                                                              true)));
-    return std::vector<Tensor>{gx};
-  });
+  return record(
+      out, "log_softmax", {a}, [y = out.detach(), outer, n, inner](const Tensor& g, const std::vector<bool>&) {
+        Tensor gx = empty(y.shape(), {.dtype = y.dtype(), .device = y.device()});
+        RECHUB_DEVICE_SWITCH(
+            y,
+            kernels::cuda::softmax_backward(y.data<float>(), g.data<float>(), outer, n, inner, gx.data<float>(), true),
+            RECHUB_FLOAT_DISPATCH(y.dtype(), "log_softmax backward",
+                                  kernels::cpu::softmax_backward(y.data<scalar_t>(), g.data<scalar_t>(), outer, n,
+                                                                 inner, gx.data<scalar_t>(), true)));
+        return std::vector<Tensor>{gx};
+      });
 }
 
 }  // namespace rechub::ops

@@ -25,8 +25,8 @@ Tensor reshape(const Tensor& a, const Shape& shape) {
     }
   }
   if (infer >= 0) {
-    RECHUB_CHECK(known > 0 && a.numel() % known == 0,
-                 "reshape: cannot infer the -1 dimension of " << shape_str(shape) << " for " << a.numel() << " elements");
+    RECHUB_CHECK(known > 0 && a.numel() % known == 0, "reshape: cannot infer the -1 dimension of "
+                                                          << shape_str(shape) << " for " << a.numel() << " elements");
     s[infer] = a.numel() / known;
   }
   RECHUB_CHECK(shape_numel(s) == a.numel(), "reshape: shape " << shape_str(shape) << " does not hold the " << a.numel()
@@ -58,9 +58,9 @@ Tensor squeeze(const Tensor& a, int64_t dim) {
 Tensor narrow(const Tensor& a, int64_t dim, int64_t start, int64_t length) {
   detail::check_defined("narrow", a, "input");
   dim = wrap_dim("narrow", dim, a.dim());
-  RECHUB_CHECK(start >= 0 && length >= 0 && start + length <= a.size(dim),
-               "narrow: [" << start << ", " << start + length << ") is outside dimension " << dim << " of size "
-                           << a.size(dim));
+  RECHUB_CHECK(
+      start >= 0 && length >= 0 && start + length <= a.size(dim),
+      "narrow: [" << start << ", " << start + length << ") is outside dimension " << dim << " of size " << a.size(dim));
   int64_t outer, n, inner;
   detail::split_dims(a.shape(), dim, outer, n, inner);
   Shape s = a.shape();
@@ -111,13 +111,13 @@ Tensor concat(const std::vector<Tensor>& ts, int64_t dim) {
     const Tensor& t = ts[i];
     RECHUB_CHECK(t.dtype() == f.dtype(), "concat: tensor " << i << " has dtype " << dtype_name(t.dtype())
                                                            << ", expected " << dtype_name(f.dtype()));
-    RECHUB_CHECK(t.device() == f.device(), "concat: tensor " << i << " is on " << t.device().str() << ", tensor 0 on "
-                                                             << f.device().str());
+    RECHUB_CHECK(t.device() == f.device(),
+                 "concat: tensor " << i << " is on " << t.device().str() << ", tensor 0 on " << f.device().str());
     RECHUB_CHECK(t.dim() == f.dim(), "concat: tensor " << i << " has rank " << t.dim() << ", expected " << f.dim());
     for (int64_t d = 0; d < f.dim(); ++d)
-      RECHUB_CHECK(d == dim || t.size(d) == f.size(d), "concat: tensor " << i << " has shape " << shape_str(t.shape())
-                                                                         << ", incompatible with " << shape_str(f.shape())
-                                                                         << " outside dimension " << dim);
+      RECHUB_CHECK(d == dim || t.size(d) == f.size(d),
+                   "concat: tensor " << i << " has shape " << shape_str(t.shape()) << ", incompatible with "
+                                     << shape_str(f.shape()) << " outside dimension " << dim);
     total += t.size(dim);
   }
   s[dim] = total;
@@ -169,8 +169,8 @@ std::vector<Tensor> split(const Tensor& a, const std::vector<int64_t>& sizes, in
     RECHUB_CHECK(s >= 0, "split: negative size " << s);
     total += s;
   }
-  RECHUB_CHECK(total == a.size(dim), "split: sizes add up to " << total << " but dimension " << dim << " has size "
-                                                               << a.size(dim));
+  RECHUB_CHECK(total == a.size(dim),
+               "split: sizes add up to " << total << " but dimension " << dim << " has size " << a.size(dim));
   std::vector<Tensor> out;
   int64_t at = 0;
   for (int64_t s : sizes) {
@@ -201,31 +201,40 @@ static void check_rows(const char* op, const Tensor& idx, int64_t rows) {
 #endif
   const int64_t* p = idx.data<int64_t>();
   for (int64_t i = 0; i < idx.numel(); ++i)
-    RECHUB_CHECK(p[i] >= 0 && p[i] < rows, op << ": index " << p[i] << " at position " << i << " is out of range [0, "
-                                              << rows << ")");
+    RECHUB_CHECK(p[i] >= 0 && p[i] < rows,
+                 op << ": index " << p[i] << " at position " << i << " is out of range [0, " << rows << ")");
 }
 
 Tensor index_select(const Tensor& a, const Tensor& index) {
   detail::check_defined("index_select", a, "input");
   RECHUB_CHECK(a.dim() >= 1, "index_select: input must have at least one dimension");
   Tensor idx = index_as_i64("index_select", index);
-  RECHUB_CHECK(idx.device() == a.device(), "index_select: index on " << idx.device().str() << ", input on "
-                                                                      << a.device().str());
+  RECHUB_CHECK(idx.device() == a.device(),
+               "index_select: index on " << idx.device().str() << ", input on " << a.device().str());
   RECHUB_CHECK(idx.dim() == 1, "index_select: index must be 1-D, got " << shape_str(idx.shape()));
   check_rows("index_select", idx, a.size(0));
   Shape s = a.shape();
   s[0] = idx.numel();
   const int64_t d = a.size(0) ? a.numel() / a.size(0) : 0;
   Tensor out = empty(s, {.dtype = a.dtype(), .device = a.device()});
-  RECHUB_DEVICE_SWITCH(a,
-                       kernels::cuda::gather_rows(a.raw_data(), idx.data<int64_t>(), idx.numel(), d,
-                                                  dtype_size(a.dtype()), out.raw_data()),
-                       switch (a.dtype()) {
-                       case DType::f32: kernels::cpu::gather_rows(a.data<float>(), idx.data<int64_t>(), idx.numel(), d, out.data<float>()); break;
-                       case DType::f64: kernels::cpu::gather_rows(a.data<double>(), idx.data<int64_t>(), idx.numel(), d, out.data<double>()); break;
-                       case DType::i32: kernels::cpu::gather_rows(a.data<int32_t>(), idx.data<int64_t>(), idx.numel(), d, out.data<int32_t>()); break;
-                       case DType::i64: kernels::cpu::gather_rows(a.data<int64_t>(), idx.data<int64_t>(), idx.numel(), d, out.data<int64_t>()); break;
-                       });
+  RECHUB_DEVICE_SWITCH(
+      a,
+      kernels::cuda::gather_rows(a.raw_data(), idx.data<int64_t>(), idx.numel(), d, dtype_size(a.dtype()),
+                                 out.raw_data()),
+      switch (a.dtype()) {
+        case DType::f32:
+          kernels::cpu::gather_rows(a.data<float>(), idx.data<int64_t>(), idx.numel(), d, out.data<float>());
+          break;
+        case DType::f64:
+          kernels::cpu::gather_rows(a.data<double>(), idx.data<int64_t>(), idx.numel(), d, out.data<double>());
+          break;
+        case DType::i32:
+          kernels::cpu::gather_rows(a.data<int32_t>(), idx.data<int64_t>(), idx.numel(), d, out.data<int32_t>());
+          break;
+        case DType::i64:
+          kernels::cpu::gather_rows(a.data<int64_t>(), idx.data<int64_t>(), idx.numel(), d, out.data<int64_t>());
+          break;
+      });
   return record(out, "index_select", {a}, [shape = a.shape(), idx](const Tensor& g, const std::vector<bool>&) {
     return std::vector<Tensor>{scatter_add(zeros(shape, {.dtype = g.dtype(), .device = g.device()}), idx, g)};
   });
@@ -234,7 +243,8 @@ Tensor index_select(const Tensor& a, const Tensor& index) {
 Tensor gather(const Tensor& a, const Tensor& index) {
   check_float_operands("gather", {&a});
   Tensor idx = index_as_i64("gather", index);
-  RECHUB_CHECK(idx.device() == a.device(), "gather: index on " << idx.device().str() << ", input on " << a.device().str());
+  RECHUB_CHECK(idx.device() == a.device(),
+               "gather: index on " << idx.device().str() << ", input on " << a.device().str());
   RECHUB_CHECK(a.dim() == 2 && idx.dim() == 2 && idx.size(1) <= a.size(1),
                "gather: expected a 2-D input and a 2-D index with at most as many columns, got "
                    << shape_str(a.shape()) << " and " << shape_str(idx.shape()));
@@ -267,23 +277,24 @@ Tensor gather(const Tensor& a, const Tensor& index) {
 Tensor scatter_add(const Tensor& base, const Tensor& index, const Tensor& src) {
   check_float_operands("scatter_add", {&base, &src});
   Tensor idx = index_as_i64("scatter_add", index);
-  RECHUB_CHECK(idx.device() == base.device(), "scatter_add: index on " << idx.device().str() << ", base on "
-                                                                       << base.device().str());
+  RECHUB_CHECK(idx.device() == base.device(),
+               "scatter_add: index on " << idx.device().str() << ", base on " << base.device().str());
   RECHUB_CHECK(idx.dim() == 1 && src.dim() == base.dim() && src.size(0) == idx.numel(),
                "scatter_add: expected a 1-D index with one entry per row of src, got index "
-                   << shape_str(idx.shape()) << ", src " << shape_str(src.shape()) << ", base " << shape_str(base.shape()));
+                   << shape_str(idx.shape()) << ", src " << shape_str(src.shape()) << ", base "
+                   << shape_str(base.shape()));
   for (int64_t d = 1; d < base.dim(); ++d)
     RECHUB_CHECK(src.size(d) == base.size(d), "scatter_add: src rows " << shape_str(src.shape())
-                                                                       << " do not match base rows " << shape_str(base.shape()));
+                                                                       << " do not match base rows "
+                                                                       << shape_str(base.shape()));
   check_rows("scatter_add", idx, base.size(0));
   Tensor out = base.clone();
   const int64_t d = base.size(0) ? base.numel() / base.size(0) : 0;
-  RECHUB_DEVICE_SWITCH(base,
-                       kernels::cuda::scatter_add_rows(src.data<float>(), idx.data<int64_t>(), idx.numel(), d,
-                                                       out.data<float>()),
-                       RECHUB_FLOAT_DISPATCH(base.dtype(), "scatter_add",
-                                             kernels::cpu::scatter_add_rows(src.data<scalar_t>(), idx.data<int64_t>(),
-                                                                            idx.numel(), d, out.data<scalar_t>())));
+  RECHUB_DEVICE_SWITCH(
+      base, kernels::cuda::scatter_add_rows(src.data<float>(), idx.data<int64_t>(), idx.numel(), d, out.data<float>()),
+      RECHUB_FLOAT_DISPATCH(base.dtype(), "scatter_add",
+                            kernels::cpu::scatter_add_rows(src.data<scalar_t>(), idx.data<int64_t>(), idx.numel(), d,
+                                                           out.data<scalar_t>())));
   return record(out, "scatter_add", {base, src}, [idx](const Tensor& g, const std::vector<bool>& n) {
     return std::vector<Tensor>{n[0] ? g : Tensor(), n[1] ? index_select(g, idx) : Tensor()};
   });
@@ -323,8 +334,8 @@ Tensor embedding_lookup(const Tensor& table, const Tensor& ids, const EmbeddingC
         }
       }
   };
-  RECHUB_CHECK(ids.device() == table.device(), "embedding_lookup: ids on " << ids.device().str() << ", table on "
-                                                                          << table.device().str());
+  RECHUB_CHECK(ids.device() == table.device(),
+               "embedding_lookup: ids on " << ids.device().str() << ", table on " << table.device().str());
   bool valid = check && check->ids_checked;
 #ifdef RECHUB_WITH_CUDA
   // On CUDA one counting pass over the ids; the host search for the offender runs only on failure.
@@ -334,8 +345,9 @@ Tensor embedding_lookup(const Tensor& table, const Tensor& ids, const EmbeddingC
     if (check && !check->row_ranges.empty()) {
       std::vector<int64_t> r(2 * F);
       for (int64_t f = 0; f < F; ++f)
-        std::tie(r[2 * f], r[2 * f + 1]) =
-            static_cast<size_t>(f) < check->row_ranges.size() ? check->row_ranges[f] : std::pair<int64_t, int64_t>(0, V);
+        std::tie(r[2 * f], r[2 * f + 1]) = static_cast<size_t>(f) < check->row_ranges.size()
+                                               ? check->row_ranges[f]
+                                               : std::pair<int64_t, int64_t>(0, V);
       ranges = from_vector(r, {2 * F}, {.dtype = DType::i64, .device = ids.device()});
     }
     const int64_t* pr = ranges.defined() ? ranges.data<int64_t>() : nullptr;
@@ -351,20 +363,16 @@ Tensor embedding_lookup(const Tensor& table, const Tensor& ids, const EmbeddingC
       validate(host_ids.data<int64_t>());
   }
   Tensor out = empty({B, F * D}, {.dtype = table.dtype(), .device = table.device()});
-  RECHUB_DEVICE_SWITCH(table,
-                       if (ids.dtype() == DType::i32)
-                           kernels::cuda::embedding_forward(table.data<float>(), D, ids.data<int32_t>(), B, F,
-                                                            out.data<float>());
-                       else kernels::cuda::embedding_forward(table.data<float>(), D, ids.data<int64_t>(), B, F,
-                                                             out.data<float>()),
-                       RECHUB_FLOAT_DISPATCH(table.dtype(), "embedding_lookup", {
-                         if (ids.dtype() == DType::i32)
-                           kernels::cpu::embedding_forward(table.data<scalar_t>(), D, ids.data<int32_t>(), B, F,
-                                                           out.data<scalar_t>());
-                         else
-                           kernels::cpu::embedding_forward(table.data<scalar_t>(), D, ids.data<int64_t>(), B, F,
-                                                           out.data<scalar_t>());
-                       }));
+  RECHUB_DEVICE_SWITCH(
+      table, if (ids.dtype() == DType::i32)
+                 kernels::cuda::embedding_forward(table.data<float>(), D, ids.data<int32_t>(), B, F, out.data<float>());
+      else kernels::cuda::embedding_forward(table.data<float>(), D, ids.data<int64_t>(), B, F, out.data<float>()),
+      RECHUB_FLOAT_DISPATCH(table.dtype(), "embedding_lookup", {
+        if (ids.dtype() == DType::i32)
+          kernels::cpu::embedding_forward(table.data<scalar_t>(), D, ids.data<int32_t>(), B, F, out.data<scalar_t>());
+        else
+          kernels::cpu::embedding_forward(table.data<scalar_t>(), D, ids.data<int64_t>(), B, F, out.data<scalar_t>());
+      }));
   return record(out, "embedding_lookup", {table}, [ids, V, D, B, F](const Tensor& g, const std::vector<bool>&) {
 #ifdef RECHUB_WITH_CUDA
     // The sorted unique ids and their summed rows land in buffers sized for B*F rows; the
@@ -373,12 +381,11 @@ Tensor embedding_lookup(const Tensor& table, const Tensor& ids, const EmbeddingC
       cuda::use_device(g.device().index);
       Tensor uniq = empty({B * F}, {.dtype = DType::i64, .device = g.device()});
       Tensor rows = empty({B * F, D}, {.dtype = g.dtype(), .device = g.device()});
-      const int64_t u =
-          ids.dtype() == DType::i32
-              ? kernels::cuda::embedding_backward(g.data<float>(), D, ids.data<int32_t>(), B, F, V, uniq.data<int64_t>(),
-                                                  rows.data<float>())
-              : kernels::cuda::embedding_backward(g.data<float>(), D, ids.data<int64_t>(), B, F, V, uniq.data<int64_t>(),
-                                                  rows.data<float>());
+      const int64_t u = ids.dtype() == DType::i32
+                            ? kernels::cuda::embedding_backward(g.data<float>(), D, ids.data<int32_t>(), B, F, V,
+                                                                uniq.data<int64_t>(), rows.data<float>())
+                            : kernels::cuda::embedding_backward(g.data<float>(), D, ids.data<int64_t>(), B, F, V,
+                                                                uniq.data<int64_t>(), rows.data<float>());
       return std::vector<Tensor>{Tensor::sparse_rows(make_view(uniq, 0, {u}), make_view(rows, 0, {u, D}), {V, D})};
     }
 #endif

@@ -1,5 +1,7 @@
 #include "rechub/core/storage.h"
 
+#include <sys/mman.h>
+
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -7,8 +9,6 @@
 #include <mutex>
 #include <new>
 #include <vector>
-
-#include <sys/mman.h>
 
 #include "rechub/core/error.h"
 #ifdef RECHUB_WITH_CUDA
@@ -147,7 +147,8 @@ void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size
 #ifdef RECHUB_WITH_CUDA
   cuda::copy_bytes(dst, dst_dev.is_cpu() ? -1 : dst_dev.index, src, src_dev.is_cpu() ? -1 : src_dev.index, nbytes);
 #else
-  RECHUB_FAIL("cannot copy " << src_dev.str() << " -> " << dst_dev.str() << ": this build of rechub has no CUDA backend");
+  RECHUB_FAIL("cannot copy " << src_dev.str() << " -> " << dst_dev.str()
+                             << ": this build of rechub has no CUDA backend");
 #endif
 }
 

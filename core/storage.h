@@ -39,8 +39,8 @@ class Storage {
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes);
 
 struct CpuAllocatorStats {
-  size_t bytes_in_use = 0;     // held by live storages
-  size_t bytes_cached = 0;     // freed blocks kept for reuse
+  size_t bytes_in_use = 0;  // held by live storages
+  size_t bytes_cached = 0;  // freed blocks kept for reuse
   size_t peak_bytes_in_use = 0;
 };
 CpuAllocatorStats cpu_allocator_stats();

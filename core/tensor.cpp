@@ -19,10 +19,14 @@ namespace rechub {
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::f32: return "f32";
-    case DType::f64: return "f64";
-    case DType::i32: return "i32";
-    case DType::i64: return "i64";
+    case DType::f32:
+      return "f32";
+    case DType::f64:
+      return "f64";
+    case DType::i32:
+      return "i32";
+    case DType::i64:
+      return "i64";
   }
   return "?";
 }
@@ -70,7 +74,8 @@ const Shape& Tensor::shape() const {
 }
 int64_t Tensor::size(int64_t d) const {
   const int64_t n = dim();
-  RECHUB_CHECK(d >= -n && d < n, "size(" << d << "): dimension out of range for a tensor of shape " << shape_str(shape()));
+  RECHUB_CHECK(d >= -n && d < n,
+               "size(" << d << "): dimension out of range for a tensor of shape " << shape_str(shape()));
   return shape()[d < 0 ? d + n : d];
 }
 DType Tensor::dtype() const {
@@ -91,8 +96,8 @@ bool Tensor::requires_grad() const { return impl_ && impl_->requires_grad; }
 Tensor& Tensor::requires_grad_(bool on) {
   check_defined("requires_grad_");
   RECHUB_CHECK(is_leaf(), "requires_grad_() on a tensor produced by an op: only leaves can be marked (use detach())");
-  RECHUB_CHECK(!on || is_floating(dtype()), "requires_grad_(): only floating-point tensors can require grad, got "
-                                                 << dtype_name(dtype()));
+  RECHUB_CHECK(!on || is_floating(dtype()),
+               "requires_grad_(): only floating-point tensors can require grad, got " << dtype_name(dtype()));
   impl_->requires_grad = on;
   return *this;
 }
@@ -104,7 +109,8 @@ Tensor Tensor::grad() const {
 void Tensor::set_grad(const Tensor& g) {
   check_defined("set_grad");
   if (g.defined())
-    RECHUB_CHECK(g.shape() == shape(), "set_grad: gradient shape " << shape_str(g.shape()) << " differs from tensor shape "
+    RECHUB_CHECK(g.shape() == shape(), "set_grad: gradient shape " << shape_str(g.shape())
+                                                                   << " differs from tensor shape "
                                                                    << shape_str(shape()));
   impl_->grad = g.impl_ptr();
 }
@@ -160,10 +166,18 @@ template <class To>
 void convert_from(const Tensor& src, To* dst) {
   const int64_t n = src.numel();
   switch (src.dtype()) {
-    case DType::f32: convert(src.data<float>(), dst, n); break;
-    case DType::f64: convert(src.data<double>(), dst, n); break;
-    case DType::i32: convert(src.data<int32_t>(), dst, n); break;
-    case DType::i64: convert(src.data<int64_t>(), dst, n); break;
+    case DType::f32:
+      convert(src.data<float>(), dst, n);
+      break;
+    case DType::f64:
+      convert(src.data<double>(), dst, n);
+      break;
+    case DType::i32:
+      convert(src.data<int32_t>(), dst, n);
+      break;
+    case DType::i64:
+      convert(src.data<int64_t>(), dst, n);
+      break;
   }
 }
 }  // namespace
@@ -172,14 +186,23 @@ Tensor Tensor::to(DType t) const {
   check_defined("to");
   if (t == dtype()) return *this;
   if (device().is_cuda() && !is_sparse()) return to(Device::cpu()).to(t).to(device());  // small tensors (indices)
-  RECHUB_CHECK(device().is_cpu(), "to(" << dtype_name(t) << "): dtype conversion runs on the CPU; move the tensor first");
+  RECHUB_CHECK(device().is_cpu(),
+               "to(" << dtype_name(t) << "): dtype conversion runs on the CPU; move the tensor first");
   RECHUB_CHECK(!is_sparse(), "to(dtype) of a row-sparse tensor is not supported");
   Tensor out = empty(shape(), {.dtype = t});
   switch (t) {
-    case DType::f32: convert_from(*this, out.data<float>()); break;
-    case DType::f64: convert_from(*this, out.data<double>()); break;
-    case DType::i32: convert_from(*this, out.data<int32_t>()); break;
-    case DType::i64: convert_from(*this, out.data<int64_t>()); break;
+    case DType::f32:
+      convert_from(*this, out.data<float>());
+      break;
+    case DType::f64:
+      convert_from(*this, out.data<double>());
+      break;
+    case DType::i32:
+      convert_from(*this, out.data<int32_t>());
+      break;
+    case DType::i64:
+      convert_from(*this, out.data<int64_t>());
+      break;
   }
   return out;
 }
@@ -221,10 +244,18 @@ Tensor& Tensor::fill_(double v) {
 #endif
   RECHUB_CHECK(device().is_cpu(), "fill_ on " << device().str() << " is not supported; fill on the CPU and copy");
   switch (dtype()) {
-    case DType::f32: std::fill_n(data<float>(), n, static_cast<float>(v)); break;
-    case DType::f64: std::fill_n(data<double>(), n, v); break;
-    case DType::i32: std::fill_n(data<int32_t>(), n, static_cast<int32_t>(v)); break;
-    case DType::i64: std::fill_n(data<int64_t>(), n, static_cast<int64_t>(v)); break;
+    case DType::f32:
+      std::fill_n(data<float>(), n, static_cast<float>(v));
+      break;
+    case DType::f64:
+      std::fill_n(data<double>(), n, v);
+      break;
+    case DType::i32:
+      std::fill_n(data<int32_t>(), n, static_cast<int32_t>(v));
+      break;
+    case DType::i64:
+      std::fill_n(data<int64_t>(), n, static_cast<int64_t>(v));
+      break;
   }
   bump_version();
   return *this;
@@ -234,8 +265,8 @@ Tensor& Tensor::copy_(const Tensor& src) {
   check_defined("copy_");
   RECHUB_CHECK(src.defined(), "copy_ from an undefined tensor");
   RECHUB_CHECK(src.shape() == shape() && src.dtype() == dtype(),
-               "copy_: source " << shape_str(src.shape()) << " " << dtype_name(src.dtype()) << " does not match destination "
-                                << shape_str(shape()) << " " << dtype_name(dtype()));
+               "copy_: source " << shape_str(src.shape()) << " " << dtype_name(src.dtype())
+                                << " does not match destination " << shape_str(shape()) << " " << dtype_name(dtype()));
   copy_bytes(raw_data(), device(), src.raw_data(), src.device(), nbytes());
   bump_version();
   return *this;
@@ -264,10 +295,14 @@ double Tensor::item() const {
   RECHUB_CHECK(numel() == 1, "item() needs a tensor with one element, got shape " << shape_str(shape()));
   Tensor c = device().is_cpu() ? *this : to(Device::cpu());
   switch (dtype()) {
-    case DType::f32: return c.data<float>()[0];
-    case DType::f64: return c.data<double>()[0];
-    case DType::i32: return c.data<int32_t>()[0];
-    case DType::i64: return static_cast<double>(c.data<int64_t>()[0]);
+    case DType::f32:
+      return c.data<float>()[0];
+    case DType::f64:
+      return c.data<double>()[0];
+    case DType::i32:
+      return c.data<int32_t>()[0];
+    case DType::i64:
+      return static_cast<double>(c.data<int64_t>()[0]);
   }
   return 0;
 }
@@ -375,11 +410,13 @@ Tensor Tensor::to_dense() const {
 // ---- creation -----------------------------------------------------------------------------------
 
 Tensor empty(const Shape& shape, TensorOptions opts) {
-  for (int64_t d : shape) RECHUB_CHECK(d >= 0, "cannot create a tensor of shape " << shape_str(shape) << ": negative size");
+  for (int64_t d : shape)
+    RECHUB_CHECK(d >= 0, "cannot create a tensor of shape " << shape_str(shape) << ": negative size");
   auto impl = std::make_shared<TensorImpl>();
   impl->shape = shape;
   impl->dtype = opts.dtype;
-  impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape_numel(shape)) * dtype_size(opts.dtype), opts.device);
+  impl->storage =
+      std::make_shared<Storage>(static_cast<size_t>(shape_numel(shape)) * dtype_size(opts.dtype), opts.device);
   Tensor t(impl);
   if (opts.requires_grad) t.requires_grad_(true);
   return t;

@@ -63,8 +63,10 @@ class Tensor {
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype()); }
 
   // Typed access to the (dense, CPU or device) data; checks the dtype.
-  template <class T> T* data();
-  template <class T> const T* data() const;
+  template <class T>
+  T* data();
+  template <class T>
+  const T* data() const;
   void* raw_data() const;
 
   // ---- autograd ----
@@ -102,7 +104,8 @@ class Tensor {
 
   // ---- values ----
   double item() const;  // one-element tensors
-  template <class T> std::vector<T> to_vector() const;
+  template <class T>
+  std::vector<T> to_vector() const;
   std::string to_string(int64_t max_elems = 32) const;
 
   // ---- row-sparse ----
@@ -151,7 +154,8 @@ template <class T>
 T* Tensor::data() {
   check_defined("data");
   RECHUB_CHECK(dtype_of<T>::value == dtype(), "tensor data requested as " << dtype_name(dtype_of<T>::value)
-                                                  << " but the tensor holds " << dtype_name(dtype()));
+                                                                          << " but the tensor holds "
+                                                                          << dtype_name(dtype()));
   return static_cast<T*>(raw_data());
 }
 template <class T>

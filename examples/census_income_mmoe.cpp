@@ -27,8 +27,7 @@ static std::string examples_dir() {
 int main(int argc, char** argv) {
   try {
     const int64_t epochs = argc > 1 ? std::atoll(argv[1]) : 5;
-    const std::string config =
-        argc > 2 ? argv[2] : examples_dir() + "/data/census-income-kdd/census_income_kdd.json";
+    const std::string config = argc > 2 ? argv[2] : examples_dir() + "/data/census-income-kdd/census_income_kdd.json";
     const data::DataConfig cfg = data::load_data_config(config);
     const data::LoadedData d = data::load_data(cfg.files, cfg.schema, cfg.options);
     std::printf("census-income (KDD): %lld train / %lld val / %lld test rows; tasks income, marital\n",
@@ -44,12 +43,18 @@ int main(int argc, char** argv) {
     // Table 2 of the MMoE paper, group 1 (OMoE and PLE are not in that table).
     for (const Paper p : {Paper{"shared_bottom", "0.9295", "0.9921"}, Paper{"omoe", "-", "-"},
                           Paper{"mmoe", "0.9359", "0.9927"}, Paper{"ple", "-", "-"}}) {
-      auto model = trainer::build_model(p.kind, models::features_from_schema(schema), schema.task_names(),
-                                        schema.task_types(),
-                                        {.embed_dim = 4, .hidden_units = {32}, .expert_units = {16}, .num_experts = 8,
-                                         .num_shared_experts = 2, .num_layers = 1, .tower_units = {8}, .seed = 7});
-      trainer::MTLTrainer t(model, {.optimizer_params = {.lr = 2e-3}, .n_epochs = epochs, .earlystop_patience = 2,
-                                    .progress = false});
+      auto model =
+          trainer::build_model(p.kind, models::features_from_schema(schema), schema.task_names(), schema.task_types(),
+                               {.embed_dim = 4,
+                                .hidden_units = {32},
+                                .expert_units = {16},
+                                .num_experts = 8,
+                                .num_shared_experts = 2,
+                                .num_layers = 1,
+                                .tower_units = {8},
+                                .seed = 7});
+      trainer::MTLTrainer t(
+          model, {.optimizer_params = {.lr = 2e-3}, .n_epochs = epochs, .earlystop_patience = 2, .progress = false});
       data::DataLoader train(d.train, {.batch_size = 512, .seed = 2018});
       data::DataLoader val(d.val, {.batch_size = 4096, .shuffle = false, .prefetch = 0});
       t.fit(train, &val);

@@ -15,9 +15,11 @@ using namespace rechub;
 int main() {
   auto data = data::ali_ccp_example_data();
   const auto& schema = data.preprocessor->schema();
-  auto model = std::make_shared<models::MMoE>(models::MMoEConfig{
-      .features = models::features_from_schema(schema), .expert_units = {32, 16}, .num_experts = 4,
-      .task_names = schema.task_names(), .tower_units = {16}});
+  auto model = std::make_shared<models::MMoE>(models::MMoEConfig{.features = models::features_from_schema(schema),
+                                                                 .expert_units = {32, 16},
+                                                                 .num_experts = 4,
+                                                                 .task_names = schema.task_names(),
+                                                                 .tower_units = {16}});
   const auto out = std::filesystem::temp_directory_path() / "rechub_tutorial_early_stopping";
   trainer::MTLTrainer t(model, {.optimizer_params = {.lr = 2e-3},
                                 .n_epochs = 20,

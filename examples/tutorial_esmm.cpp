@@ -12,9 +12,10 @@ using namespace rechub;
 int main() {
   auto data = data::ali_ccp_example_data();
   const auto& schema = data.preprocessor->schema();
-  auto model = std::make_shared<models::ESMM>(models::ESMMConfig{
-      .features = models::features_from_schema(schema), .tower_units = {32, 16}, .embedding_dim = 8,
-      .task_names = schema.task_names()});
+  auto model = std::make_shared<models::ESMM>(models::ESMMConfig{.features = models::features_from_schema(schema),
+                                                                 .tower_units = {32, 16},
+                                                                 .embedding_dim = 8,
+                                                                 .task_names = schema.task_names()});
   trainer::MTLTrainer t(model, {.optimizer_params = {.lr = 2e-3}, .n_epochs = 2});
   data::DataLoader train(data.train, {.batch_size = 512, .seed = 1});
   t.fit(train);

@@ -13,9 +13,11 @@ using namespace rechub;
 int main() {
   auto data = data::ali_ccp_example_data(10000);
   const auto& schema = data.preprocessor->schema();
-  auto model = std::make_shared<models::MMoE>(models::MMoEConfig{
-      .features = models::features_from_schema(schema), .expert_units = {16}, .num_experts = 2,
-      .task_names = schema.task_names(), .tower_units = {8}});
+  auto model = std::make_shared<models::MMoE>(models::MMoEConfig{.features = models::features_from_schema(schema),
+                                                                 .expert_units = {16},
+                                                                 .num_experts = 2,
+                                                                 .task_names = schema.task_names(),
+                                                                 .tower_units = {8}});
   trainer::MTLTrainer t(model, {.optimizer_params = {.lr = 3e-3}, .n_epochs = 1, .progress = false});
   data::DataLoader train(data.train, {.batch_size = 512, .seed = 1});
   t.fit(train);

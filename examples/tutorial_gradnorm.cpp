@@ -12,11 +12,14 @@ using namespace rechub;
 int main() {
   auto data = data::ali_ccp_example_data();
   const auto& schema = data.preprocessor->schema();
-  auto model = std::make_shared<models::MMoE>(models::MMoEConfig{
-      .features = models::features_from_schema(schema), .expert_units = {32, 16}, .num_experts = 4,
-      .task_names = schema.task_names(), .tower_units = {16}});
-  trainer::MTLTrainer t(model, {.optimizer_params = {.lr = 2e-3}, .n_epochs = 3,
-                                .task_weights_strategy = "gradnorm", .gradnorm_alpha = 1.5});
+  auto model = std::make_shared<models::MMoE>(models::MMoEConfig{.features = models::features_from_schema(schema),
+                                                                 .expert_units = {32, 16},
+                                                                 .num_experts = 4,
+                                                                 .task_names = schema.task_names(),
+                                                                 .tower_units = {16}});
+  trainer::MTLTrainer t(
+      model,
+      {.optimizer_params = {.lr = 2e-3}, .n_epochs = 3, .task_weights_strategy = "gradnorm", .gradnorm_alpha = 1.5});
   data::DataLoader train(data.train, {.batch_size = 512, .seed = 1});
   t.fit(train);
   for (const auto& rec : t.history())

@@ -11,10 +11,13 @@ using namespace rechub;
 int main() {
   auto data = data::ali_ccp_example_data();
   const auto& schema = data.preprocessor->schema();
-  auto model = std::make_shared<models::MMoE>(models::MMoEConfig{
-      .features = models::features_from_schema(schema), .expert_units = {32, 16}, .num_experts = 4,
-      .task_names = schema.task_names(), .expert_activation = "relu", .gate_activation = "softmax",
-      .tower_units = {16}});
+  auto model = std::make_shared<models::MMoE>(models::MMoEConfig{.features = models::features_from_schema(schema),
+                                                                 .expert_units = {32, 16},
+                                                                 .num_experts = 4,
+                                                                 .task_names = schema.task_names(),
+                                                                 .expert_activation = "relu",
+                                                                 .gate_activation = "softmax",
+                                                                 .tower_units = {16}});
   trainer::MTLTrainer t(model, {.optimizer_params = {.lr = 2e-3}, .n_epochs = 2});
   data::DataLoader train(data.train, {.batch_size = 512, .seed = 1});
   t.fit(train);

@@ -11,8 +11,11 @@ using namespace rechub;
 int main() {
   auto data = data::ali_ccp_example_data(2000);
   const auto& schema = data.preprocessor->schema();
-  models::MMoE model({.features = models::features_from_schema(schema), .expert_units = {32, 16}, .num_experts = 3,
-                      .task_names = schema.task_names(), .tower_units = {16}});
+  models::MMoE model({.features = models::features_from_schema(schema),
+                      .expert_units = {32, 16},
+                      .num_experts = 3,
+                      .task_names = schema.task_names(),
+                      .tower_units = {16}});
   const auto layers = models::shared_task_layers(model);
   std::printf("shared (%zu tensors):\n", layers.shared.size());
   for (size_t i = 0; i < layers.shared.size(); ++i)

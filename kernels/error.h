@@ -23,18 +23,18 @@ namespace detail {
 }  // namespace rechub
 
 // RECHUB_CHECK(cond, "matmul: inner dimensions differ: " << k1 << " vs " << k2);
-#define RECHUB_CHECK(cond, msg)                                    \
-  do {                                                             \
-    if (!(cond)) {                                                 \
-      std::ostringstream rechub_check_os_;                         \
-      rechub_check_os_ << msg;                                     \
-      ::rechub::detail::throw_error(rechub_check_os_.str());       \
-    }                                                              \
+#define RECHUB_CHECK(cond, msg)                              \
+  do {                                                       \
+    if (!(cond)) {                                           \
+      std::ostringstream rechub_check_os_;                   \
+      rechub_check_os_ << msg;                               \
+      ::rechub::detail::throw_error(rechub_check_os_.str()); \
+    }                                                        \
   } while (0)
 
-#define RECHUB_FAIL(msg)                                           \
-  do {                                                             \
-    std::ostringstream rechub_check_os_;                           \
-    rechub_check_os_ << msg;                                       \
-    ::rechub::detail::throw_error(rechub_check_os_.str());         \
+#define RECHUB_FAIL(msg)                                   \
+  do {                                                     \
+    std::ostringstream rechub_check_os_;                   \
+    rechub_check_os_ << msg;                               \
+    ::rechub::detail::throw_error(rechub_check_os_.str()); \
   } while (0)

@@ -41,7 +41,8 @@ void increment_counter(Tensor& c) {
   static std::map<const TensorImpl*, Mirror>* mirrors = new std::map<const TensorImpl*, Mirror>();
   std::lock_guard<std::mutex> lk(mu);
   if (mirrors->size() > 4096)  // drop the entries of dead tensors now and then
-    for (auto it = mirrors->begin(); it != mirrors->end();) it = it->second.storage.expired() ? mirrors->erase(it) : ++it;
+    for (auto it = mirrors->begin(); it != mirrors->end();)
+      it = it->second.storage.expired() ? mirrors->erase(it) : ++it;
   Mirror& m = (*mirrors)[c.impl()];
   const auto& storage = c.impl()->storage;
   if (m.storage.lock() != storage || m.version != c.version() || c.impl()->offset != 0) {

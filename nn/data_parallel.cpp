@@ -17,8 +17,7 @@ DataParallel::DataParallel(std::shared_ptr<dist::Communicator> comm, std::vector
   RECHUB_CHECK(bucket_ > 0, "DataParallel: bucket_elements must be positive, got " << bucket_);
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i].second;
-    RECHUB_CHECK(p.device().is_cpu(), "DataParallel: parameter '" << params_[i].first << "' is on "
-                                                                  << p.device().str()
+    RECHUB_CHECK(p.device().is_cpu(), "DataParallel: parameter '" << params_[i].first << "' is on " << p.device().str()
                                                                   << "; multi-process training runs on the CPU only");
     RECHUB_CHECK(p.dtype() == DType::f32 || p.dtype() == DType::f64,
                  "DataParallel: parameter '" << params_[i].first << "' is not f32 or f64");
@@ -53,8 +52,8 @@ namespace {
 // Packs the listed dense gradients (all of one dtype) into buckets, allreduces each, scales by
 // 1/N and writes the results as fresh tensors.
 template <class T>
-void reduce_dense(dist::Communicator& comm, const std::vector<std::pair<Tensor*, const Tensor*>>& items,
-                  int64_t bucket, DataParallel::Stats& st) {
+void reduce_dense(dist::Communicator& comm, const std::vector<std::pair<Tensor*, const Tensor*>>& items, int64_t bucket,
+                  DataParallel::Stats& st) {
   const double inv = 1.0 / static_cast<double>(comm.size());
   size_t i = 0;
   std::vector<T> buf;
@@ -82,7 +81,8 @@ void reduce_dense(dist::Communicator& comm, const std::vector<std::pair<Tensor*,
       Tensor out = empty(p.shape(), {.dtype = p.dtype()});
       T* o = out.template data<T>();
       const int64_t m = p.numel();
-      for (int64_t e = 0; e < m; ++e) o[e] = static_cast<T>(static_cast<double>(buf[static_cast<size_t>(off + e)]) * inv);
+      for (int64_t e = 0; e < m; ++e)
+        o[e] = static_cast<T>(static_cast<double>(buf[static_cast<size_t>(off + e)]) * inv);
       *items[k].first = out;
       off += m;
     }
@@ -136,8 +136,8 @@ void DataParallel::reduce(const std::vector<TensorImpl*>& leaves, std::vector<Te
   std::vector<std::pair<Tensor*, const Tensor*>> f32, f64;
   for (size_t i = 0; i < P; ++i) {
     if (slot[i] < 0 && (kind[i] || kind[P + i]))
-      RECHUB_FAIL("data-parallel training: the gradient of '" << params_[i].first
-                                                              << "' was computed on another rank but not asked for here");
+      RECHUB_FAIL("data-parallel training: the gradient of '"
+                  << params_[i].first << "' was computed on another rank but not asked for here");
     if (kind[i] && kind[P + i])
       RECHUB_FAIL("data-parallel training: the gradient of '" << params_[i].first
                                                               << "' is dense on one rank and row-sparse on another");

@@ -36,11 +36,11 @@ namespace rechub::nn {
 class DataParallel {
  public:
   struct Stats {
-    int64_t calls = 0;          // gradient reductions (one per grad()/backward())
-    int64_t allreduces = 0;     // bucket allreduces
-    int64_t bytes = 0;          // payload this rank sent into collectives
-    double seconds = 0;         // wall time inside the gradient reductions (communication and packing)
-    double loss_seconds = 0;    // in the allreduce of the losses
+    int64_t calls = 0;             // gradient reductions (one per grad()/backward())
+    int64_t allreduces = 0;        // bucket allreduces
+    int64_t bytes = 0;             // payload this rank sent into collectives
+    double seconds = 0;            // wall time inside the gradient reductions (communication and packing)
+    double loss_seconds = 0;       // in the allreduce of the losses
     double batchnorm_seconds = 0;  // in BatchNorm's global statistics (forward and backward)
   };
 

@@ -146,8 +146,8 @@ Module& Module::to(Device device) {
     const int n = cuda_device_count();  // core/device.h: 0 without the CUDA backend
     RECHUB_CHECK(n > 0, describe() << ": cannot move to " << device.str()
                                    << ": this build has no CUDA backend or no CUDA device is visible");
-    RECHUB_CHECK(device.index >= 0 && device.index < n, describe() << ": cannot move to " << device.str() << ": only "
-                                                                   << n << " CUDA device(s) are visible");
+    RECHUB_CHECK(device.index >= 0 && device.index < n,
+                 describe() << ": cannot move to " << device.str() << ": only " << n << " CUDA device(s) are visible");
   }
   NoGradGuard ng;
   for (auto& [name, t] : named_parameters()) {

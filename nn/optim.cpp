@@ -150,7 +150,8 @@ Optimizer::NamedTensors Optimizer::state_tensors(const ParamNames* names) const 
       const ParamState& s = state_[gi][i];
       if (s.step == 0 && s.tensors.empty()) continue;
       // CPU copies: a checkpoint writes host memory (and the caller may keep them).
-      for (const auto& [key, t] : s.tensors) out.emplace_back(pn[k] + "." + key, t.device().is_cpu() ? t : t.to(Device::cpu()));
+      for (const auto& [key, t] : s.tensors)
+        out.emplace_back(pn[k] + "." + key, t.device().is_cpu() ? t : t.to(Device::cpu()));
       if (counts_steps()) out.emplace_back(pn[k] + ".step", from_vector(std::vector<int64_t>{s.step}, {}));
     }
   return out;

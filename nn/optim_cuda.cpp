@@ -78,8 +78,8 @@ void adam_update_cuda(Tensor& p, const Tensor& grad, Tensor& m, Tensor& v, int64
   }
   const Tensor idx = grad.sparse_indices(), val = grad.sparse_values();
   check_f32(val, "Adam");
-  kc::adam_sparse_rows(p.data<float>(), p.size(1), idx.data<int64_t>(), val.data<float>(), idx.numel(),
-                       m.data<float>(), v.data<float>(), step, cfg);
+  kc::adam_sparse_rows(p.data<float>(), p.size(1), idx.data<int64_t>(), val.data<float>(), idx.numel(), m.data<float>(),
+                       v.data<float>(), step, cfg);
 }
 
 void adagrad_update_cuda(Tensor& p, const Tensor& grad, Tensor& sum, int64_t step, const CudaAdagrad& c) {
@@ -100,9 +100,11 @@ void adagrad_update_cuda(Tensor& p, const Tensor& grad, Tensor& sum, int64_t ste
 void sgd_update_cuda(Tensor& p, const Tensor& grad, Tensor& buf, bool first, const CudaSgd& c) {
   check_f32(p, "SGD");
   rechub::cuda::use_device(p.device().index);
-  const kc::SgdConfig cfg{
-      .lr = c.lr, .momentum = c.momentum, .dampening = c.dampening, .weight_decay = c.weight_decay,
-      .nesterov = c.nesterov};
+  const kc::SgdConfig cfg{.lr = c.lr,
+                          .momentum = c.momentum,
+                          .dampening = c.dampening,
+                          .weight_decay = c.weight_decay,
+                          .nesterov = c.nesterov};
   float* b = buf.defined() ? buf.data<float>() : nullptr;
   if (!grad.is_sparse()) {
     check_f32(grad, "SGD");

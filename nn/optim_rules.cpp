@@ -164,8 +164,7 @@ void sgd_block(T* __restrict__ w, const T* __restrict__ gr, T* __restrict__ b, i
 // Adagrad on rows idx[lo..hi) in registers (kernels/cpu/optim_rows.h), or false.
 inline bool adagrad_sparse_rows_fast(float* p, float* sum, const float* g, const int64_t* idx, int64_t lo, int64_t hi,
                                      int64_t n, float clr, float eps, float wd, bool has_wd) {
-  return kernels::cpu::sparse_adagrad_rows(kernels::cpu::active_isa(), p, sum, g, idx, lo, hi, n, clr, eps, wd,
-                                           has_wd);
+  return kernels::cpu::sparse_adagrad_rows(kernels::cpu::active_isa(), p, sum, g, idx, lo, hi, n, clr, eps, wd, has_wd);
 }
 inline bool adagrad_sparse_rows_fast(double*, double*, const double*, const int64_t*, int64_t, int64_t, int64_t, double,
                                      double, double, bool) {
@@ -353,7 +352,8 @@ void Adam::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamState
       for_row_chunks(r, [&](int64_t lo, int64_t hi) {
         if (adam_sparse_rows_fast(pp, pm, pv, gv, r.idx, lo, hi, r.d, c)) return;
         rows_in(
-            r, lo, hi, [&](int64_t k, int64_t off) { adam_sparse_row(pp + off, pm + off, pv + off, gv + k * r.d, r.d, c); },
+            r, lo, hi,
+            [&](int64_t k, int64_t off) { adam_sparse_row(pp + off, pm + off, pv + off, gv + k * r.d, r.d, c); },
             [&](int64_t off) { prefetch_rows(off, r.d, pp, pm, pv); });
       });
     }
@@ -379,8 +379,9 @@ void Adagrad::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamSt
   st.step += 1;
   const double clr_d = g.lr / (1.0 + static_cast<double>(st.step - 1) * opts_.lr_decay);
   if (p.device().is_cuda()) {
-    detail::adagrad_update_cuda(p, grad, sum, st.step,
-                                {.lr = g.lr, .lr_decay = opts_.lr_decay, .weight_decay = g.weight_decay, .eps = opts_.eps});
+    detail::adagrad_update_cuda(
+        p, grad, sum, st.step,
+        {.lr = g.lr, .lr_decay = opts_.lr_decay, .weight_decay = g.weight_decay, .eps = opts_.eps});
     return;
   }
   RECHUB_FLOAT_DISPATCH(p.dtype(), "Adagrad", {

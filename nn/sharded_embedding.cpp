@@ -15,7 +15,8 @@ ShardedEmbedding::ShardedEmbedding(std::shared_ptr<dist::Communicator> comm, int
                                    EmbeddingOptions opts)
     : comm_(std::move(comm)), rows_(rows), dim_(dim) {
   RECHUB_CHECK(comm_ != nullptr, "ShardedEmbedding: no communicator");
-  RECHUB_CHECK(rows_ > 0 && dim_ > 0, "ShardedEmbedding: rows and dim must be positive, got " << rows_ << " x " << dim_);
+  RECHUB_CHECK(rows_ > 0 && dim_ > 0,
+               "ShardedEmbedding: rows and dim must be positive, got " << rows_ << " x " << dim_);
   RECHUB_CHECK(opts.dtype == DType::f32, "ShardedEmbedding: only f32 tables are supported");
   RECHUB_CHECK(opts.init_std >= 0, "ShardedEmbedding: init_std must be non-negative, got " << opts.init_std);
   rank_ = comm_->rank();
@@ -44,13 +45,14 @@ Tensor ShardedEmbedding::forward(const Tensor& ids_in) const {
   // Group the positions by owner (stable), remembering where each came from.
   std::vector<int64_t> send_counts(static_cast<size_t>(N), 0);
   for (int64_t i = 0; i < n; ++i) {
-    RECHUB_CHECK(ids[i] >= 0 && ids[i] < rows_,
-                 "ShardedEmbedding: id " << ids[i] << " at position " << i << " is outside the table's " << rows_
-                                         << " rows");
+    RECHUB_CHECK(ids[i] >= 0 && ids[i] < rows_, "ShardedEmbedding: id " << ids[i] << " at position " << i
+                                                                        << " is outside the table's " << rows_
+                                                                        << " rows");
     ++send_counts[static_cast<size_t>(owner(ids[i]))];
   }
   std::vector<int64_t> start(static_cast<size_t>(N), 0);
-  for (int64_t q = 1; q < N; ++q) start[static_cast<size_t>(q)] = start[static_cast<size_t>(q - 1)] + send_counts[static_cast<size_t>(q - 1)];
+  for (int64_t q = 1; q < N; ++q)
+    start[static_cast<size_t>(q)] = start[static_cast<size_t>(q - 1)] + send_counts[static_cast<size_t>(q - 1)];
   auto route = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(n));  // grouped slot -> position
   std::vector<int64_t> send_ids(static_cast<size_t>(n));
   {
@@ -85,8 +87,8 @@ Tensor ShardedEmbedding::forward(const Tensor& ids_in) const {
   const Shape shard_shape = shard_.shape();
   const int64_t world = N;
   return record(out, "sharded_embedding", {shard_},
-                [comm, route, recv_ids, recv_counts, want_counts, back_counts, shard_shape, world, D,
-                 n](const Tensor& g, const std::vector<bool>&) {
+                [comm, route, recv_ids, recv_counts, want_counts, back_counts, shard_shape, world, D, n](
+                    const Tensor& g, const std::vector<bool>&) {
                   // The gradient rows go to their owners by the forward's routes, reversed.
                   const float* pg = g.data<float>();
                   std::vector<float> send(static_cast<size_t>(n * D));
@@ -97,7 +99,8 @@ Tensor ShardedEmbedding::forward(const Tensor& ids_in) const {
                   comm->alltoallv_raw(send.data(), want_counts, recv.data(), back_counts, dist::Elem::f32);
                   const int64_t m = static_cast<int64_t>(recv_ids->size());
                   std::vector<int64_t> local(static_cast<size_t>(m));
-                  for (int64_t k = 0; k < m; ++k) local[static_cast<size_t>(k)] = (*recv_ids)[static_cast<size_t>(k)] / world;
+                  for (int64_t k = 0; k < m; ++k)
+                    local[static_cast<size_t>(k)] = (*recv_ids)[static_cast<size_t>(k)] / world;
                   Tensor vals = empty({m, D});
                   float* pv = vals.data<float>();
                   const float inv = 1.0f / static_cast<float>(world);

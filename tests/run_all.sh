@@ -10,14 +10,18 @@ set -euo pipefail
 export RECHUB_REQUIRE_REFERENCES=1
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-bash cmake/install_deps.sh
+bash cmake/install_deps.sh test
+echo "== Formatting (.clang-format)"
+bash tests/check_format.sh
 # ONNX Runtime for the ONNX export test (into build/ort, git-ignored).
 bash tests/onnx/install_ort.sh
 jobs=${JOBS:-$(nproc)}
 start=$(date +%s)
 
 echo "== Release build (warnings are errors)"
-cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DRECHUB_WERROR=ON >/dev/null
+# Tests, benchmarks and examples ON explicitly: the quickstart configures the same folder without them.
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DRECHUB_WERROR=ON -DRECHUB_BUILD_TESTS=ON \
+      -DRECHUB_BUILD_BENCH=ON -DRECHUB_BUILD_EXAMPLES=ON >/dev/null
 cmake --build build/release -j"$jobs"
 echo "== Release tests"
 (cd build/release && ctest -j"$jobs" --output-on-failure --timeout 900)

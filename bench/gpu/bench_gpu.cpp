@@ -63,8 +63,9 @@ class BenchMMoE : public nn::Module {
   explicit BenchMMoE(bool sparse_embeddings) {
     std::vector<nn::EmbeddingSpec> specs;
     for (int64_t f = 0; f < kSparse; ++f) specs.push_back({"f" + std::to_string(f), kVocab, kDim, ""});
-    emb_ = register_module("emb", std::make_shared<nn::EmbeddingCollection>(
-                                      specs, nn::EmbeddingOptions{.init_std = 1.0, .seed = 1, .sparse = sparse_embeddings}));
+    emb_ = register_module("emb",
+                           std::make_shared<nn::EmbeddingCollection>(
+                               specs, nn::EmbeddingOptions{.init_std = 1.0, .seed = 1, .sparse = sparse_embeddings}));
     const int64_t in = kSparse * kDim + kDense;
     Generator g(7);
     auto experts = register_module("experts", std::make_shared<nn::Module>());
@@ -79,8 +80,10 @@ class BenchMMoE : public nn::Module {
       layers_[1].bias.push_back(l1->bias());
     }
     for (int64_t t = 0; t < kTasks; ++t) {
-      gates_.push_back(register_module("gate" + std::to_string(t), std::make_shared<nn::Linear>(in, kExperts, true, &g)));
-      t0_.push_back(register_module("tower" + std::to_string(t) + "_0", std::make_shared<nn::Linear>(128, 64, true, &g)));
+      gates_.push_back(
+          register_module("gate" + std::to_string(t), std::make_shared<nn::Linear>(in, kExperts, true, &g)));
+      t0_.push_back(
+          register_module("tower" + std::to_string(t) + "_0", std::make_shared<nn::Linear>(128, 64, true, &g)));
       t1_.push_back(register_module("tower" + std::to_string(t) + "_1", std::make_shared<nn::Linear>(64, 1, true, &g)));
     }
   }

@@ -31,11 +31,17 @@ size_t elem_size(Elem e);
 template <class T>
 constexpr Elem elem_of();
 template <>
-constexpr Elem elem_of<float>() { return Elem::f32; }
+constexpr Elem elem_of<float>() {
+  return Elem::f32;
+}
 template <>
-constexpr Elem elem_of<double>() { return Elem::f64; }
+constexpr Elem elem_of<double>() {
+  return Elem::f64;
+}
 template <>
-constexpr Elem elem_of<int64_t>() { return Elem::i64; }
+constexpr Elem elem_of<int64_t>() {
+  return Elem::i64;
+}
 
 class Communicator {
  public:

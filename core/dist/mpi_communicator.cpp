@@ -94,8 +94,8 @@ class MpiCommunicator final : public Communicator {
     check(MPI_Allgather(send, c, mpi_type(e), recv, c, mpi_type(e), MPI_COMM_WORLD), "MPI_Allgather");
   }
   void allgatherv_raw(const void* send, const std::vector<int64_t>& counts, void* recv, Elem e) override {
-    RECHUB_CHECK(static_cast<int>(counts.size()) == size_, "allgatherv: " << counts.size() << " counts for " << size_
-                                                                            << " ranks");
+    RECHUB_CHECK(static_cast<int>(counts.size()) == size_,
+                 "allgatherv: " << counts.size() << " counts for " << size_ << " ranks");
     std::vector<int> c(counts.size()), displ(counts.size());
     int64_t off = 0;
     for (size_t r = 0; r < counts.size(); ++r) {
@@ -117,8 +117,7 @@ class MpiCommunicator final : public Communicator {
       s[k] = as_int(sc[k], "alltoallv"), sd[k] = as_int(so, "alltoallv"), so += sc[k];
       r[k] = as_int(rc[k], "alltoallv"), rd[k] = as_int(ro, "alltoallv"), ro += rc[k];
     }
-    check(MPI_Alltoallv(send, s.data(), sd.data(), mpi_type(e), recv, r.data(), rd.data(), mpi_type(e),
-                        MPI_COMM_WORLD),
+    check(MPI_Alltoallv(send, s.data(), sd.data(), mpi_type(e), recv, r.data(), rd.data(), mpi_type(e), MPI_COMM_WORLD),
           "MPI_Alltoallv");
   }
   void broadcast_raw(void* data, int64_t n, Elem e, int root) override {

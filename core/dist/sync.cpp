@@ -31,7 +31,8 @@ int64_t global_mean_var(Communicator& group, int64_t rows, double* mean, double*
   // [rows, mean[0..C), var[0..C)] from every rank, combined in rank order (the same on every rank).
   std::vector<double> mine(static_cast<size_t>(1 + 2 * C));
   mine[0] = static_cast<double>(rows);
-  for (int64_t c = 0; c < C; ++c) mine[static_cast<size_t>(1 + c)] = mean[c], mine[static_cast<size_t>(1 + C + c)] = var[c];
+  for (int64_t c = 0; c < C; ++c)
+    mine[static_cast<size_t>(1 + c)] = mean[c], mine[static_cast<size_t>(1 + C + c)] = var[c];
   const std::vector<double> all = group.allgather(mine);
   const size_t stride = mine.size();
   const int N = group.size();

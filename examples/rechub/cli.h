@@ -71,5 +71,4 @@ std::vector<std::string> parse_name_list(const std::string& flag, const std::str
 // name, a build without the CUDA backend, or a device that is not visible.
 Device parse_device_flag(const std::string& s);
 
-
 }  // namespace rechub::cli

@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <iostream>
 
-#include "rechub/core/error.h"
 #include "examples/rechub/cli.h"
+#include "rechub/core/error.h"
 #if RECHUB_WITH_ONNX
 #include "rechub/mtl/export/onnx_export.h"
 #endif

@@ -13,8 +13,8 @@
 #include <iostream>
 #include <sstream>
 
-#include "rechub/core/error.h"
 #include "examples/rechub/cli.h"
+#include "rechub/core/error.h"
 
 namespace rechub::cli {
 

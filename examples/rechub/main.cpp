@@ -21,8 +21,8 @@
 #include <sstream>
 #include <thread>
 
-#include "rechub/core/error.h"
 #include "examples/rechub/cli.h"
+#include "rechub/core/error.h"
 #include "rechub/mtl/data/csv.h"
 #include "rechub/mtl/data/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
@@ -131,7 +131,7 @@ Runner add_eval(CLI::App& app) {
       for (const auto& f : read_schema.dense) known = known || f.name == o->gauc_by;
       for (const auto& l : read_schema.labels) {
         RECHUB_CHECK(l.column != o->gauc_by, "--gauc-by " << o->gauc_by << ": that is the label column of task '"
-                                                            << l.task << "'; name a grouping column such as a user id");
+                                                          << l.task << "'; name a grouping column such as a user id");
       }
       if (!known) read_schema.sparse.push_back({.name = o->gauc_by});
     }
@@ -148,7 +148,8 @@ Runner add_eval(CLI::App& app) {
     metrics::GateReport gates;
     if (o->gates) {
       gates = metrics::gate_statistics(*model, ds, o->batch_size);
-      RECHUB_CHECK(!gates.gates.empty(), "--gates: a " << model->kind() << " model has no gates (MMoE, OMoE and PLE do)");
+      RECHUB_CHECK(!gates.gates.empty(),
+                   "--gates: a " << model->kind() << " model has no gates (MMoE, OMoE and PLE do)");
       for (const auto& w : gates.warnings) std::cerr << "warning: " << w << "\n";
     }
     if (o->json) {

@@ -6,9 +6,9 @@
 #include <iostream>
 #include <set>
 
+#include "examples/rechub/cli.h"
 #include "rechub/core/device.h"
 #include "rechub/core/error.h"
-#include "examples/rechub/cli.h"
 #include "rechub/mtl/data/cache.h"
 #include "rechub/mtl/data/infer.h"
 #include "rechub/mtl/data/load.h"
@@ -146,19 +146,20 @@ std::vector<std::vector<int64_t>> parse_tower_units_per_task(const std::string& 
     RECHUB_CHECK(eq != std::string::npos && eq > 0,
                  "--tower-units '" << s << "': '" << item << "' must be task=units, e.g. click=64,32;purchase=32");
     const std::string task = item.substr(0, eq);
-    RECHUB_CHECK(std::find(tasks.begin(), tasks.end(), task) != tasks.end(),
-                 "--tower-units: '" << task << "' is not a task (the tasks are " << [&] {
-                   std::string l;
-                   for (const auto& t : tasks) l += (l.empty() ? "" : ", ") + t;
-                   return l;
-                 }() << ")");
+    RECHUB_CHECK(
+        std::find(tasks.begin(), tasks.end(), task) != tasks.end(),
+        "--tower-units: '" << task << "' is not a task (the tasks are " << [&] {
+          std::string l;
+          for (const auto& t : tasks) l += (l.empty() ? "" : ", ") + t;
+          return l;
+        }() << ")");
     RECHUB_CHECK(!by_task.count(task), "--tower-units: task '" << task << "' is given twice");
     by_task[task] = parse_int_list("--tower-units", item.substr(eq + 1));
   }
   std::vector<std::vector<int64_t>> out;
   for (const auto& t : tasks) {
     RECHUB_CHECK(by_task.count(t), "--tower-units '" << s << "': no units for task '" << t
-                                                      << "' (with task=units, every task needs its own)");
+                                                     << "' (with task=units, every task needs its own)");
     out.push_back(by_task[t]);
   }
   return out;
@@ -171,7 +172,8 @@ int64_t first_tower_width(const std::string& s) {
   size_t p = 0;
   while ((p = s.find('=', p)) != std::string::npos) {
     const size_t end = s.find_first_of(",;", p + 1);
-    const int64_t v = parse_int_list("--tower-units", s.substr(p + 1, end == std::string::npos ? end : end - p - 1)).at(0);
+    const int64_t v =
+        parse_int_list("--tower-units", s.substr(p + 1, end == std::string::npos ? end : end - p - 1)).at(0);
     w = w == 0 ? v : std::min(w, v);
     ++p;
   }
@@ -278,10 +280,11 @@ Device parse_device_flag(const std::string& s) {
   if (d.is_cpu()) return d;
 #ifdef RECHUB_WITH_CUDA
   const int n = cuda_device_count();
-  RECHUB_CHECK(n > 0, "--device " << s << ": no CUDA device is visible (the driver reports none; check the driver and "
-                                          "CUDA_VISIBLE_DEVICES), use --device cpu");
-  RECHUB_CHECK(d.index < n, "--device " << s << ": only " << n << " CUDA device(s) are visible (cuda:0 to cuda:"
-                                        << n - 1 << ")");
+  RECHUB_CHECK(n > 0, "--device " << s
+                                  << ": no CUDA device is visible (the driver reports none; check the driver and "
+                                     "CUDA_VISIBLE_DEVICES), use --device cpu");
+  RECHUB_CHECK(d.index < n,
+               "--device " << s << ": only " << n << " CUDA device(s) are visible (cuda:0 to cuda:" << n - 1 << ")");
   return d;
 #else
   RECHUB_FAIL("--device " << s
@@ -315,8 +318,7 @@ Runner add_train(CLI::App& app) {
                 "rows none cost MMoE 0.01-0.02 of test AUC [API: PreprocessOptions::normalization, whose "
                 "default is none]")
       ->check(CLI::IsMember({"none", "standard", "min_max", "log_standard"}));
-  c->add_option("--embed-init-std", f->embed_init_std,
-                "Embedding rows start as N(0, std^2) [API: embedding_init_std]")
+  c->add_option("--embed-init-std", f->embed_init_std, "Embedding rows start as N(0, std^2) [API: embedding_init_std]")
       ->check(positive());
   c->add_option("--embed-dim", f->embed_dim, "Embedding width of every sparse feature [API: SparseFeature::embed_dim]")
       ->check(positive());
@@ -326,13 +328,15 @@ Runner add_train(CLI::App& app) {
                      "Bottom MLP: shared_bottom's shared bottom, aitm's per-task bottom, esmm's optional MLP "
                      "shared by both towers (default: none), e.g. 256,128 [API: hidden_units]"),
        {"shared_bottom", "aitm", "esmm"}},
-      {c->add_option("--expert-units", f->expert_units, "Expert MLP (mmoe, omoe, ple), e.g. 256,128 [API: expert_units]"),
+      {c->add_option("--expert-units", f->expert_units,
+                     "Expert MLP (mmoe, omoe, ple), e.g. 256,128 [API: expert_units]"),
        {"mmoe", "omoe", "ple"}},
       {c->add_option("--num-experts", f->num_experts,
                      "Experts (mmoe/omoe); task-specific experts per task and level (ple) [API: num_experts]")
            ->check(positive()),
        {"mmoe", "omoe", "ple"}},
-      {c->add_option("--num-shared-experts", f->num_shared_experts, "Shared experts per level (ple) [API: num_shared_experts]")
+      {c->add_option("--num-shared-experts", f->num_shared_experts,
+                     "Shared experts per level (ple) [API: num_shared_experts]")
            ->check(positive()),
        {"ple"}},
       {c->add_option("--num-layers", f->num_layers, "CGC levels (ple) [API: num_layers]")->check(positive()), {"ple"}}};
@@ -354,8 +358,9 @@ Runner add_train(CLI::App& app) {
                 "[API: lr_warmup_steps]")
       ->check(non_negative());
   std::vector<ModelFlag> schedule_flags{
-      {c->add_option("--lr-min-factor", f->lr_min_factor, "cosine: the last batch's rate as a fraction of --lr "
-                                                           "[API: lr_min_factor]")
+      {c->add_option("--lr-min-factor", f->lr_min_factor,
+                     "cosine: the last batch's rate as a fraction of --lr "
+                     "[API: lr_min_factor]")
            ->check(CLI::Range(0.0, 1.0)),
        {"cosine"}},
       {c->add_option("--lr-step-epochs", f->lr_step_epochs, "step: epochs between decays [API: lr_step_epochs]")
@@ -388,7 +393,8 @@ Runner add_train(CLI::App& app) {
       {c->add_option("--relax-factor", f->relax_factor, "MetaBalance relax factor r [API: relax_factor]")
            ->check(CLI::Range(0.0, 1.0)),
        {"metabalance"}},
-      {c->add_option("--beta", f->beta, "MetaBalance moving-average factor [API: beta]")->check(CLI::Range(0.0, 0.999999)),
+      {c->add_option("--beta", f->beta, "MetaBalance moving-average factor [API: beta]")
+           ->check(CLI::Range(0.0, 0.999999)),
        {"metabalance"}},
       {c->add_option("--main-task", f->main_task, "MetaBalance's main task (default: the first) [API: main_task]"),
        {"metabalance"}},
@@ -418,20 +424,22 @@ Runner add_train(CLI::App& app) {
   c->add_option("--early-stop", f->early_stop, "Stop after this many epochs without validation improvement (0: off)")
       ->check(non_negative());
   auto* es_task = c->add_option("--early-stop-task", f->early_stop_task,
-                                 "Task whose validation metric decides, or mean (the default: the mean over the tasks) "
-                                 "[API: earlystop_task]");
+                                "Task whose validation metric decides, or mean (the default: the mean over the tasks) "
+                                "[API: earlystop_task]");
   auto* es_delta = c->add_option("--early-stop-min-delta", f->early_stop_min_delta,
-                                  "An epoch counts as better only by more than this [API: earlystop_min_delta]")
+                                 "An epoch counts as better only by more than this [API: earlystop_min_delta]")
                        ->check(non_negative());
-  auto* es_metric = c->add_option("--early-stop-metric", f->early_stop_metric, "auc|logloss|mse|mae [API: earlystop_metric]")
-                        ->check(CLI::IsMember({"auc", "logloss", "mse", "mae"}));
+  auto* es_metric =
+      c->add_option("--early-stop-metric", f->early_stop_metric, "auc|logloss|mse|mae [API: earlystop_metric]")
+          ->check(CLI::IsMember({"auc", "logloss", "mse", "mae"}));
   auto* task_types = c->get_option("--task-types");
   c->add_option("--out", f->out, "Output directory: checkpoint, model.safetensors, metrics.jsonl, report.svg")
       ->required();
-  c->add_flag("--resume", f->resume,
-              "Continue from --out/checkpoint.safetensors (bit-identical to an uninterrupted run, dropout included). "
-              "Refused when --lr, --task-lr, --weight-decay, --optimizer, --clip-grad-norm, the learning-rate schedule, "
-              "--batch-size, --seed or the training file's contents differ from the checkpoint's run");
+  c->add_flag(
+      "--resume", f->resume,
+      "Continue from --out/checkpoint.safetensors (bit-identical to an uninterrupted run, dropout included). "
+      "Refused when --lr, --task-lr, --weight-decay, --optimizer, --clip-grad-norm, the learning-rate schedule, "
+      "--batch-size, --seed or the training file's contents differ from the checkpoint's run");
   c->add_flag("--quiet", f->quiet, "No progress output");
   c->add_flag("--no-cache", f->no_cache, "Do not write or use binary caches next to the CSV files");
   return [f, model_flags, balance_flags, schedule_flags, es_task, es_metric, es_delta, task_types]() {
@@ -459,9 +467,8 @@ Runner add_train(CLI::App& app) {
     const Device device = parse_device_flag(f->device);
     trainer::ModelSizes sizes{.embed_dim = f->embed_dim,
                               .hidden_units = parse_int_list("--hidden-units", f->hidden_units),
-                              .esmm_hidden_units = f->hidden_given
-                                                       ? parse_int_list("--hidden-units", f->hidden_units)
-                                                       : std::vector<int64_t>{},
+                              .esmm_hidden_units = f->hidden_given ? parse_int_list("--hidden-units", f->hidden_units)
+                                                                   : std::vector<int64_t>{},
                               .expert_units = parse_int_list("--expert-units", f->expert_units),
                               .num_experts = f->num_experts,
                               .num_shared_experts = f->num_shared_experts,
@@ -564,7 +571,7 @@ Runner add_train(CLI::App& app) {
     }
     if (rank0)
       std::cerr << "model: " << (fs::path(f->out) / "model.safetensors").string()
-              << "  report: " << (fs::path(f->out) / "report.svg").string() << "\n";
+                << "  report: " << (fs::path(f->out) / "report.svg").string() << "\n";
     return 0;
   };
 }

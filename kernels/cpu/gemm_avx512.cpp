@@ -43,11 +43,11 @@
 namespace rechub::kernels::cpu::detail {
 namespace {
 
-constexpr int kMR = 14;            // max rows of a packed A panel / micro-tile
-constexpr int kNR = 32;            // columns of a packed B panel / micro-tile (two zmm)
-constexpr int64_t kKCMax = 256;    // depth of a packed block
-constexpr int64_t kMCMax = 336;    // rows of a packed A block
-constexpr int64_t kNCMax = 512;    // columns of a packed B block
+constexpr int kMR = 14;          // max rows of a packed A panel / micro-tile
+constexpr int kNR = 32;          // columns of a packed B panel / micro-tile (two zmm)
+constexpr int64_t kKCMax = 256;  // depth of a packed block
+constexpr int64_t kMCMax = 336;  // rows of a packed A block
+constexpr int64_t kNCMax = 512;  // columns of a packed B block
 
 thread_local Scratch tl_pack_a;
 thread_local Scratch tl_pack_b;
@@ -90,8 +90,7 @@ RECHUB_AVX512_INLINE void transpose16(__m512 r[16]) {
 
 // Loads a 16 (rows) x 16 (contiguous) tile, rows >= nrows and columns >= ncols read as zero (masked,
 // no access), and transposes it: r[j] = column j of the tile.
-RECHUB_AVX512_INLINE void load_transposed(const float* src, int64_t ld, int64_t nrows, int64_t ncols,
-                                          __m512 r[16]) {
+RECHUB_AVX512_INLINE void load_transposed(const float* src, int64_t ld, int64_t nrows, int64_t ncols, __m512 r[16]) {
   const __mmask16 cm = low_mask(ncols);
 #pragma GCC unroll 16
   for (int i = 0; i < 16; ++i) {
@@ -138,8 +137,8 @@ RECHUB_AVX512 void pack_a_rows_panel(const float* A, int64_t lda, int64_t mr, in
 // is overwritten by the next store; the panel's last store is masked (trans_a, where panels are
 // written interleaved) or spills into the next panel before that one is packed / into the buffer's
 // 16-float slack (!trans_a, panels written one after another).
-RECHUB_AVX512 void pack_a_block(bool trans_a, const float* A, int64_t lda, int64_t mc, int64_t kc,
-                                int64_t row_room, float* out) {
+RECHUB_AVX512 void pack_a_block(bool trans_a, const float* A, int64_t lda, int64_t mc, int64_t kc, int64_t row_room,
+                                float* out) {
   const PanelSplit ps(mc);
   if (trans_a) {
     // op(A)[i, k] = A[k * lda + i]: row k of A holds all mc rows of the block contiguously; walk k
@@ -279,8 +278,8 @@ constexpr std::array<MicroKernel, kMR> kernel_row(std::integer_sequence<int, I..
   return {&micro_kernel<I + 1, NV>...};
 }
 // kKernels[nv - 1][mr - 1]
-const std::array<std::array<MicroKernel, kMR>, 2> kKernels = {
-    kernel_row<1>(std::make_integer_sequence<int, kMR>{}), kernel_row<2>(std::make_integer_sequence<int, kMR>{})};
+const std::array<std::array<MicroKernel, kMR>, 2> kKernels = {kernel_row<1>(std::make_integer_sequence<int, kMR>{}),
+                                                              kernel_row<2>(std::make_integer_sequence<int, kMR>{})};
 
 // ---- software prefetch of the next block -------------------------------------------------------
 // While one block is being multiplied, the source rows of the block that will be packed next are
@@ -371,9 +370,8 @@ inline bool in_place_stride_ok(int64_t ld) { return ld % 512 != 0; }
 // few rows of one A block and each A panel only for N / 32 column panels, so there the micro-kernel
 // reads op(A) (trans_a: each k is a contiguous run of rows) and op(B) (!trans_b: each k is a
 // contiguous run of columns) in place, and the next depth block is prefetched into L2 instead.
-RECHUB_AVX512 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                               int64_t ldc) {
+RECHUB_AVX512 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                               int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0 || K <= 0) return;
   const int64_t kc_blk = ceil_div(K, ceil_div(K, kKCMax));
   const int64_t mc_blk = ceil_div(M, ceil_div(M, kMCMax));
@@ -453,8 +451,8 @@ RECHUB_AVX512 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N,
 
 }  // namespace
 
-void sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   // Column splits on whole 32-column panels, so every tile is computed as on one thread.
   static constexpr BlockedSgemm kImpl{&gemm_serial, kNR, 32.0, kNCMax};
   sgemm_threaded(kImpl, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

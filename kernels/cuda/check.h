@@ -16,11 +16,11 @@ namespace detail {
 [[noreturn]] void fail_cublas(cublasStatus_t s, const char* call, const char* file, int line);
 }  // namespace detail
 
-#define RECHUB_CUDA_CHECK(call)                                                          \
-  do {                                                                                   \
-    const cudaError_t rechub_cuda_err_ = (call);                                         \
-    if (rechub_cuda_err_ != cudaSuccess)                                                 \
-      ::rechub::cuda::detail::fail_cuda(rechub_cuda_err_, #call, __FILE__, __LINE__);    \
+#define RECHUB_CUDA_CHECK(call)                                                       \
+  do {                                                                                \
+    const cudaError_t rechub_cuda_err_ = (call);                                      \
+    if (rechub_cuda_err_ != cudaSuccess)                                              \
+      ::rechub::cuda::detail::fail_cuda(rechub_cuda_err_, #call, __FILE__, __LINE__); \
   } while (0)
 
 #define RECHUB_CUBLAS_CHECK(call)                                                        \
@@ -31,8 +31,7 @@ namespace detail {
   } while (0)
 
 // After a <<<...>>> launch: a bad configuration surfaces here with the kernel's name.
-#define RECHUB_CUDA_LAUNCH_CHECK(kernel_name) \
-  ::rechub::cuda::detail::check_launch(kernel_name, __FILE__, __LINE__)
+#define RECHUB_CUDA_LAUNCH_CHECK(kernel_name) ::rechub::cuda::detail::check_launch(kernel_name, __FILE__, __LINE__)
 namespace detail {
 void check_launch(const char* kernel, const char* file, int line);
 }
@@ -51,7 +50,10 @@ class Scratch {
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   void* get() const { return p_; }
-  template <class T> T* as() const { return static_cast<T*>(p_); }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
 
  private:
   void* p_ = nullptr;

@@ -19,9 +19,10 @@ void* open_cublas() {
     const char* e = dlerror();
     why += "\n  " + name + ": " + (e ? e : "unknown error");
   }
-  RECHUB_FAIL("cannot load cuBLAS, which the CUDA backend's GEMMs need (install the CUDA toolkit's libcublas "
-              "or add its folder to LD_LIBRARY_PATH):"
-              << why);
+  RECHUB_FAIL(
+      "cannot load cuBLAS, which the CUDA backend's GEMMs need (install the CUDA toolkit's libcublas "
+      "or add its folder to LD_LIBRARY_PATH):"
+      << why);
 }
 
 template <class F>

@@ -3,9 +3,9 @@
 // per-element BCE losses. Formulas match kernels/cpu/ element for element.
 #include <cstdint>
 
-#include "rechub/kernels/error.h"
 #include "rechub/kernels/cuda/check.h"
 #include "rechub/kernels/cuda/ops.h"
+#include "rechub/kernels/error.h"
 
 namespace rechub::kernels::cuda {
 using rechub::cuda::current_stream;
@@ -105,21 +105,36 @@ void launch_binary(const std::vector<int64_t>& os, const float* a, const std::ve
 // Scalar ops compute in double like the CPU lambdas (x + s with s a double), then round.
 __device__ __forceinline__ float unary_f(Unary op, float x, double p0, double p1) {
   switch (op) {
-    case Unary::neg: return -x;
-    case Unary::exp: return expf(x);
-    case Unary::log: return logf(x);
-    case Unary::sqrt: return sqrtf(x);
-    case Unary::abs: return fabsf(x);
-    case Unary::relu: return x > 0.f ? x : 0.f;
-    case Unary::sigmoid: return x >= 0.f ? 1.f / (1.f + expf(-x)) : expf(x) / (1.f + expf(x));
-    case Unary::tanh: return tanhf(x);
-    case Unary::add: return static_cast<float>(double(x) + p0);
-    case Unary::mul: return static_cast<float>(double(x) * p0);
-    case Unary::rsub: return static_cast<float>(p0 - double(x));
-    case Unary::rdiv: return static_cast<float>(p0 / double(x));
-    case Unary::pow: return static_cast<float>(pow(double(x), p0));
-    case Unary::clamp: return isnan(x) ? x : fminf(fmaxf(x, float(p0)), float(p1));
-    case Unary::leaky_relu: return x > 0.f ? x : x * float(p0);
+    case Unary::neg:
+      return -x;
+    case Unary::exp:
+      return expf(x);
+    case Unary::log:
+      return logf(x);
+    case Unary::sqrt:
+      return sqrtf(x);
+    case Unary::abs:
+      return fabsf(x);
+    case Unary::relu:
+      return x > 0.f ? x : 0.f;
+    case Unary::sigmoid:
+      return x >= 0.f ? 1.f / (1.f + expf(-x)) : expf(x) / (1.f + expf(x));
+    case Unary::tanh:
+      return tanhf(x);
+    case Unary::add:
+      return static_cast<float>(double(x) + p0);
+    case Unary::mul:
+      return static_cast<float>(double(x) * p0);
+    case Unary::rsub:
+      return static_cast<float>(p0 - double(x));
+    case Unary::rdiv:
+      return static_cast<float>(p0 / double(x));
+    case Unary::pow:
+      return static_cast<float>(pow(double(x), p0));
+    case Unary::clamp:
+      return isnan(x) ? x : fminf(fmaxf(x, float(p0)), float(p1));
+    case Unary::leaky_relu:
+      return x > 0.f ? x : x * float(p0);
   }
   return x;
 }
@@ -127,21 +142,36 @@ __device__ __forceinline__ float unary_f(Unary op, float x, double p0, double p1
 // f'(x) (or f' expressed through y = f(x)), in double where the CPU lambda is.
 __device__ __forceinline__ float unary_df(Unary op, float x, float y, double p0, double p1) {
   switch (op) {
-    case Unary::neg: return -1.f;
-    case Unary::exp: return y;
-    case Unary::log: return static_cast<float>(1.0 / double(x));
-    case Unary::sqrt: return static_cast<float>(0.5 / double(y));
-    case Unary::abs: return x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f);
-    case Unary::relu: return x > 0.f ? 1.f : 0.f;
-    case Unary::sigmoid: return y * (1.f - y);
-    case Unary::tanh: return 1.f - y * y;
-    case Unary::add: return 1.f;
-    case Unary::mul: return static_cast<float>(p0);
-    case Unary::rsub: return -1.f;
-    case Unary::rdiv: return static_cast<float>(-p0 / (double(x) * double(x)));
-    case Unary::pow: return p0 == 0 ? 0.f : static_cast<float>(p0 * pow(double(x), p0 - 1));
-    case Unary::clamp: return double(x) >= p0 && double(x) <= p1 ? 1.f : 0.f;
-    case Unary::leaky_relu: return x > 0.f ? 1.f : static_cast<float>(p0);
+    case Unary::neg:
+      return -1.f;
+    case Unary::exp:
+      return y;
+    case Unary::log:
+      return static_cast<float>(1.0 / double(x));
+    case Unary::sqrt:
+      return static_cast<float>(0.5 / double(y));
+    case Unary::abs:
+      return x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f);
+    case Unary::relu:
+      return x > 0.f ? 1.f : 0.f;
+    case Unary::sigmoid:
+      return y * (1.f - y);
+    case Unary::tanh:
+      return 1.f - y * y;
+    case Unary::add:
+      return 1.f;
+    case Unary::mul:
+      return static_cast<float>(p0);
+    case Unary::rsub:
+      return -1.f;
+    case Unary::rdiv:
+      return static_cast<float>(-p0 / (double(x) * double(x)));
+    case Unary::pow:
+      return p0 == 0 ? 0.f : static_cast<float>(p0 * pow(double(x), p0 - 1));
+    case Unary::clamp:
+      return double(x) >= p0 && double(x) <= p1 ? 1.f : 0.f;
+    case Unary::leaky_relu:
+      return x > 0.f ? 1.f : static_cast<float>(p0);
   }
   return 0.f;
 }
@@ -165,7 +195,8 @@ __global__ void fill_kernel(T* p, int64_t n, T v) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride) p[i] = v;
 }
 
-__global__ void broadcast_rows_kernel(const float* __restrict__ bias, int64_t rows, int64_t cols, float* __restrict__ y) {
+__global__ void broadcast_rows_kernel(const float* __restrict__ bias, int64_t rows, int64_t cols,
+                                      float* __restrict__ y) {
   const int64_t n = rows * cols, stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride) y[i] = bias[i % cols];
 }
@@ -201,8 +232,8 @@ __global__ void bce_forward_kernel(const float* __restrict__ p, const float* __r
   }
 }
 
-__global__ void bce_backward_kernel(const float* __restrict__ p, const float* __restrict__ y, const float* __restrict__ g,
-                                    int64_t n, float* __restrict__ dp) {
+__global__ void bce_backward_kernel(const float* __restrict__ p, const float* __restrict__ y,
+                                    const float* __restrict__ g, int64_t n, float* __restrict__ dp) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride)
     dp[i] = g[i] * (p[i] - y[i]) / fmaxf(p[i] * (1.f - p[i]), 1e-12f);
@@ -213,10 +244,18 @@ __global__ void bce_backward_kernel(const float* __restrict__ p, const float* __
 void broadcast_binary(BinaryOp op, const std::vector<int64_t>& os, const float* a, const std::vector<int64_t>& as,
                       const float* b, const std::vector<int64_t>& bs, float* out) {
   switch (op) {
-    case BinaryOp::add: launch_binary<BinaryOp::add>(os, a, as, b, bs, out); break;
-    case BinaryOp::sub: launch_binary<BinaryOp::sub>(os, a, as, b, bs, out); break;
-    case BinaryOp::mul: launch_binary<BinaryOp::mul>(os, a, as, b, bs, out); break;
-    case BinaryOp::div: launch_binary<BinaryOp::div>(os, a, as, b, bs, out); break;
+    case BinaryOp::add:
+      launch_binary<BinaryOp::add>(os, a, as, b, bs, out);
+      break;
+    case BinaryOp::sub:
+      launch_binary<BinaryOp::sub>(os, a, as, b, bs, out);
+      break;
+    case BinaryOp::mul:
+      launch_binary<BinaryOp::mul>(os, a, as, b, bs, out);
+      break;
+    case BinaryOp::div:
+      launch_binary<BinaryOp::div>(os, a, as, b, bs, out);
+      break;
   }
 }
 
@@ -226,7 +265,8 @@ void unary_forward(Unary op, int64_t n, const float* x, float* y, double p0, dou
   RECHUB_CUDA_LAUNCH_CHECK("unary_forward");
 }
 
-void unary_backward(Unary op, int64_t n, const float* g, const float* x, const float* y, float* dx, double p0, double p1) {
+void unary_backward(Unary op, int64_t n, const float* g, const float* x, const float* y, float* dx, double p0,
+                    double p1) {
   if (n == 0) return;
   unary_backward_kernel<<<grid_for(n, kBlock), kBlock, 0, current_stream()>>>(op, n, g, x, y, dx, p0, p1);
   RECHUB_CUDA_LAUNCH_CHECK("unary_backward");

@@ -5,13 +5,12 @@
 // over it to find the touched rows; atomics into a compacted buffer still need the unique ids
 // first. A stable radix sort of B*F keys gives the unique ids, a deterministic summation order
 // (the CPU's) and the compacted layout at once, in a few passes over 12 bytes per id.
+#include <cstdint>
 #include <cub/cub.cuh>
 
-#include <cstdint>
-
-#include "rechub/kernels/error.h"
 #include "rechub/kernels/cuda/check.h"
 #include "rechub/kernels/cuda/ops.h"
+#include "rechub/kernels/error.h"
 
 namespace rechub::kernels::cuda {
 using rechub::cuda::current_stream;
@@ -93,7 +92,8 @@ void forward_impl(const float* table, int64_t dim, const I* ids, int64_t batch, 
   const int64_t n = batch * nfeat;
   if (n * dim == 0) return;
   cudaStream_t st = current_stream();
-  const bool vec = dim % 4 == 0 && (reinterpret_cast<uintptr_t>(table) & 15) == 0 && (reinterpret_cast<uintptr_t>(out) & 15) == 0;
+  const bool vec =
+      dim % 4 == 0 && (reinterpret_cast<uintptr_t>(table) & 15) == 0 && (reinterpret_cast<uintptr_t>(out) & 15) == 0;
   if (vec)
     embedding_forward_vec4<<<grid_for(n * dim / 4, kBlock), kBlock, 0, st>>>(
         reinterpret_cast<const float4*>(table), dim / 4, ids, n, reinterpret_cast<float4*>(out));
@@ -109,7 +109,8 @@ int64_t count_invalid_impl(const I* ids, int64_t batch, int64_t nfeat, const int
   cudaStream_t st = current_stream();
   Scratch count(sizeof(unsigned long long));
   RECHUB_CUDA_CHECK(cudaMemsetAsync(count.get(), 0, sizeof(unsigned long long), st));
-  count_invalid_kernel<<<grid_for(n, kBlock), kBlock, 0, st>>>(ids, n, nfeat, ranges, rows, count.as<unsigned long long>());
+  count_invalid_kernel<<<grid_for(n, kBlock), kBlock, 0, st>>>(ids, n, nfeat, ranges, rows,
+                                                               count.as<unsigned long long>());
   RECHUB_CUDA_LAUNCH_CHECK("embedding_count_invalid");
   unsigned long long h = 0;
   RECHUB_CUDA_CHECK(cudaMemcpyAsync(&h, count.get(), sizeof(h), cudaMemcpyDeviceToHost, st));
@@ -134,18 +135,20 @@ int64_t backward_impl(const float* grad_out, int64_t dim, const I* ids, int64_t 
   const int end_bit = end_bit_for(rows);
   size_t sort_bytes = 0, rle_bytes = 0, scan_bytes = 0;
   RECHUB_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, keys.as<int64_t>(), sorted_keys.as<int64_t>(),
-                                                    pos.as<int64_t>(), sorted_pos.as<int64_t>(), items, 0, end_bit, st));
+                                                    pos.as<int64_t>(), sorted_pos.as<int64_t>(), items, 0, end_bit,
+                                                    st));
   RECHUB_CUDA_CHECK(cub::DeviceRunLengthEncode::Encode(nullptr, rle_bytes, sorted_keys.as<int64_t>(), uniq_out,
                                                        run_len.as<int64_t>(), num_runs.as<int64_t>(), items, st));
-  RECHUB_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, run_len.as<int64_t>(), run_start.as<int64_t>(),
-                                                  items, st));
+  RECHUB_CUDA_CHECK(
+      cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, run_len.as<int64_t>(), run_start.as<int64_t>(), items, st));
   size_t temp_bytes = sort_bytes;
   if (rle_bytes > temp_bytes) temp_bytes = rle_bytes;
   if (scan_bytes > temp_bytes) temp_bytes = scan_bytes;
   Scratch temp(temp_bytes);
 
-  RECHUB_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.get(), sort_bytes, keys.as<int64_t>(), sorted_keys.as<int64_t>(),
-                                                    pos.as<int64_t>(), sorted_pos.as<int64_t>(), items, 0, end_bit, st));
+  RECHUB_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.get(), sort_bytes, keys.as<int64_t>(),
+                                                    sorted_keys.as<int64_t>(), pos.as<int64_t>(),
+                                                    sorted_pos.as<int64_t>(), items, 0, end_bit, st));
   RECHUB_CUDA_CHECK(cub::DeviceRunLengthEncode::Encode(temp.get(), rle_bytes, sorted_keys.as<int64_t>(), uniq_out,
                                                        run_len.as<int64_t>(), num_runs.as<int64_t>(), items, st));
   int64_t u = 0;
@@ -155,7 +158,7 @@ int64_t backward_impl(const float* grad_out, int64_t dim, const I* ids, int64_t 
                                                   run_start.as<int64_t>(), static_cast<int>(u), st));
   if (dim > 0) {
     sum_runs<<<grid_for(u, kBlock / 32), kBlock, 0, st>>>(grad_out, dim, sorted_pos.as<int64_t>(),
-                                                           run_start.as<int64_t>(), run_len.as<int64_t>(), u, rows_out);
+                                                          run_start.as<int64_t>(), run_len.as<int64_t>(), u, rows_out);
     RECHUB_CUDA_LAUNCH_CHECK("embedding sum_runs");
   }
   return u;

@@ -13,9 +13,9 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "rechub/kernels/error.h"
 #include "rechub/kernels/cuda/check.h"
 #include "rechub/kernels/cuda/fused.h"
+#include "rechub/kernels/error.h"
 
 namespace rechub::kernels::cuda {
 using rechub::cuda::current_stream;
@@ -26,12 +26,12 @@ namespace {
 
 constexpr int kBlock = 256;
 constexpr int kWarps = kBlock / 32;
-constexpr int kColTile = 32;            // columns per block of a column reduction
-constexpr int kRowLanes = 8;            // row lanes per block of a column reduction
-constexpr int64_t kRowsPerChunk = 256;  // rows per block (before the caps below)
-constexpr int64_t kMaxChunks = 65535;   // gridDim.y limit
+constexpr int kColTile = 32;                        // columns per block of a column reduction
+constexpr int kRowLanes = 8;                        // row lanes per block of a column reduction
+constexpr int64_t kRowsPerChunk = 256;              // rows per block (before the caps below)
+constexpr int64_t kMaxChunks = 65535;               // gridDim.y limit
 constexpr int64_t kMaxPartials = int64_t(1) << 20;  // doubles per partial array (8 MiB)
-constexpr float kLeakySlope = 0.01f;    // kernels::cpu::kLeakyReluSlope
+constexpr float kLeakySlope = 0.01f;                // kernels::cpu::kLeakyReluSlope
 
 // ---- activations ----
 
@@ -68,11 +68,21 @@ using ActTag = std::integral_constant<ExpertAct, A>;
 template <class F>
 void with_act(ExpertAct a, F&& f) {
   switch (a) {
-    case ExpertAct::identity: f(ActTag<ExpertAct::identity>{}); return;
-    case ExpertAct::relu: f(ActTag<ExpertAct::relu>{}); return;
-    case ExpertAct::leaky_relu: f(ActTag<ExpertAct::leaky_relu>{}); return;
-    case ExpertAct::sigmoid: f(ActTag<ExpertAct::sigmoid>{}); return;
-    case ExpertAct::tanh: f(ActTag<ExpertAct::tanh>{}); return;
+    case ExpertAct::identity:
+      f(ActTag<ExpertAct::identity>{});
+      return;
+    case ExpertAct::relu:
+      f(ActTag<ExpertAct::relu>{});
+      return;
+    case ExpertAct::leaky_relu:
+      f(ActTag<ExpertAct::leaky_relu>{});
+      return;
+    case ExpertAct::sigmoid:
+      f(ActTag<ExpertAct::sigmoid>{});
+      return;
+    case ExpertAct::tanh:
+      f(ActTag<ExpertAct::tanh>{});
+      return;
   }
   RECHUB_FAIL("CUDA expert kernels: unknown activation " << static_cast<int>(a));
 }
@@ -374,11 +384,10 @@ __global__ void gate_mix_backward_kernel(int64_t rows, int64_t h, GateBlocks b, 
 // ---- batch normalisation ----
 
 __global__ void batchnorm_prepare_kernel(int64_t C, bool training, double* __restrict__ mean,
-                                         const double* __restrict__ var, float* __restrict__ rm,
-                                         float* __restrict__ rv, const float* __restrict__ w,
-                                         const float* __restrict__ b, double momentum, double eps, double unbias,
-                                         double* __restrict__ invstd, float* __restrict__ scale,
-                                         float* __restrict__ shift) {
+                                         const double* __restrict__ var, float* __restrict__ rm, float* __restrict__ rv,
+                                         const float* __restrict__ w, const float* __restrict__ b, double momentum,
+                                         double eps, double unbias, double* __restrict__ invstd,
+                                         float* __restrict__ scale, float* __restrict__ shift) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += stride) {
     double m, is;
@@ -436,8 +445,8 @@ __global__ void batchnorm_input_grad_kernel(const float* __restrict__ g, const f
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += stride) {
     const int64_t c = (i / L) % C;
-    dx[i] = static_cast<float>((static_cast<double>(g[i]) - ka[c]) * kb[c] -
-                               (static_cast<double>(x[i]) - mean[c]) * kc[c]);
+    dx[i] =
+        static_cast<float>((static_cast<double>(g[i]) - ka[c]) * kb[c] - (static_cast<double>(x[i]) - mean[c]) * kc[c]);
   }
 }
 
@@ -496,8 +505,8 @@ void experts_bn_grad_columns(int64_t cols, int64_t rows, ExpertBnMode mode, cons
 }
 
 void experts_activation_bn_backward(int64_t rows, int64_t cols, const float* da, const float* s, const float* gamma,
-                                    const float* beta, ExpertAct act, const float* a, const float* mask,
-                                    const float* k, const float* m1, const float* m2, float* dz) {
+                                    const float* beta, ExpertAct act, const float* a, const float* mask, const float* k,
+                                    const float* m1, const float* m2, float* dz) {
   if (rows <= 0 || cols <= 0) return;
   with_act(act, [&](auto tag) {
     constexpr ExpertAct A = decltype(tag)::value;
@@ -519,8 +528,7 @@ void gate_mix_forward(int64_t rows, int64_t h, const GateBlocks& blocks, const f
                       float* out) {
   RECHUB_CHECK(blocks.n >= 1 && blocks.n <= kMaxGateBlocks, "gate_mix_forward: " << blocks.n << " expert blocks");
   if (rows <= 0 || h <= 0) return;
-  gate_mix_forward_kernel<<<grid_for(rows * h), kBlock, 0, current_stream()>>>(rows, h, blocks, gates, n_experts,
-                                                                                  out);
+  gate_mix_forward_kernel<<<grid_for(rows * h), kBlock, 0, current_stream()>>>(rows, h, blocks, gates, n_experts, out);
   RECHUB_CUDA_LAUNCH_CHECK("gate_mix_forward");
 }
 
@@ -531,7 +539,7 @@ void gate_mix_backward(int64_t rows, int64_t h, const GateBlocks& blocks, const 
   const int64_t grid = (rows + kWarps - 1) / kWarps;
   RECHUB_CHECK(grid <= INT32_MAX, "gate_mix_backward: " << rows << " rows exceed the grid");
   gate_mix_backward_kernel<<<static_cast<unsigned>(grid), kBlock, 0, current_stream()>>>(rows, h, blocks, gates,
-                                                                                        n_experts, dout, dlogits);
+                                                                                         n_experts, dout, dlogits);
   RECHUB_CUDA_LAUNCH_CHECK("gate_mix_backward");
 }
 
@@ -545,13 +553,13 @@ void batchnorm_prepare(int64_t C, bool training, double* mean, const double* var
                        float* running_var, const float* weight, const float* bias, double momentum, double eps,
                        double unbias, double* invstd, float* scale, float* shift) {
   if (C <= 0) return;
-  batchnorm_prepare_kernel<<<grid_for(C), kBlock, 0, current_stream()>>>(C, training, mean, var, running_mean,
-                                                                         running_var, weight, bias, momentum, eps,
-                                                                         unbias, invstd, scale, shift);
+  batchnorm_prepare_kernel<<<grid_for(C), kBlock, 0, current_stream()>>>(
+      C, training, mean, var, running_mean, running_var, weight, bias, momentum, eps, unbias, invstd, scale, shift);
   RECHUB_CUDA_LAUNCH_CHECK("batchnorm_prepare");
 }
 
-void batchnorm_apply(const float* x, int64_t N, int64_t C, int64_t L, const float* scale, const float* shift, float* y) {
+void batchnorm_apply(const float* x, int64_t N, int64_t C, int64_t L, const float* scale, const float* shift,
+                     float* y) {
   const int64_t total = N * C * L;
   if (total <= 0) return;
   batchnorm_apply_kernel<<<grid_for(total), kBlock, 0, current_stream()>>>(x, C, L, total, scale, shift, y);
@@ -569,8 +577,8 @@ void batchnorm_backward_prepare(int64_t C, int64_t M, bool training, const doubl
   if (C <= 0) return;
   RECHUB_CHECK((ka == nullptr) == (kb == nullptr) && (kb == nullptr) == (kc == nullptr),
                "batchnorm_backward_prepare: ka, kb and kc are all given or all omitted");
-  batchnorm_backward_prepare_kernel<<<grid_for(C), kBlock, 0, current_stream()>>>(C, M, training, sum_g, sum_gx,
-                                                                                  invstd, weight, ka, kb, kc, gw, gb);
+  batchnorm_backward_prepare_kernel<<<grid_for(C), kBlock, 0, current_stream()>>>(C, M, training, sum_g, sum_gx, invstd,
+                                                                                  weight, ka, kb, kc, gw, gb);
   RECHUB_CUDA_LAUNCH_CHECK("batchnorm_backward_prepare");
 }
 

@@ -56,8 +56,8 @@ void experts_bn_grad_columns(int64_t cols, int64_t rows, ExpertBnMode mode, cons
 // BatchNorm's training backward fused with the activation's: dz = k[c] (dy - m1[c] - s m2[c]) with
 // dy recomputed as experts_activation_backward computes it.
 void experts_activation_bn_backward(int64_t rows, int64_t cols, const float* da, const float* s, const float* gamma,
-                                    const float* beta, ExpertAct act, const float* a, const float* mask,
-                                    const float* k, const float* m1, const float* m2, float* dz);
+                                    const float* beta, ExpertAct act, const float* a, const float* mask, const float* k,
+                                    const float* m1, const float* m2, float* dz);
 // m[r, c] *= k[c] in place (BatchNorm's eval backward).
 void scale_columns(int64_t rows, int64_t cols, float* m, const float* k);
 

@@ -3,10 +3,10 @@
 // row strides become the leading dimensions unchanged.
 #include <cstdint>
 
-#include "rechub/kernels/error.h"
 #include "rechub/kernels/cuda/check.h"
 #include "rechub/kernels/cuda/cublas_api.h"
 #include "rechub/kernels/cuda/ops.h"
+#include "rechub/kernels/error.h"
 
 namespace rechub::kernels::cuda {
 
@@ -21,9 +21,9 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const
            int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   cublasHandle_t h = rechub::cuda::cublas_handle();
-  RECHUB_CUBLAS_CHECK(rechub::cuda::cublas().sgemm(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, as_int(N, "N"),
-                                  as_int(M, "M"), as_int(K, "K"), &alpha, B, as_int(ldb, "ldb"), A, as_int(lda, "lda"),
-                                  &beta, C, as_int(ldc, "ldc")));
+  RECHUB_CUBLAS_CHECK(rechub::cuda::cublas().sgemm(
+      h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, as_int(N, "N"), as_int(M, "M"), as_int(K, "K"),
+      &alpha, B, as_int(ldb, "ldb"), A, as_int(lda, "lda"), &beta, C, as_int(ldc, "ldc")));
 }
 
 void sgemm_strided_batched(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
@@ -31,10 +31,10 @@ void sgemm_strided_batched(bool ta, bool tb, int64_t M, int64_t N, int64_t K, fl
                            int64_t ldc, int64_t stride_c, int64_t batch) {
   if (M == 0 || N == 0 || batch == 0) return;
   cublasHandle_t h = rechub::cuda::cublas_handle();
-  RECHUB_CUBLAS_CHECK(rechub::cuda::cublas().sgemm_strided_batched(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                                as_int(N, "N"), as_int(M, "M"), as_int(K, "K"), &alpha, B,
-                                                as_int(ldb, "ldb"), stride_b, A, as_int(lda, "lda"), stride_a, &beta, C,
-                                                as_int(ldc, "ldc"), stride_c, as_int(batch, "batch")));
+  RECHUB_CUBLAS_CHECK(rechub::cuda::cublas().sgemm_strided_batched(
+      h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, as_int(N, "N"), as_int(M, "M"), as_int(K, "K"),
+      &alpha, B, as_int(ldb, "ldb"), stride_b, A, as_int(lda, "lda"), stride_a, &beta, C, as_int(ldc, "ldc"), stride_c,
+      as_int(batch, "batch")));
 }
 
 }  // namespace rechub::kernels::cuda

@@ -2,9 +2,9 @@
 // gather along dim 0 and its backward, the index range check, and the 2-D transpose.
 #include <cstdint>
 
-#include "rechub/kernels/error.h"
 #include "rechub/kernels/cuda/check.h"
 #include "rechub/kernels/cuda/ops.h"
+#include "rechub/kernels/error.h"
 
 namespace rechub::kernels::cuda {
 using rechub::cuda::current_stream;
@@ -52,7 +52,8 @@ __global__ void count_out_of_range_kernel(const int64_t* __restrict__ idx, int64
                                           unsigned long long* __restrict__ count) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   unsigned long long c = 0;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride) c += (idx[i] < 0 || idx[i] >= rows);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride)
+    c += (idx[i] < 0 || idx[i] >= rows);
   if (c) atomicAdd(count, c);
 }
 

@@ -24,7 +24,23 @@ void sum_to(const float* in, const std::vector<int64_t>& from_shape, float* out,
 
 // Unary maps; p0/p1 are the op's scalar parameters (add/mul: s; rsub/rdiv: s; pow: p;
 // clamp: lo, hi; leaky_relu: slope).
-enum class Unary : uint8_t { neg, exp, log, sqrt, abs, relu, sigmoid, tanh, add, mul, rsub, rdiv, pow, clamp, leaky_relu };
+enum class Unary : uint8_t {
+  neg,
+  exp,
+  log,
+  sqrt,
+  abs,
+  relu,
+  sigmoid,
+  tanh,
+  add,
+  mul,
+  rsub,
+  rdiv,
+  pow,
+  clamp,
+  leaky_relu
+};
 void unary_forward(Unary op, int64_t n, const float* x, float* y, double p0 = 0, double p1 = 0);
 // dx = g * f'(x) using x and/or the forward output y (whichever the op's derivative needs;
 // the other may be null): exp/sqrt/sigmoid/tanh read y, the rest read x.

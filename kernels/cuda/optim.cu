@@ -5,9 +5,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include "rechub/kernels/error.h"
 #include "rechub/kernels/cuda/check.h"
 #include "rechub/kernels/cuda/optim.h"
+#include "rechub/kernels/error.h"
 
 namespace rechub::kernels::cuda {
 using rechub::cuda::current_stream;
@@ -18,8 +18,7 @@ namespace {
 constexpr int kBlock = 256;
 
 __device__ __forceinline__ void adam_element(float& p, float g, float& m, float& v, float b1, float b2, float wd,
-                                             float decay, bool decoupled, float step_size, float bc2_sqrt,
-                                             float eps) {
+                                             float decay, bool decoupled, float step_size, float bc2_sqrt, float eps) {
   if (wd != 0.f) {
     if (decoupled)
       p = p * decay;
@@ -63,8 +62,8 @@ __global__ void adam_sparse_kernel(float* __restrict__ p, int64_t dim, const int
   }
 }
 
-__global__ void adagrad_dense_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ s, int64_t n,
-                                     float clr, float wd, float eps) {
+__global__ void adagrad_dense_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ s,
+                                     int64_t n, float clr, float wd, float eps) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride) {
     float gv = g[i];
@@ -158,7 +157,8 @@ __global__ void grad_norm_kernel(const float* __restrict__ g, int64_t n, double 
   }
   if (threadIdx.x == 0) {
     if (mode == 2)
-      atomicMax(reinterpret_cast<unsigned long long*>(acc), static_cast<unsigned long long>(__double_as_longlong(part[0])));
+      atomicMax(reinterpret_cast<unsigned long long*>(acc),
+                static_cast<unsigned long long>(__double_as_longlong(part[0])));
     else
       atomicAdd(acc, part[0]);
   }
@@ -170,7 +170,8 @@ __global__ void scale_kernel(float* __restrict__ x, int64_t n, float c) {
 }
 
 void check_step(int64_t step, const char* who) {
-  RECHUB_CHECK(step >= 1, who << ": step must count from 1 (PyTorch's state['step'] after the increment), got " << step);
+  RECHUB_CHECK(step >= 1,
+               who << ": step must count from 1 (PyTorch's state['step'] after the increment), got " << step);
 }
 
 }  // namespace
@@ -211,10 +212,8 @@ void adagrad_sparse_rows(float* param, int64_t dim, const int64_t* rows, const f
   check_step(step, "adagrad_sparse_rows");
   if (nrows * dim == 0) return;
   const double clr = c.lr / (1.0 + double(step - 1) * c.lr_decay);
-  adagrad_sparse_kernel<<<grid_for(nrows * dim, kBlock), kBlock, 0, current_stream()>>>(param, dim, rows, grad_rows,
-                                                                                        nrows, state_sum, float(clr),
-                                                                                        float(c.eps),
-                                                                                        float(c.weight_decay));
+  adagrad_sparse_kernel<<<grid_for(nrows * dim, kBlock), kBlock, 0, current_stream()>>>(
+      param, dim, rows, grad_rows, nrows, state_sum, float(clr), float(c.eps), float(c.weight_decay));
   RECHUB_CUDA_LAUNCH_CHECK("adagrad_sparse_rows");
 }
 
@@ -224,9 +223,9 @@ void sgd_dense(float* param, const float* grad, float* momentum_buf, int64_t n, 
   RECHUB_CHECK(!c.nesterov || (c.momentum > 0 && c.dampening == 0),
                "sgd_dense: Nesterov momentum requires a momentum and zero dampening");
   if (n == 0) return;
-  sgd_dense_kernel<<<grid_for(n, kBlock), kBlock, 0, current_stream()>>>(
-      param, grad, momentum_buf, n, float(c.lr), float(c.momentum), float(c.dampening), float(c.weight_decay),
-      c.nesterov, step == 1);
+  sgd_dense_kernel<<<grid_for(n, kBlock), kBlock, 0, current_stream()>>>(param, grad, momentum_buf, n, float(c.lr),
+                                                                         float(c.momentum), float(c.dampening),
+                                                                         float(c.weight_decay), c.nesterov, step == 1);
   RECHUB_CUDA_LAUNCH_CHECK("sgd_dense");
 }
 
@@ -257,7 +256,7 @@ void grad_norm_accumulate(const float* g, int64_t n, double norm_type, bool inf,
   if (n == 0) return;
   const int mode = inf ? 2 : (norm_type == 2.0 ? 0 : 1);
   grad_norm_kernel<<<std::min<unsigned>(grid_for(n, kBlock), 1024u), kBlock, 0, current_stream()>>>(g, n, norm_type,
-                                                                                                   mode, acc);
+                                                                                                    mode, acc);
   RECHUB_CUDA_LAUNCH_CHECK("grad_norm_accumulate");
 }
 

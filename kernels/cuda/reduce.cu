@@ -6,9 +6,9 @@
 #include <cfloat>
 #include <cstdint>
 
-#include "rechub/kernels/error.h"
 #include "rechub/kernels/cuda/check.h"
 #include "rechub/kernels/cuda/ops.h"
+#include "rechub/kernels/error.h"
 
 namespace rechub::kernels::cuda {
 using rechub::cuda::current_stream;
@@ -67,7 +67,8 @@ __global__ void sum_rows(const float* __restrict__ a, int64_t rows, int64_t n, f
   if (lane == 0) out[row] = static_cast<float>(s);
 }
 
-__global__ void sum_strided(const float* __restrict__ a, int64_t outer, int64_t n, int64_t inner, float* __restrict__ out) {
+__global__ void sum_strided(const float* __restrict__ a, int64_t outer, int64_t n, int64_t inner,
+                            float* __restrict__ out) {
   const int64_t total = outer * inner, stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < total; k += stride) {
     const int64_t o = k / inner, j = k % inner;
@@ -106,8 +107,8 @@ __global__ void max_rows(const float* __restrict__ a, int64_t rows, int64_t n, f
   }
 }
 
-__global__ void max_strided(const float* __restrict__ a, int64_t outer, int64_t n, int64_t inner, float* __restrict__ out,
-                            int64_t* __restrict__ arg) {
+__global__ void max_strided(const float* __restrict__ a, int64_t outer, int64_t n, int64_t inner,
+                            float* __restrict__ out, int64_t* __restrict__ arg) {
   const int64_t total = outer * inner, stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < total; k += stride) {
     const int64_t o = k / inner, j = k % inner;
@@ -123,8 +124,8 @@ __global__ void max_strided(const float* __restrict__ a, int64_t outer, int64_t 
   }
 }
 
-__global__ void max_backward_kernel(const float* __restrict__ g, const int64_t* __restrict__ arg, int64_t outer, int64_t n,
-                                    int64_t inner, float* __restrict__ gx) {
+__global__ void max_backward_kernel(const float* __restrict__ g, const int64_t* __restrict__ arg, int64_t outer,
+                                    int64_t n, int64_t inner, float* __restrict__ gx) {
   const int64_t total = outer * inner, stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < total; k += stride) {
     const int64_t o = k / inner, j = k % inner;
@@ -180,8 +181,8 @@ __global__ void softmax_strided(const float* __restrict__ x, int64_t outer, int6
 }
 
 // softmax: dx = y * (dy - sum(dy * y)); log_softmax: dx = dy - exp(y) * sum(dy).
-__global__ void softmax_backward_rows(const float* __restrict__ y, const float* __restrict__ dy, int64_t rows, int64_t n,
-                                      float* __restrict__ dx, bool log) {
+__global__ void softmax_backward_rows(const float* __restrict__ y, const float* __restrict__ dy, int64_t rows,
+                                      int64_t n, float* __restrict__ dx, bool log) {
   const int64_t row = blockIdx.x * int64_t(kWarpsPerBlock) + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (row >= rows) return;

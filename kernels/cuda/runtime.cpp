@@ -3,16 +3,16 @@
 #include "rechub/kernels/cuda/runtime.h"
 
 #include <array>
-#include <cstring>
 #include <atomic>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <string>
 #include <vector>
 
-#include "rechub/kernels/error.h"
-#include "rechub/kernels/cuda/cublas_api.h"
 #include "rechub/kernels/cuda/check.h"
+#include "rechub/kernels/cuda/cublas_api.h"
+#include "rechub/kernels/error.h"
 
 namespace rechub::cuda {
 
@@ -154,7 +154,9 @@ PerDevice& per_device() {
 
 }  // namespace
 
-void* device_allocate(size_t nbytes, int dev, size_t* cap) { return CachingAllocator::get().allocate(nbytes, dev, cap); }
+void* device_allocate(size_t nbytes, int dev, size_t* cap) {
+  return CachingAllocator::get().allocate(nbytes, dev, cap);
+}
 void device_deallocate(void* p, size_t cap, int dev) { CachingAllocator::get().deallocate(p, cap, dev); }
 
 void copy_bytes(void* dst, int dst_dev, const void* src, int src_dev, size_t n) {
@@ -197,7 +199,8 @@ void use_device(int index) {
   if (t_current_device == index) return;
   const int n = device_count();
   RECHUB_CHECK(n > 0, "cuda:" << index << " requested but no CUDA device is available (cudaGetDeviceCount found none)");
-  RECHUB_CHECK(index >= 0 && index < n, "cuda:" << index << " requested but only " << n << " CUDA device(s) are visible");
+  RECHUB_CHECK(index >= 0 && index < n,
+               "cuda:" << index << " requested but only " << n << " CUDA device(s) are visible");
   RECHUB_CUDA_CHECK(cudaSetDevice(index));
   t_current_device = index;
 }
@@ -224,7 +227,8 @@ cublasHandle_t cublas_handle() {
     RECHUB_CUBLAS_CHECK(cublas().create(&pd.handles[dev]));
     RECHUB_CUBLAS_CHECK(cublas().set_stream(pd.handles[dev], s));
   }
-  RECHUB_CUBLAS_CHECK(cublas().set_math_mode(pd.handles[dev], allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  RECHUB_CUBLAS_CHECK(
+      cublas().set_math_mode(pd.handles[dev], allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   return pd.handles[dev];
 }
 

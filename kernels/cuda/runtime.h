@@ -32,10 +32,10 @@ bool allow_tf32();
 void set_poison_allocations(bool on);
 
 struct AllocatorStats {
-  size_t bytes_in_use = 0;       // held by live storages
-  size_t bytes_cached = 0;       // freed blocks kept for reuse
+  size_t bytes_in_use = 0;  // held by live storages
+  size_t bytes_cached = 0;  // freed blocks kept for reuse
   size_t peak_bytes_in_use = 0;
-  size_t num_cuda_mallocs = 0;   // cudaMalloc calls so far (a steady training step adds none)
+  size_t num_cuda_mallocs = 0;  // cudaMalloc calls so far (a steady training step adds none)
 };
 AllocatorStats allocator_stats(int index = 0);
 // Returns every cached block of every device to the driver (cudaFree).
@@ -55,7 +55,10 @@ class PinnedBuffer {
 
   void* data() const { return data_; }
   size_t size() const { return size_; }
-  template <class T> T* as() const { return static_cast<T*>(data_); }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(data_);
+  }
   // Queues a copy of the first `nbytes` to device memory `dst` on the device's stream; returns at
   // once. Call synchronize(device) before reusing this buffer.
   void copy_to_device_async(void* dst, int device, size_t nbytes) const;

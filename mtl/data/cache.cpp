@@ -135,8 +135,8 @@ class CacheWriter final : public detail::GroupSink {
     }
     rows_ += rows;
   }
-  void commit(const std::vector<ColumnSpec>& specs, const std::vector<const Dictionary*>& dicts,
-              const LoadReport& rep, const std::string& key) {
+  void commit(const std::vector<ColumnSpec>& specs, const std::vector<const Dictionary*>& dicts, const LoadReport& rep,
+              const std::string& key) {
     ByteWriter w;
     w.str(key);
     w.str(rep.source);
@@ -244,8 +244,8 @@ OpenedCache open_image(std::shared_ptr<const void> keep, const char* data, size_
   const bool zstd = (h.flags & kFlagZstd) != 0;
   const uint64_t cells_bytes = h.rows * h.ncols * 4;
   if (!zstd && kHeaderSize + cells_bytes != h.footer_offset)
-    throw Error(bad + "truncated: " + std::to_string(h.rows) + " rows x " + std::to_string(h.ncols) +
-                " columns need " + std::to_string(cells_bytes) + " bytes of cells, the file has " +
+    throw Error(bad + "truncated: " + std::to_string(h.rows) + " rows x " + std::to_string(h.ncols) + " columns need " +
+                std::to_string(cells_bytes) + " bytes of cells, the file has " +
                 std::to_string(h.footer_offset - kHeaderSize));
   if (verify) {
     const uint64_t body = xxh64(data + kHeaderSize, size - kHeaderSize);
@@ -387,7 +387,8 @@ std::string cache_path_for(const std::string& path, const Schema& schema, const 
                            const CacheOptions& cache) {
   namespace fs = std::filesystem;
   const fs::path src(path);
-  const fs::path dir = cache.dir.empty() ? (src.has_parent_path() ? src.parent_path() : fs::path(".")) : fs::path(cache.dir);
+  const fs::path dir =
+      cache.dir.empty() ? (src.has_parent_path() ? src.parent_path() : fs::path(".")) : fs::path(cache.dir);
   const std::string hash = hex64(xxh64(source_key(path, schema, csv))).substr(0, 12);
   return (dir / (src.filename().string() + "." + hash + (cache.compress ? ".zst" : "") + ".rhcache")).string();
 }

@@ -8,23 +8,34 @@ namespace rechub::data {
 
 const char* column_role_name(ColumnRole r) {
   switch (r) {
-    case ColumnRole::sparse: return "sparse feature";
-    case ColumnRole::dense: return "dense feature";
-    case ColumnRole::binary_label: return "binary label";
-    case ColumnRole::regression_label: return "regression label";
-    case ColumnRole::mapped_label: return "mapped binary label";
+    case ColumnRole::sparse:
+      return "sparse feature";
+    case ColumnRole::dense:
+      return "dense feature";
+    case ColumnRole::binary_label:
+      return "binary label";
+    case ColumnRole::regression_label:
+      return "regression label";
+    case ColumnRole::mapped_label:
+      return "mapped binary label";
   }
   return "?";
 }
 
 const char* cache_status_name(CacheStatus s) {
   switch (s) {
-    case CacheStatus::not_used: return "not used";
-    case CacheStatus::built: return "built";
-    case CacheStatus::loaded: return "loaded";
-    case CacheStatus::rebuilt_stale: return "rebuilt (stale)";
-    case CacheStatus::rebuilt_corrupt: return "rebuilt (corrupt)";
-    case CacheStatus::unwritable: return "not written";
+    case CacheStatus::not_used:
+      return "not used";
+    case CacheStatus::built:
+      return "built";
+    case CacheStatus::loaded:
+      return "loaded";
+    case CacheStatus::rebuilt_stale:
+      return "rebuilt (stale)";
+    case CacheStatus::rebuilt_corrupt:
+      return "rebuilt (corrupt)";
+    case CacheStatus::unwritable:
+      return "not written";
   }
   return "?";
 }
@@ -95,8 +106,8 @@ ColumnTable ColumnTable::from_columns(const std::vector<ColumnSpec>& specs, cons
   if (columns.size() != specs.size()) throw Error("ColumnTable::from_columns: one column of values per spec");
   int64_t n = -1;
   for (size_t c = 0; c < specs.size(); ++c) {
-    const auto len = static_cast<int64_t>(is_categorical(specs[c].role) ? columns[c].strings.size()
-                                                                         : columns[c].numbers.size());
+    const auto len =
+        static_cast<int64_t>(is_categorical(specs[c].role) ? columns[c].strings.size() : columns[c].numbers.size());
     if (n >= 0 && len != n)
       throw Error("ColumnTable::from_columns: column '" + specs[c].name + "' has " + std::to_string(len) +
                   " values, the first column " + std::to_string(n));

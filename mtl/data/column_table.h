@@ -52,8 +52,8 @@ const char* cache_status_name(CacheStatus s);
 
 struct LoadReport {
   std::string source;
-  int64_t rows = 0;          // rows in the table
-  int64_t skipped_rows = 0;  // bad rows dropped (CsvOptions::skip_bad_rows)
+  int64_t rows = 0;                           // rows in the table
+  int64_t skipped_rows = 0;                   // bad rows dropped (CsvOptions::skip_bad_rows)
   std::vector<std::string> skipped_examples;  // the first problems of the skipped rows
   CacheStatus cache = CacheStatus::not_used;
   std::string cache_path;

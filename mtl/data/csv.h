@@ -8,11 +8,10 @@
 // Up to max_errors problems are collected and reported together; with skip_bad_rows the bad rows
 // are dropped instead and counted in the table's LoadReport.
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "rechub/mtl/data/column_table.h"
 #include "rechub/mtl/data/schema.h"

@@ -113,10 +113,17 @@ class PartParser {
   }
   bool number(int t, std::string_view v, float& f) {
     switch (parse_float(v, f)) {
-      case NumStatus::ok: return true;
-      case NumStatus::not_number: problem(t, v, "not a number"); return false;
-      case NumStatus::not_finite: problem(t, v, "not a finite number (NaN and infinity are refused)"); return false;
-      case NumStatus::out_of_range: problem(t, v, "out of the float32 range"); return false;
+      case NumStatus::ok:
+        return true;
+      case NumStatus::not_number:
+        problem(t, v, "not a number");
+        return false;
+      case NumStatus::not_finite:
+        problem(t, v, "not a finite number (NaN and infinity are refused)");
+        return false;
+      case NumStatus::out_of_range:
+        problem(t, v, "out of the float32 range");
+        return false;
     }
     return false;
   }
@@ -216,8 +223,7 @@ class PartParser {
 class GroupBuilder {
  public:
   GroupBuilder(size_t ncols, GroupSink& sink) : ncols_(ncols), sink_(sink) {}
-  void append(const std::vector<BigVector<uint32_t>>& cols, const std::vector<std::vector<uint32_t>>& maps,
-              int64_t n) {
+  void append(const std::vector<BigVector<uint32_t>>& cols, const std::vector<std::vector<uint32_t>>& maps, int64_t n) {
     constexpr int64_t G = ColumnTable::kGroupRows;
     int64_t off = 0;
     while (off < n) {

@@ -1,7 +1,6 @@
 // CSV records as strings (header, raw rows for inference and prediction), the CSV options' JSON
 // form and checks, and the message helpers shared with the column parser (csv_reader.cpp).
 #include <cstring>
-
 #include <nlohmann/json.hpp>
 
 #include "rechub/core/error.h"

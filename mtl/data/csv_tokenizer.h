@@ -225,7 +225,7 @@ enum class NumStatus { ok, not_number, not_finite, out_of_range };
 // and the power of ten are exact doubles, so their quotient is the correctly rounded double
 // (Clinger's fast path), the same one std::from_chars returns.
 inline NumStatus parse_float(std::string_view v, float& out) {
-  static constexpr double kPow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+  static constexpr double kPow10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                       1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
   const char* b = v.data();
   const char* e = b + v.size();

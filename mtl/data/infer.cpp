@@ -68,7 +68,8 @@ InferredSchema infer_schema_from_rows(const RawRows& raw, const std::string& nam
     if (!contains(raw.header, l.column)) throw Error(name + ": label column '" + l.column + "' is not in the header");
   for (const auto* list : {&opt.dense, &opt.sparse, &opt.ignore})
     for (const auto& c : *list)
-      if (!contains(raw.header, c)) throw Error(name + ": column '" + c + "' (named in --sparse/--dense or InferOptions) is not in the header");
+      if (!contains(raw.header, c))
+        throw Error(name + ": column '" + c + "' (named in --sparse/--dense or InferOptions) is not in the header");
 
   for (size_t c = 0; c < raw.header.size(); ++c) {
     const std::string& col = raw.header[c];

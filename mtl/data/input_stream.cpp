@@ -40,7 +40,8 @@ class ReadInput final : public InputStream {
       const ssize_t got = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
       if (got < 0) {
         if (errno == EINTR) continue;
-        throw Error(path_ + ": read failed after " + std::to_string(pos_ + (end_ - begin_)) + " bytes: " + errno_text());
+        throw Error(path_ + ": read failed after " + std::to_string(pos_ + (end_ - begin_)) +
+                    " bytes: " + errno_text());
       }
       if (got == 0)
         eof_ = true;
@@ -120,8 +121,7 @@ class GzipInput final : public InputStream {
         const char* msg = gzerror(gz_, &errnum);
         if (errnum != Z_OK && errnum != Z_BUF_ERROR)
           throw Error(path_ + ": corrupt gzip data: " + (msg ? msg : "unknown zlib error"));
-        if (errnum == Z_BUF_ERROR)
-          throw Error(path_ + ": truncated gzip file (the compressed stream ends early)");
+        if (errnum == Z_BUF_ERROR) throw Error(path_ + ": truncated gzip file (the compressed stream ends early)");
         eof_ = true;
       }
     }

@@ -1,9 +1,8 @@
 #include "rechub/mtl/data/load.h"
 
 #include <filesystem>
-#include <optional>
-
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "rechub/core/error.h"
 #include "rechub/mtl/data/split.h"
@@ -106,20 +105,28 @@ DataConfig data_config_from_json(const json& j, const std::string& origin, const
     const json& f = j["files"];
     if (!f.is_object()) throw Error(origin + ": \"files\" must be an object");
     for (auto it = f.begin(); it != f.end(); ++it) {
-      if (it.key() == "train") c.files.train = path(it.value(), "train");
-      else if (it.key() == "val") c.files.val = path(it.value(), "val");
-      else if (it.key() == "test") c.files.test = path(it.value(), "test");
-      else throw Error(origin + ": files: unknown key \"" + it.key() + "\"");
+      if (it.key() == "train")
+        c.files.train = path(it.value(), "train");
+      else if (it.key() == "val")
+        c.files.val = path(it.value(), "val");
+      else if (it.key() == "test")
+        c.files.test = path(it.value(), "test");
+      else
+        throw Error(origin + ": files: unknown key \"" + it.key() + "\"");
     }
   }
   if (j.contains("split")) {
     const json& s = j["split"];
     if (!s.is_object()) throw Error(origin + ": \"split\" must be an object");
     for (auto it = s.begin(); it != s.end(); ++it) {
-      if (it.key() == "val" && it.value().is_number()) c.options.val_fraction = it.value().get<double>();
-      else if (it.key() == "test" && it.value().is_number()) c.options.test_fraction = it.value().get<double>();
-      else if (it.key() == "seed" && it.value().is_number_unsigned()) c.options.split_seed = it.value().get<uint64_t>();
-      else throw Error(origin + ": split: \"" + it.key() + "\" must be val/test (fractions) or seed (an integer >= 0)");
+      if (it.key() == "val" && it.value().is_number())
+        c.options.val_fraction = it.value().get<double>();
+      else if (it.key() == "test" && it.value().is_number())
+        c.options.test_fraction = it.value().get<double>();
+      else if (it.key() == "seed" && it.value().is_number_unsigned())
+        c.options.split_seed = it.value().get<uint64_t>();
+      else
+        throw Error(origin + ": split: \"" + it.key() + "\" must be val/test (fractions) or seed (an integer >= 0)");
     }
   }
   return c;

@@ -12,10 +12,9 @@
 //    "split": {"val": 0.1, "test": 0.1, "seed": 1}}
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "rechub/mtl/data/cache.h"
 #include "rechub/mtl/data/csv.h"

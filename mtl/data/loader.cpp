@@ -1,9 +1,8 @@
 #include "rechub/mtl/data/loader.h"
 
 #include <algorithm>
-#include <numeric>
-
 #include <nlohmann/json.hpp>
+#include <numeric>
 
 #include "rechub/core/error.h"
 #include "rechub/core/rng.h"
@@ -33,7 +32,8 @@ LoaderState LoaderState::from_json(const nlohmann::json& j) {
 DataLoader::DataLoader(std::shared_ptr<const BatchSource> source, LoaderOptions options)
     : source_(std::move(source)), opts_(options) {
   if (!source_) throw Error("DataLoader: no data source");
-  if (opts_.batch_size < 1) throw Error("DataLoader: batch_size must be positive, got " + std::to_string(opts_.batch_size));
+  if (opts_.batch_size < 1)
+    throw Error("DataLoader: batch_size must be positive, got " + std::to_string(opts_.batch_size));
   if (opts_.prefetch < 0) throw Error("DataLoader: prefetch must be >= 0");
 }
 

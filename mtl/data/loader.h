@@ -21,11 +21,10 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "rechub/core/rng.h"
 #include "rechub/mtl/data/big_buffer.h"

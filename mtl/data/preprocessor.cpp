@@ -5,7 +5,6 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 #include "rechub/core/error.h"
@@ -40,9 +39,12 @@ PreprocessOptions preprocess_options_from_json(const json& j, const std::string&
       }
     } else if (k == "fill") {
       const std::string f = v.is_string() ? v.get<std::string>() : "";
-      if (f == "mean") o.fill = MissingFill::mean;
-      else if (f == "zero") o.fill = MissingFill::zero;
-      else throw Error(origin + ": preprocess: \"fill\" must be \"mean\" or \"zero\"");
+      if (f == "mean")
+        o.fill = MissingFill::mean;
+      else if (f == "zero")
+        o.fill = MissingFill::zero;
+      else
+        throw Error(origin + ": preprocess: \"fill\" must be \"mean\" or \"zero\"");
     } else {
       throw Error(origin + ": preprocess: unknown key \"" + k + "\"");
     }
@@ -136,7 +138,8 @@ struct TableEncoder {
     std::sort(idx.begin(), idx.end());
     const auto ns = sparse.size(), nd = dense.size(), nl = labels.size();
     for (size_t j = 0; j < ns; ++j)
-      for (const auto& [r, i] : idx) S[static_cast<size_t>(i) * ns + j] = id_of(sparse[j].lut, t.code(r, sparse[j].col));
+      for (const auto& [r, i] : idx)
+        S[static_cast<size_t>(i) * ns + j] = id_of(sparse[j].lut, t.code(r, sparse[j].col));
     for (size_t j = 0; j < nd; ++j)
       for (const auto& [r, i] : idx) D[static_cast<size_t>(i) * nd + j] = dense[j].norm.apply(t.value(r, dense[j].col));
     for (size_t j = 0; j < nl; ++j) {
@@ -345,8 +348,8 @@ Batch Preprocessor::encode_rows(const std::vector<std::vector<std::string>>& row
         y = l.is_positive(v) ? 1.0f : 0.0f;
       } else if (detail::parse_float(v, y) != detail::NumStatus::ok ||
                  (l.type == TaskType::binary && y != 0.0f && y != 1.0f)) {
-        throw Error(where(l.column, v) + (l.type == TaskType::binary ? "a binary label must be 0 or 1"
-                                                                      : "not a finite float32 number"));
+        throw Error(where(l.column, v) +
+                    (l.type == TaskType::binary ? "a binary label must be 0 or 1" : "not a finite float32 number"));
       }
       L[ru * nt + t] = y;
     }
@@ -398,7 +401,8 @@ Preprocessor Preprocessor::from_json(const json& j, const std::string& origin) {
   }
   for (const auto& f : p.schema_.dense) {
     if (!j["normalizers"].contains(f.name)) throw Error(origin + ": no normaliser for dense feature '" + f.name + "'");
-    p.normalizers_.emplace(f.name, Normalizer::from_json(j["normalizers"][f.name], origin + ": normaliser '" + f.name + "'"));
+    p.normalizers_.emplace(f.name,
+                           Normalizer::from_json(j["normalizers"][f.name], origin + ": normaliser '" + f.name + "'"));
   }
   p.fitted_ = true;
   return p;

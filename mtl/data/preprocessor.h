@@ -11,11 +11,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "rechub/mtl/data/column_table.h"
 #include "rechub/mtl/data/csv.h"

@@ -3,10 +3,9 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "rechub/core/error.h"
 
@@ -74,9 +73,11 @@ void validate_schema(const Schema& s) {
   for (const auto& f : s.sparse) {
     claim(f.name, "a sparse feature");
     if (f.embed_dim <= 0)
-      throw Error("schema: sparse feature '" + f.name + "': embed_dim must be positive, got " + std::to_string(f.embed_dim));
+      throw Error("schema: sparse feature '" + f.name + "': embed_dim must be positive, got " +
+                  std::to_string(f.embed_dim));
     if (f.vocab_size < 0)
-      throw Error("schema: sparse feature '" + f.name + "': vocab_size must be >= 0, got " + std::to_string(f.vocab_size));
+      throw Error("schema: sparse feature '" + f.name + "': vocab_size must be >= 0, got " +
+                  std::to_string(f.vocab_size));
   }
   for (const auto& f : s.dense) claim(f.name, "a dense feature");
   std::set<std::string> tasks;
@@ -93,7 +94,8 @@ void validate_schema(const Schema& s) {
       throw Error("schema: column '" + l.column + "' is the label of two tasks");
     role.emplace(l.column, "a label");
     if (l.type == TaskType::regression && l.is_mapped())
-      throw Error("schema: task '" + l.task + "' is a regression task: a 0/1 label mapping applies to binary tasks only");
+      throw Error("schema: task '" + l.task +
+                  "' is a regression task: a 0/1 label mapping applies to binary tasks only");
     if (!l.missing_value.empty() && !l.missing_ok)
       throw Error("schema: task '" + l.task + "' names a missing_value ('" + l.missing_value +
                   "') but its labels may not be missing (set \"missing\": \"skip\")");
@@ -233,9 +235,12 @@ Schema schema_from_json(const json& j, const std::string& origin) {
         l.column = get_string(e, "column", origin, where, true);
         l.task = get_string(e, "task", origin, where, false, l.column);
         const std::string type = get_string(e, "type", origin, where, false, "binary");
-        if (type == "binary") l.type = TaskType::binary;
-        else if (type == "regression") l.type = TaskType::regression;
-        else bad(origin, where, "\"type\" must be \"binary\" or \"regression\", got \"" + type + "\"");
+        if (type == "binary")
+          l.type = TaskType::binary;
+        else if (type == "regression")
+          l.type = TaskType::regression;
+        else
+          bad(origin, where, "\"type\" must be \"binary\" or \"regression\", got \"" + type + "\"");
         if (auto p = e.find("positive"); p != e.end()) {
           if (p->is_string()) {
             l.positive_values.push_back(p->get<std::string>());
@@ -249,8 +254,10 @@ Schema schema_from_json(const json& j, const std::string& origin) {
           }
         }
         const std::string missing = get_string(e, "missing", origin, where, false, "error");
-        if (missing == "skip") l.missing_ok = true;
-        else if (missing != "error") bad(origin, where, "\"missing\" must be \"skip\" or \"error\", got \"" + missing + "\"");
+        if (missing == "skip")
+          l.missing_ok = true;
+        else if (missing != "error")
+          bad(origin, where, "\"missing\" must be \"skip\" or \"error\", got \"" + missing + "\"");
         l.missing_value = get_string(e, "missing_value", origin, where, false, "");
         if (e.contains("positive_if")) {
           const std::string task = l.task;

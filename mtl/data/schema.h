@@ -11,11 +11,10 @@
 // `dense` from a fitted schema (Preprocessor::schema()), where every vocab_size is final.
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace rechub::data {
 
@@ -43,8 +42,8 @@ class TaskType {
  public:
   enum Kind : uint8_t { binary, regression };
   constexpr TaskType(Kind k = binary) : kind_(k) {}  // NOLINT(google-explicit-constructor): TaskType::binary
-  TaskType(std::string_view name) : kind_(from_string(name).kind_) {}  // NOLINT(google-explicit-constructor)
-  TaskType(const char* name) : TaskType(std::string_view(name)) {}      // NOLINT(google-explicit-constructor)
+  TaskType(std::string_view name) : kind_(from_string(name).kind_) {}      // NOLINT(google-explicit-constructor)
+  TaskType(const char* name) : TaskType(std::string_view(name)) {}         // NOLINT(google-explicit-constructor)
   TaskType(const std::string& name) : TaskType(std::string_view(name)) {}  // NOLINT(google-explicit-constructor)
   // "binary" or "classification" -> binary, "regression" -> regression.
   static TaskType from_string(std::string_view name);

@@ -1,12 +1,13 @@
 #include "rechub/mtl/data/synthetic.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
-#include <unistd.h>
 
 #include "rechub/core/error.h"
 #include "rechub/core/rng.h"
@@ -516,11 +517,14 @@ std::vector<std::string> write_mmoe_synthetic(const std::string& prefix, const M
 LoadedData ali_ccp_example_data(int64_t train_rows, uint64_t seed) {
   namespace fs = std::filesystem;
   RECHUB_CHECK(train_rows >= 5, "ali_ccp_example_data: train_rows must be at least 5, got " << train_rows);
-  const fs::path dir = fs::temp_directory_path() /
-                       ("rechub_example_" + std::to_string(::getpid()) + "_" + std::to_string(seed));
+  const fs::path dir =
+      fs::temp_directory_path() / ("rechub_example_" + std::to_string(::getpid()) + "_" + std::to_string(seed));
   fs::create_directories(dir);
-  const AliCcpSynthConfig cfg{.seed = seed, .vocab_sizes = {2000, 500, 300, 100, 50, 10}, .num_dense = 2,
-                              .click_rate = 0.2, .conversion_rate = 0.3};
+  const AliCcpSynthConfig cfg{.seed = seed,
+                              .vocab_sizes = {2000, 500, 300, 100, 50, 10},
+                              .num_dense = 2,
+                              .click_rate = 0.2,
+                              .conversion_rate = 0.3};
   try {
     const auto paths = write_ali_ccp_synthetic((dir / "ali").string(), cfg, train_rows, train_rows / 5, train_rows / 5);
     LoadedData d = load_data({.train = paths[0], .val = paths[1], .test = paths[2]}, AliCcpSynth(cfg).schema(8),

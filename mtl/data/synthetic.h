@@ -43,12 +43,12 @@ struct AliCcpSynthConfig {
 
 struct AliCcpRows {
   int64_t n = 0;
-  std::vector<int64_t> ids{};        // [n, fields] raw ids (0 .. vocab - 1)
-  std::vector<float> dense{};        // [n, num_dense] in [0, 1]
-  std::vector<float> click{};        // [n] 0/1
-  std::vector<float> purchase{};     // [n] 0/1, only where click = 1
-  std::vector<float> click_prob{};   // [n] the true click probability
-  std::vector<float> ctcvr_prob{};   // [n] the true P(click and purchase)
+  std::vector<int64_t> ids{};       // [n, fields] raw ids (0 .. vocab - 1)
+  std::vector<float> dense{};       // [n, num_dense] in [0, 1]
+  std::vector<float> click{};       // [n] 0/1
+  std::vector<float> purchase{};    // [n] 0/1, only where click = 1
+  std::vector<float> click_prob{};  // [n] the true click probability
+  std::vector<float> ctcvr_prob{};  // [n] the true P(click and purchase)
 };
 
 class AliCcpSynth {
@@ -66,12 +66,12 @@ class AliCcpSynth {
 
  private:
   struct Field {
-    std::vector<double> prob;       // alias method tables (Vose) for the Zipf draw
+    std::vector<double> prob;  // alias method tables (Vose) for the Zipf draw
     std::vector<uint32_t> alias;
     std::vector<float> bias_click;  // per id
     std::vector<float> bias_cvr;
-    std::vector<float> emb;         // [vocab, latent_dim]
-    std::vector<float> emb_cvr;     // [vocab, latent_dim]
+    std::vector<float> emb;      // [vocab, latent_dim]
+    std::vector<float> emb_cvr;  // [vocab, latent_dim]
   };
   void fill_block(int64_t block, AliCcpRows& out, int64_t at, int64_t from, int64_t to) const;
   void logits(const int64_t* ids, const float* dense, double& click, double& cvr) const;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-
 #include <nlohmann/json.hpp>
 
 #include "rechub/core/error.h"
@@ -46,10 +45,14 @@ Vocabulary Vocabulary::from_json(const nlohmann::json& j, const std::string& ori
 
 const char* normalization_name(Normalization n) {
   switch (n) {
-    case Normalization::none: return "none";
-    case Normalization::min_max: return "min_max";
-    case Normalization::standard: return "standard";
-    case Normalization::log_standard: return "log_standard";
+    case Normalization::none:
+      return "none";
+    case Normalization::min_max:
+      return "min_max";
+    case Normalization::standard:
+      return "standard";
+    case Normalization::log_standard:
+      return "log_standard";
   }
   return "?";
 }

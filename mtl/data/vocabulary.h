@@ -8,12 +8,11 @@
 // fitted on the training split.
 #include <cmath>
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "rechub/mtl/data/dictionary.h"
 
@@ -57,7 +56,7 @@ struct Normalizer {
   Normalization kind = Normalization::none;
   double shift = 0;  // y = (x - shift) * scale
   double scale = 1;
-  float fill = 0;    // the raw value that stands for a missing one (NaN)
+  float fill = 0;  // the raw value that stands for a missing one (NaN)
 
   float apply(float raw) const {
     double x = raw != raw ? fill : raw;  // NaN: missing
@@ -77,7 +76,7 @@ struct Normalizer {
 
    private:
     int64_t n_ = 0;
-    double mean_ = 0, m2_ = 0;  // Welford
+    double mean_ = 0, m2_ = 0;          // Welford
     double log_mean_ = 0, log_m2_ = 0;  // the same on signed_log1p(x)
     double min_ = 0, max_ = 0;
   };

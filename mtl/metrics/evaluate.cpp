@@ -105,8 +105,8 @@ std::vector<std::vector<double>> predict_rows(models::MultiTaskModel& model, con
     const data::Batch batch = data.range_batch(b, std::min(n, b + batch_size));
     const models::ModelOutput o = model.forward(batch);
     const Tensor P = o.prediction_matrix().to(Device::cpu());  // one read per batch on a device model
-    RECHUB_CHECK(P.dim() == 2 && P.size(1) == T, "model returned predictions " << shape_str(P.shape()) << " for "
-                                                                               << T << " tasks");
+    RECHUB_CHECK(P.dim() == 2 && P.size(1) == T,
+                 "model returned predictions " << shape_str(P.shape()) << " for " << T << " tasks");
     for (int64_t t = 0; t < T; ++t) {
       const auto col = column_of(P, t);
       out[static_cast<size_t>(t)].insert(out[static_cast<size_t>(t)].end(), col.begin(), col.end());
@@ -125,9 +125,8 @@ std::vector<std::vector<double>> predict_rows(models::MultiTaskModel& model, con
 
 EvalResult evaluate_multi_task(models::MultiTaskModel& model, const data::BatchSource& data, const EvalOptions& opt) {
   const int64_t T = model.num_tasks(), n = data.rows();
-  RECHUB_CHECK(data.num_tasks() == T, "evaluate_multi_task: the data has " << data.num_tasks()
-                                                                           << " label columns, the model " << T
-                                                                           << " tasks");
+  RECHUB_CHECK(data.num_tasks() == T, "evaluate_multi_task: the data has "
+                                          << data.num_tasks() << " label columns, the model " << T << " tasks");
   RECHUB_CHECK(n > 0, "evaluate_multi_task: the data has no rows");
   RECHUB_CHECK(opt.groups.empty() || static_cast<int64_t>(opt.groups.size()) == n,
                "evaluate_multi_task: " << opt.groups.size() << " group ids for " << n << " rows");

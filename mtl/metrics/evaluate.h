@@ -16,10 +16,9 @@
 // LogLoss of pCVR on the clicked rows (label: the CTCVR label of those rows).
 #include <cmath>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "rechub/mtl/data/dataset.h"
 #include "rechub/mtl/data/loader.h"

@@ -56,7 +56,10 @@ std::string pct(double v) {
 }  // namespace
 
 nlohmann::json GateStats::to_json() const {
-  return {{"experts", experts}, {"rows", rows}, {"mean_weight", mean_weight}, {"entropy", entropy},
+  return {{"experts", experts},
+          {"rows", rows},
+          {"mean_weight", mean_weight},
+          {"entropy", entropy},
           {"top_share", top_share}};
 }
 
@@ -129,14 +132,13 @@ GateReport gate_statistics(models::MultiTaskModel& model, const data::BatchSourc
   // "shared", serves every task).
   const bool ple = model.kind() == "ple";
   std::map<std::string, std::vector<const GateStats*>> task_gates;  // level -> gates
-  std::map<std::string, std::vector<double>> weight_of;              // expert -> its weight in each gate
+  std::map<std::string, std::vector<double>> weight_of;             // expert -> its weight in each gate
   for (const auto& s : r.gates) {
     const std::string level = ple ? s.gate.substr(0, s.gate.find('.')) : "";
     if (!ple || s.gate.substr(s.gate.find('.') + 1) != "shared") task_gates[level].push_back(&s);
     for (size_t e = 0; e < s.experts.size(); ++e) weight_of[s.experts[e]].push_back(s.mean_weight[e]);
   }
-  const std::string advice =
-      "more dropout on the gates' inputs (--dropout), a lower learning rate, or fewer experts";
+  const std::string advice = "more dropout on the gates' inputs (--dropout), a lower learning rate, or fewer experts";
   for (const auto& [level, gates] : task_gates) {
     std::map<std::string, std::vector<double>> in_all;  // expert -> weight in each task gate of the level
     for (const GateStats* s : gates)

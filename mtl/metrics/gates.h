@@ -15,10 +15,9 @@
 // (and appears in every task's gate: MMoE's experts, PLE's shared experts), and an expert under 1 %
 // in every gate it appears in, each with what can be done. Models without gates give no gates.
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "rechub/mtl/data/dataset.h"
 #include "rechub/mtl/models/model.h"

@@ -42,8 +42,9 @@ AITM::AITM(const AITMConfig& c) : config_(c) {
   const int64_t T = num_tasks(), d = c.hidden_units.back();
   bottoms_ = std::make_unique<MLPList>(*this, "bottoms", T, input_dim(), c.hidden_units, c.activation, c.dropout, false,
                                        &init);
-  towers_ = std::make_unique<MLPList>(*this, "towers", tower_units_of_tasks(c.tower_units, c.tower_units_per_task, T, "AITM"),
-                                      d, c.activation, c.dropout, true, &init);
+  towers_ =
+      std::make_unique<MLPList>(*this, "towers", tower_units_of_tasks(c.tower_units, c.tower_units_per_task, T, "AITM"),
+                                d, c.activation, c.dropout, true, &init);
   if (T > 1) {
     // torch-rechub's info gate: MLP(d, dims=[d], output_layer=False) with its defaults (relu, no dropout).
     info_ =

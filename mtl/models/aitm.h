@@ -26,8 +26,8 @@ struct AITMConfig {
   // One tower per task with its own hidden widths, in task order (torch-rechub's tower_params_list);
   // empty: tower_units for every task.
   std::vector<std::vector<int64_t>> tower_units_per_task{};
-  int64_t num_tasks = -1;                      // -1: from task_names / task_types, else 2
-  std::vector<TaskType> task_types{};          // must all be binary
+  int64_t num_tasks = -1;              // -1: from task_names / task_types, else 2
+  std::vector<TaskType> task_types{};  // must all be binary
   std::vector<std::string> task_names{};
   std::string activation = "relu";
   double calibrator_weight = 0.0;  // the label-constraint weight (the paper uses 0.6); 0: off

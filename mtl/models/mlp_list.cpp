@@ -60,8 +60,8 @@ MLPList::MLPList(nn::Module& parent, const std::string& name, const std::vector<
   }
   output_dim_ = mlps_[0]->output_dim();
   for (const auto& m : mlps_)
-    RECHUB_CHECK(m->output_dim() == output_dim_, name << ": the MLPs' outputs differ in width (" << output_dim_
-                                                       << " vs " << m->output_dim() << ")");
+    RECHUB_CHECK(m->output_dim() == output_dim_,
+                 name << ": the MLPs' outputs differ in width (" << output_dim_ << " vs " << m->output_dim() << ")");
 }
 
 std::vector<ops::ExpertLayerParams> MLPList::block_params(int64_t first, int64_t count) const {

@@ -52,8 +52,9 @@ MMoE::MMoE(const MMoEConfig& c, bool one_gate) : config_(c), one_gate_(one_gate)
       gates_.push_back(list->register_module(std::to_string(t),
                                              std::make_shared<nn::Linear>(input_dim(), c.num_experts, true, &init)));
   }
-  towers_ = std::make_unique<MLPList>(*this, "towers", tower_units_of_tasks(c.tower_units, c.tower_units_per_task, T, k),
-                                      c.expert_units.back(), c.tower_activation, c.dropout, true, &init);
+  towers_ =
+      std::make_unique<MLPList>(*this, "towers", tower_units_of_tasks(c.tower_units, c.tower_units_per_task, T, k),
+                                c.expert_units.back(), c.tower_activation, c.dropout, true, &init);
 }
 
 ModelOutput MMoE::forward(const Tensor& sparse, const Tensor& dense) {

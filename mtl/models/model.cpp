@@ -17,7 +17,8 @@ std::vector<std::vector<int64_t>> tower_units_of_tasks(const std::vector<int64_t
   RECHUB_CHECK(static_cast<int64_t>(per_task.size()) == num_tasks,
                what << ": " << per_task.size() << " tower shapes for " << num_tasks << " tasks (one list per task)");
   for (size_t t = 0; t < per_task.size(); ++t)
-    for (int64_t u : per_task[t]) RECHUB_CHECK(u > 0, what << ": task " << t << "'s tower widths must be > 0, got " << u);
+    for (int64_t u : per_task[t])
+      RECHUB_CHECK(u > 0, what << ": task " << t << "'s tower widths must be > 0, got " << u);
   return per_task;
 }
 

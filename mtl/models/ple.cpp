@@ -61,8 +61,9 @@ PLE::PLE(const PLEConfig& c) : config_(c) {
           "gate_shared", std::make_shared<nn::Linear>(in, T * c.num_experts + c.num_shared_experts, true, &init));
     levels_.push_back(std::move(L));
   }
-  towers_ = std::make_unique<MLPList>(*this, "towers", tower_units_of_tasks(c.tower_units, c.tower_units_per_task, T, "PLE"),
-                                      h, c.tower_activation, c.dropout, true, &init);
+  towers_ =
+      std::make_unique<MLPList>(*this, "towers", tower_units_of_tasks(c.tower_units, c.tower_units_per_task, T, "PLE"),
+                                h, c.tower_activation, c.dropout, true, &init);
 }
 
 ModelOutput PLE::forward(const Tensor& sparse, const Tensor& dense) {

@@ -36,7 +36,8 @@ SharedBottom::SharedBottom(const SharedBottomConfig& c) : config_(c) {
   bottom_ = std::make_unique<MLPList>(*this, "bottom_mlp", 1, input_dim(), c.hidden_units, c.activation, c.dropout,
                                       false, &init, false);
   towers_ = std::make_unique<MLPList>(
-      *this, "towers", tower_units_of_tasks(c.task_hidden_units, c.task_hidden_units_per_task, num_tasks(), "SharedBottom"),
+      *this, "towers",
+      tower_units_of_tasks(c.task_hidden_units, c.task_hidden_units_per_task, num_tasks(), "SharedBottom"),
       c.hidden_units.back(), c.activation, c.dropout, true, &init);
 }
 

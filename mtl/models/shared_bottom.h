@@ -17,9 +17,9 @@ struct SharedBottomConfig {
   // One tower per task with its own hidden widths, in task order (torch-rechub's tower_params_list);
   // empty: task_hidden_units for every task.
   std::vector<std::vector<int64_t>> task_hidden_units_per_task{};
-  int64_t num_tasks = -1;                      // -1: from task_types / task_names, else 2
-  std::vector<TaskType> task_types{};          // empty: all binary
-  std::vector<std::string> task_names{};       // empty: task0, task1, ...
+  int64_t num_tasks = -1;                 // -1: from task_types / task_names, else 2
+  std::vector<TaskType> task_types{};     // empty: all binary
+  std::vector<std::string> task_names{};  // empty: task0, task1, ...
   std::string activation = "relu";
   double dropout = 0.0;
   bool fused = true;

@@ -21,7 +21,8 @@ Predictor::Predictor(const std::string& path, Device device) {
 }
 
 const data::Preprocessor& Predictor::preprocessor() const {
-  RECHUB_CHECK(prep_ != nullptr, "this checkpoint carries no preprocessor (vocabularies); predict from encoded batches");
+  RECHUB_CHECK(prep_ != nullptr,
+               "this checkpoint carries no preprocessor (vocabularies); predict from encoded batches");
   return *prep_;
 }
 

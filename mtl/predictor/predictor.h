@@ -10,10 +10,9 @@
 // threads at once: the model is only read (eval-mode layers keep no per-call state), gradient
 // mode is thread-local, and each call encodes its own batch.
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "rechub/mtl/data/dataset.h"
 #include "rechub/mtl/data/preprocessor.h"

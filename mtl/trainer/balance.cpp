@@ -25,8 +25,8 @@ double dense_dot(const T* a, const T* b, int64_t n) {
 }
 
 double dense_dot_any(const Tensor& a, const Tensor& b, int64_t a_off, int64_t b_off, int64_t n) {
-  RECHUB_CHECK(a.dtype() == b.dtype(), "gradient dtypes differ: " << dtype_name(a.dtype()) << " vs "
-                                                                  << dtype_name(b.dtype()));
+  RECHUB_CHECK(a.dtype() == b.dtype(),
+               "gradient dtypes differ: " << dtype_name(a.dtype()) << " vs " << dtype_name(b.dtype()));
   if (a.dtype() == DType::f32) return dense_dot(a.data<float>() + a_off, b.data<float>() + b_off, n);
   if (a.dtype() == DType::f64) return dense_dot(a.data<double>() + a_off, b.data<double>() + b_off, n);
   RECHUB_FAIL("gradients must be f32 or f64, got " << dtype_name(a.dtype()));
@@ -309,8 +309,8 @@ class MetaBalance : public TaskBalancer {
     const size_t n = losses.size(), np = p.params.size();
     const auto g = task_gradients(losses, w_, p.params, labelled_);
     if (norms_.empty()) norms_.assign(np, std::vector<double>(n, 0.0));
-    RECHUB_CHECK(norms_.size() == np, "metabalance: the state holds " << norms_.size() << " parameters, the model "
-                                                                      << np);
+    RECHUB_CHECK(norms_.size() == np,
+                 "metabalance: the state holds " << norms_.size() << " parameters, the model " << np);
     if (warned_.size() != np) warned_.assign(np, false);
     for (size_t k = 0; k < np; ++k) {
       Tensor sum;
@@ -361,9 +361,7 @@ class MetaBalance : public TaskBalancer {
   }
   std::vector<double> weights() const override { return w_; }
   nlohmann::json state() const override { return {{"norms", norms_}}; }
-  void load_state(const nlohmann::json& j) override {
-    norms_ = j.at("norms").get<std::vector<std::vector<double>>>();
-  }
+  void load_state(const nlohmann::json& j) override { norms_ = j.at("norms").get<std::vector<std::vector<double>>>(); }
 
  private:
   std::vector<double> w_;
@@ -378,7 +376,8 @@ class MetaBalance : public TaskBalancer {
 
 class Uncertainty : public TaskBalancer {
  public:
-  Uncertainty(std::vector<data::TaskType> types, double lr) : types_(std::move(types)), s_(types_.size(), 0.0), lr_(lr) {}
+  Uncertainty(std::vector<data::TaskType> types, double lr)
+      : types_(std::move(types)), s_(types_.size(), 0.0), lr_(lr) {}
   std::string name() const override { return "uwl"; }
   void backward(const std::vector<Tensor>& losses, const BalanceParams&) override {
     const std::vector<double> L = loss_values(losses);
@@ -515,7 +514,6 @@ class PCGrad : public TaskBalancer {
   std::vector<double> w_;
   Generator gen_;
 };
-
 
 // ---- MGDA -----------------------------------------------------------------------------------------
 
@@ -705,8 +703,8 @@ std::vector<double> min_norm_weights(const std::vector<double>& M, size_t n) {
 }
 
 std::vector<double> cagrad_weights(const std::vector<double>& M, size_t n, double cp) {
-  RECHUB_CHECK(M.size() == n * n, "cagrad_weights: a " << n << "x" << n << " Gram matrix needs " << n * n
-                                                       << " entries, got " << M.size());
+  RECHUB_CHECK(M.size() == n * n,
+               "cagrad_weights: a " << n << "x" << n << " Gram matrix needs " << n * n << " entries, got " << M.size());
   if (n == 0) return {};
   const double b = 1.0 / static_cast<double>(n);
   std::vector<double> x(n, b), Mx(n), grad(n);
@@ -760,8 +758,7 @@ std::vector<double> cagrad_weights(const std::vector<double>& M, size_t n, doubl
   return x;
 }
 
-namespace {
-}  // namespace
+namespace {}  // namespace
 
 std::vector<std::string> balance_strategies() {
   return {"fixed", "gradnorm", "metabalance", "uwl", "dwa", "pcgrad", "mgda", "cagrad"};
@@ -773,7 +770,8 @@ std::unique_ptr<TaskBalancer> make_balancer(int64_t num_tasks, const BalanceOpti
   if (w.empty()) w.assign(static_cast<size_t>(num_tasks), 1.0);
   RECHUB_CHECK(static_cast<int64_t>(w.size()) == num_tasks,
                "task_weights: " << w.size() << " weights for " << num_tasks << " tasks");
-  for (double x : w) RECHUB_CHECK(std::isfinite(x) && x >= 0, "task_weights: every weight must be finite and >= 0, got " << x);
+  for (double x : w)
+    RECHUB_CHECK(std::isfinite(x) && x >= 0, "task_weights: every weight must be finite and >= 0, got " << x);
   const std::string& s = o.strategy;
   if (s == "fixed" || s.empty()) return std::make_unique<FixedWeights>(w);
   if (s == "gradnorm") {
@@ -816,8 +814,8 @@ std::unique_ptr<TaskBalancer> make_balancer(int64_t num_tasks, const BalanceOpti
     RECHUB_CHECK(std::isfinite(o.cagrad_c) && o.cagrad_c >= 0, "cagrad_c must be finite and >= 0, got " << o.cagrad_c);
     return std::make_unique<CAGrad>(w, o.cagrad_c);
   }
-  RECHUB_FAIL("unknown task balancing strategy '" << s
-                                                  << "' (expected fixed, gradnorm, metabalance, uwl, dwa, pcgrad, mgda or cagrad)");
+  RECHUB_FAIL("unknown task balancing strategy '"
+              << s << "' (expected fixed, gradnorm, metabalance, uwl, dwa, pcgrad, mgda or cagrad)");
 }
 
 }  // namespace rechub::trainer

@@ -72,11 +72,10 @@
 // (metabalance, pcgrad, mgda, cagrad), or are replaced by the strategy's own (gradnorm, uwl, dwa).
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "rechub/core/rng.h"
 #include "rechub/core/tensor.h"
@@ -87,9 +86,9 @@ namespace rechub::trainer {
 // What a strategy sees of the model: every trainable parameter, which are shared, and GradNorm's W.
 struct BalanceParams {
   std::vector<Tensor> params{};
-  std::vector<bool> shared{};           // per entry of params
-  std::vector<Tensor> last_shared{};    // GradNorm's W (one or more tensors, as one vector)
-  std::vector<std::string> names{};     // per entry of params (warnings); may be empty
+  std::vector<bool> shared{};         // per entry of params
+  std::vector<Tensor> last_shared{};  // GradNorm's W (one or more tensors, as one vector)
+  std::vector<std::string> names{};   // per entry of params (warnings); may be empty
 };
 
 struct BalanceOptions {

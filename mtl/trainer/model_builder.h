@@ -13,13 +13,13 @@
 namespace rechub::trainer {
 
 struct ModelSizes {
-  int64_t embed_dim = 0;                     // > 0: every sparse feature's embedding width
+  int64_t embed_dim = 0;                       // > 0: every sparse feature's embedding width
   std::vector<int64_t> hidden_units{128, 64};  // shared_bottom's bottom, aitm's per-task bottom
   std::vector<int64_t> esmm_hidden_units{};    // esmm: an MLP shared by both towers (empty: none, as in the paper)
   std::vector<int64_t> expert_units{128, 64};  // mmoe, omoe, ple
-  int64_t num_experts = 4;                   // mmoe/omoe; ple: per task and level
-  int64_t num_shared_experts = 2;            // ple
-  int64_t num_layers = 2;                    // ple
+  int64_t num_experts = 4;                     // mmoe/omoe; ple: per task and level
+  int64_t num_shared_experts = 2;              // ple
+  int64_t num_layers = 2;                      // ple
   std::vector<int64_t> tower_units{64, 32};
   std::vector<std::vector<int64_t>> tower_units_per_task{};  // one list per task, in task order (empty: tower_units)
   double dropout = 0;

@@ -26,8 +26,8 @@ nlohmann::json EpochRecord::to_json(const std::vector<std::string>& tasks) const
     loss[tasks[i]] = num(i < train_loss.size() ? train_loss[i] : NAN);
     w[tasks[i]] = num(i < weights.size() ? weights[i] : NAN);
   }
-  nlohmann::json j = {{"epoch", epoch}, {"train_loss", loss}, {"task_weights", w},
-                      {"seconds", seconds}, {"rows_per_s", rows_per_s}};
+  nlohmann::json j = {
+      {"epoch", epoch}, {"train_loss", loss}, {"task_weights", w}, {"seconds", seconds}, {"rows_per_s", rows_per_s}};
   if (has_val) j["val"] = val.to_json();
   if (!gates.is_null()) j["gates"] = gates;
   if (!train_labelled.empty()) {
@@ -108,11 +108,20 @@ std::string esc(const std::string& s) {
   std::string o;
   for (char c : s) {
     switch (c) {
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '&': o += "&amp;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '&':
+        o += "&amp;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      default:
+        o += c;
     }
   }
   return o;
@@ -136,15 +145,16 @@ struct Series {
 // One panel: axes, 5 ticks on y, epochs on x, a polyline with markers per series, a legend.
 void panel(std::ostringstream& os, double x0, double y0, double w, double h, const std::string& title,
            const std::vector<Series>& series, int64_t n_epochs) {
-  os << "<g>\n<text x='" << x0 + w / 2 << "' y='" << y0 - 8 << "' text-anchor='middle' font-size='14' font-weight='bold'>"
-     << esc(title) << "</text>\n";
+  os << "<g>\n<text x='" << x0 + w / 2 << "' y='" << y0 - 8
+     << "' text-anchor='middle' font-size='14' font-weight='bold'>" << esc(title) << "</text>\n";
   os << "<rect x='" << x0 << "' y='" << y0 << "' width='" << w << "' height='" << h
      << "' fill='white' stroke='#444'/>\n";
   double lo = INFINITY, hi = -INFINITY;
   for (const auto& s : series)
     for (auto [e, v] : s.pts) lo = std::min(lo, v), hi = std::max(hi, v);
   if (!std::isfinite(lo)) {
-    os << "<text x='" << x0 + w / 2 << "' y='" << y0 + h / 2 << "' text-anchor='middle' fill='#888'>no data</text>\n</g>\n";
+    os << "<text x='" << x0 + w / 2 << "' y='" << y0 + h / 2
+       << "' text-anchor='middle' fill='#888'>no data</text>\n</g>\n";
     return;
   }
   if (hi - lo < 1e-12) lo -= 0.5 * std::max(std::abs(lo), 1e-3), hi += 0.5 * std::max(std::abs(hi), 1e-3);
@@ -160,8 +170,8 @@ void panel(std::ostringstream& os, double x0, double y0, double w, double h, con
   }
   const int64_t step = std::max<int64_t>(1, (n_epochs + 9) / 10);
   for (int64_t e = 1; e <= n_epochs; e += step)
-    os << "<text x='" << X(static_cast<double>(e)) << "' y='" << y0 + h + 14
-       << "' text-anchor='middle' font-size='10'>" << e << "</text>\n";
+    os << "<text x='" << X(static_cast<double>(e)) << "' y='" << y0 + h + 14 << "' text-anchor='middle' font-size='10'>"
+       << e << "</text>\n";
   os << "<text x='" << x0 + w / 2 << "' y='" << y0 + h + 28 << "' text-anchor='middle' font-size='11'>epoch</text>\n";
   for (size_t s = 0; s < series.size(); ++s) {
     const char* c = kColors[s % 8];
@@ -226,7 +236,8 @@ std::string report_svg(const std::vector<EpochRecord>& history, const std::vecto
       const auto w = s.value("mean_weight", std::vector<double>{});
       if (it->second.size() < w.size()) it->second.resize(w.size());
       for (size_t e = 0; e < w.size(); ++e) {
-        if (it->second[e].name.empty()) it->second[e].name = e < names.size() ? names[e] : "expert " + std::to_string(e);
+        if (it->second[e].name.empty())
+          it->second[e].name = e < names.size() ? names[e] : "expert " + std::to_string(e);
         if (std::isfinite(w[e])) it->second[e].pts.push_back({static_cast<double>(r.epoch + 1), w[e]});
       }
     }
@@ -234,8 +245,8 @@ std::string report_svg(const std::vector<EpochRecord>& history, const std::vecto
   const double W = 1200, H = 420 + 380 * static_cast<double>((gate_panels.size() + 2) / 3);
   std::ostringstream os;
   os << std::setprecision(6);
-  os << "<?xml version='1.0' encoding='UTF-8'?>\n<svg xmlns='http://www.w3.org/2000/svg' width='" << W
-     << "' height='" << H << "' viewBox='0 0 " << W << " " << H << "' font-family='sans-serif'>\n";
+  os << "<?xml version='1.0' encoding='UTF-8'?>\n<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='"
+     << H << "' viewBox='0 0 " << W << " " << H << "' font-family='sans-serif'>\n";
   os << "<rect width='100%' height='100%' fill='#fafafa'/>\n";
   os << "<text x='" << W / 2 << "' y='24' text-anchor='middle' font-size='16'>" << esc(title) << "</text>\n";
   panel(os, 70, 70, 300, 290, "training loss", loss, n_epochs);
@@ -263,10 +274,9 @@ std::string ProgressLine::line(int64_t done, const std::vector<double>& loss, co
   const double rate = secs > 0 ? static_cast<double>(done) / secs : 0;
   const double eta = rate > 0 ? static_cast<double>(rows_ - done) / rate : 0;
   std::ostringstream os;
-  os << "epoch " << epoch_ + 1 << "/" << n_epochs_ << " " << std::setw(3)
-     << (rows_ > 0 ? 100 * done / rows_ : 100) << "% " << std::fixed << std::setprecision(0) << rate << " rows/s ETA "
-     << static_cast<int64_t>(eta) / 60 << ":" << std::setw(2) << std::setfill('0') << static_cast<int64_t>(eta) % 60
-     << std::setfill(' ') << "  loss";
+  os << "epoch " << epoch_ + 1 << "/" << n_epochs_ << " " << std::setw(3) << (rows_ > 0 ? 100 * done / rows_ : 100)
+     << "% " << std::fixed << std::setprecision(0) << rate << " rows/s ETA " << static_cast<int64_t>(eta) / 60 << ":"
+     << std::setw(2) << std::setfill('0') << static_cast<int64_t>(eta) % 60 << std::setfill(' ') << "  loss";
   os << std::setprecision(4);
   for (size_t t = 0; t < tasks_.size() && t < loss.size(); ++t) os << " " << tasks_[t] << " " << loss[t];
   os << "  w" << std::setprecision(3);
@@ -285,9 +295,10 @@ void ProgressLine::update(int64_t done, const std::vector<double>& loss, const s
 void ProgressLine::end_epoch(const EpochRecord& rec) {
   if (!enabled_) return;
   std::ostringstream os;
-  os << "epoch " << rec.epoch << "/" << n_epochs_ << " " << std::fixed << std::setprecision(1) << rec.seconds
-     << "s " << std::setprecision(0) << rec.rows_per_s << " rows/s  loss" << std::setprecision(4);
-  for (size_t t = 0; t < tasks_.size() && t < rec.train_loss.size(); ++t) os << " " << tasks_[t] << " " << rec.train_loss[t];
+  os << "epoch " << rec.epoch << "/" << n_epochs_ << " " << std::fixed << std::setprecision(1) << rec.seconds << "s "
+     << std::setprecision(0) << rec.rows_per_s << " rows/s  loss" << std::setprecision(4);
+  for (size_t t = 0; t < tasks_.size() && t < rec.train_loss.size(); ++t)
+    os << " " << tasks_[t] << " " << rec.train_loss[t];
   os << "  w" << std::setprecision(3);
   for (double x : rec.weights) os << " " << x;
   if (rec.has_val) {

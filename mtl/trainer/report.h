@@ -4,17 +4,16 @@
 // regression tasks — and task weights by epoch), and a live progress line on stderr.
 #include <chrono>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "rechub/mtl/metrics/evaluate.h"
 
 namespace rechub::trainer {
 
 struct EpochRecord {
-  int64_t epoch = 0;  // 1 for the first epoch, as in the log, metrics.jsonl and best_epoch()
+  int64_t epoch = 0;                 // 1 for the first epoch, as in the log, metrics.jsonl and best_epoch()
   std::vector<double> train_loss{};  // per task, mean over the epoch's rows (unweighted)
   std::vector<double> weights{};     // task weights at the end of the epoch
   bool has_val = false;

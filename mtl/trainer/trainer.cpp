@@ -1,13 +1,13 @@
 #include "rechub/mtl/trainer/trainer.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
-#include <iostream>
-#include <array>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <iostream>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -198,7 +198,8 @@ MTLTrainer::MTLTrainer(std::shared_ptr<models::MultiTaskModel> model, TrainerOpt
   const int64_t T = model_->num_tasks();
   RECHUB_CHECK(opts_.pos_weights.empty() || static_cast<int64_t>(opts_.pos_weights.size()) == T,
                "MTLTrainer: " << opts_.pos_weights.size() << " pos_weights for " << T << " tasks");
-  for (double w : opts_.pos_weights) RECHUB_CHECK(std::isfinite(w) && w > 0, "MTLTrainer: pos_weights must be > 0, got " << w);
+  for (double w : opts_.pos_weights)
+    RECHUB_CHECK(std::isfinite(w) && w > 0, "MTLTrainer: pos_weights must be > 0, got " << w);
   RECHUB_CHECK(opts_.clip_grad_norm >= 0, "MTLTrainer: clip_grad_norm must be >= 0, got " << opts_.clip_grad_norm);
   RECHUB_CHECK(opts_.earlystop_patience >= 0, "MTLTrainer: earlystop_patience must be >= 0");
   {
@@ -218,22 +219,26 @@ MTLTrainer::MTLTrainer(std::shared_ptr<models::MultiTaskModel> model, TrainerOpt
   };
   for (const auto& [name, lr] : opts_.task_specific_lr) {
     task_index(name, "task_specific_lr");
-    RECHUB_CHECK(std::isfinite(lr) && lr > 0, "MTLTrainer: task_specific_lr of '" << name << "' must be > 0, got " << lr);
+    RECHUB_CHECK(std::isfinite(lr) && lr > 0,
+                 "MTLTrainer: task_specific_lr of '" << name << "' must be > 0, got " << lr);
   }
-  if (!opts_.earlystop_task.empty() && opts_.earlystop_task != "mean") task_index(opts_.earlystop_task, "earlystop_task");
+  if (!opts_.earlystop_task.empty() && opts_.earlystop_task != "mean")
+    task_index(opts_.earlystop_task, "earlystop_task");
   RECHUB_CHECK(std::isfinite(opts_.earlystop_min_delta) && opts_.earlystop_min_delta >= 0,
                "MTLTrainer: earlystop_min_delta must be >= 0, got " << opts_.earlystop_min_delta);
   if (opts_.earlystop_task.empty() || opts_.earlystop_task == "mean") {
     bool mixed = false;
     for (auto t : model_->task_types()) mixed = mixed || t != model_->task_types()[0];
-    RECHUB_CHECK(!mixed || opts_.earlystop_metric == "mse" || opts_.earlystop_metric == "mae" || opts_.earlystop_patience == 0,
-                 "MTLTrainer: early stopping on the mean of the tasks needs tasks of one kind, but these are binary and "
-                 "regression tasks: set earlystop_task to one task (or earlystop_metric to mse/mae)");
+    RECHUB_CHECK(
+        !mixed || opts_.earlystop_metric == "mse" || opts_.earlystop_metric == "mae" || opts_.earlystop_patience == 0,
+        "MTLTrainer: early stopping on the mean of the tasks needs tasks of one kind, but these are binary and "
+        "regression tasks: set earlystop_task to one task (or earlystop_metric to mse/mae)");
   }
   if (!opts_.earlystop_metric.empty())
-    RECHUB_CHECK(opts_.earlystop_metric == "auc" || opts_.earlystop_metric == "logloss" ||
-                     opts_.earlystop_metric == "mse" || opts_.earlystop_metric == "mae",
-                 "MTLTrainer: earlystop_metric must be auc, logloss, mse or mae, got '" << opts_.earlystop_metric << "'");
+    RECHUB_CHECK(
+        opts_.earlystop_metric == "auc" || opts_.earlystop_metric == "logloss" || opts_.earlystop_metric == "mse" ||
+            opts_.earlystop_metric == "mae",
+        "MTLTrainer: earlystop_metric must be auc, logloss, mse or mae, got '" << opts_.earlystop_metric << "'");
 
   // The model moves before the optimizer exists, so its state is created on the device.
   if (model_->device() != opts_.device) {
@@ -289,14 +294,18 @@ void MTLTrainer::build_optimizer() {
   const auto& tasks = model_->task_names();
   std::vector<nn::ParamGroup> groups;
   std::set<const TensorImpl*> seen;
-  nn::ParamGroup shared{.params = layers.shared, .lr = opts_.optimizer_params.lr,
-                        .weight_decay = opts_.optimizer_params.weight_decay, .name = "shared"};
+  nn::ParamGroup shared{.params = layers.shared,
+                        .lr = opts_.optimizer_params.lr,
+                        .weight_decay = opts_.optimizer_params.weight_decay,
+                        .name = "shared"};
   for (const Tensor& p : layers.shared) seen.insert(p.impl());
   std::vector<nn::ParamGroup> task_groups;
   for (size_t t = 0; t < layers.task.size(); ++t) {
     auto it = opts_.task_specific_lr.find(tasks[t]);
-    nn::ParamGroup g{.params = {}, .lr = it != opts_.task_specific_lr.end() ? it->second : opts_.optimizer_params.lr,
-                     .weight_decay = opts_.optimizer_params.weight_decay, .name = "task:" + tasks[t]};
+    nn::ParamGroup g{.params = {},
+                     .lr = it != opts_.task_specific_lr.end() ? it->second : opts_.optimizer_params.lr,
+                     .weight_decay = opts_.optimizer_params.weight_decay,
+                     .name = "task:" + tasks[t]};
     for (const Tensor& p : layers.task[t])
       if (seen.insert(p.impl()).second) g.params.push_back(p);
     task_groups.push_back(std::move(g));
@@ -327,10 +336,18 @@ void MTLTrainer::build_optimizer() {
     return;
   }
   switch (opts_.optimizer_params.kind) {
-    case OptimizerKind::adam: optimizer_ = std::make_unique<nn::Adam>(std::move(groups)); break;
-    case OptimizerKind::adamw: optimizer_ = std::make_unique<nn::AdamW>(std::move(groups)); break;
-    case OptimizerKind::sgd: optimizer_ = std::make_unique<nn::SGD>(std::move(groups)); break;
-    case OptimizerKind::adagrad: optimizer_ = std::make_unique<nn::Adagrad>(std::move(groups)); break;
+    case OptimizerKind::adam:
+      optimizer_ = std::make_unique<nn::Adam>(std::move(groups));
+      break;
+    case OptimizerKind::adamw:
+      optimizer_ = std::make_unique<nn::AdamW>(std::move(groups));
+      break;
+    case OptimizerKind::sgd:
+      optimizer_ = std::make_unique<nn::SGD>(std::move(groups));
+      break;
+    case OptimizerKind::adagrad:
+      optimizer_ = std::make_unique<nn::Adagrad>(std::move(groups));
+      break;
   }
 }
 
@@ -403,19 +420,20 @@ nlohmann::json MTLTrainer::trainer_state(int64_t epochs_done) const {
 nlohmann::json MTLTrainer::run_settings() const {
   nlohmann::json task_lr = nlohmann::json::object();
   for (const auto& [task, lr] : opts_.task_specific_lr) task_lr[task] = lr;
-  nlohmann::json j = {{"lr", opts_.optimizer_params.lr},
-                      {"task_lr", task_lr},
-                      {"weight_decay", opts_.optimizer_params.weight_decay},
-                      {"optimizer", optimizer_ ? optimizer_->kind()
-                                               : std::string(std::array<const char*, 4>{"adam", "adamw", "sgd", "adagrad"}.at(
-                                                     static_cast<size_t>(opts_.optimizer_params.kind)))},
-                      {"clip_grad_norm", opts_.clip_grad_norm}};
+  nlohmann::json j = {
+      {"lr", opts_.optimizer_params.lr},
+      {"task_lr", task_lr},
+      {"weight_decay", opts_.optimizer_params.weight_decay},
+      {"optimizer", optimizer_ ? optimizer_->kind()
+                               : std::string(std::array<const char*, 4>{"adam", "adamw", "sgd", "adagrad"}.at(
+                                     static_cast<size_t>(opts_.optimizer_params.kind)))},
+      {"clip_grad_norm", opts_.clip_grad_norm}};
   if (opts_.lr_schedule_fn) {
     j["lr_schedule"] = "custom";
   } else if (opts_.lr_schedule != "constant" || opts_.lr_warmup_steps > 0) {
-    j["lr_schedule"] = {{"kind", opts_.lr_schedule}, {"warmup_steps", opts_.lr_warmup_steps},
+    j["lr_schedule"] = {{"kind", opts_.lr_schedule},         {"warmup_steps", opts_.lr_warmup_steps},
                         {"min_factor", opts_.lr_min_factor}, {"step_epochs", opts_.lr_step_epochs},
-                        {"gamma", opts_.lr_gamma}, {"epochs", opts_.n_epochs}};
+                        {"gamma", opts_.lr_gamma},           {"epochs", opts_.n_epochs}};
   }
   if (train_loader_) {
     j["batch_size"] = train_loader_->batch_size;
@@ -500,8 +518,8 @@ bool MTLTrainer::load_checkpoint() {
   stopped_early_ = st.value("stopped_early", false);
   const auto drops = dropouts(*model_);
   const auto& dj = st.at("dropout_generators");
-  RECHUB_CHECK(dj.size() == drops.size(), p << ": " << dj.size() << " dropout generators saved, the model has "
-                                            << drops.size());
+  RECHUB_CHECK(dj.size() == drops.size(),
+               p << ": " << dj.size() << " dropout generators saved, the model has " << drops.size());
   for (size_t i = 0; i < drops.size(); ++i) gen_load(drops[i]->generator(), dj[i]);
   // Checkpoints from before the model's own generator was saved resume without it (their dropout
   // masks after resume differ from an uninterrupted run's).
@@ -551,11 +569,11 @@ void MTLTrainer::check_tasks(const data::BatchSource& train, const data::BatchSo
   for (size_t t = 0; t < labels.size(); ++t) {
     const auto& l = labels[t];
     const int64_t have = tc.labelled[t], pos = tc.positives[t];
-    RECHUB_CHECK(have > 0, "MTLTrainer::fit: task '" << l.task << "' (column '" << l.column
-                                                     << "') has no label on any of the " << n
-                                                     << " training rows (every cell is missing"
-                                                     << (l.missing_value.empty() ? "" : " or '" + l.missing_value + "'")
-                                                     << "): there is nothing to train it on; drop the task or fix the column");
+    RECHUB_CHECK(have > 0, "MTLTrainer::fit: task '"
+                               << l.task << "' (column '" << l.column << "') has no label on any of the " << n
+                               << " training rows (every cell is missing"
+                               << (l.missing_value.empty() ? "" : " or '" + l.missing_value + "'")
+                               << "): there is nothing to train it on; drop the task or fix the column");
     if (opts_.progress && have < n)
       std::cerr << "task '" << l.task << "': " << have << " of " << n
                 << " training rows labelled; the others are left out of its loss and metrics\n";
@@ -571,9 +589,8 @@ void MTLTrainer::check_tasks(const data::BatchSource& train, const data::BatchSo
     const double rv = static_cast<double>(vc->positives[t]) / static_cast<double>(vc->labelled[t]);
     if (rt > 5 * rv || rv > 5 * rt) {
       std::ostringstream w;
-      w << "task '" << l.task << "': the positive rate differs more than 5x between training (" << rt << ", "
-        << pos << " of " << have << ") and validation (" << rv << ", " << vc->positives[t] << " of "
-        << vc->labelled[t]
+      w << "task '" << l.task << "': the positive rate differs more than 5x between training (" << rt << ", " << pos
+        << " of " << have << ") and validation (" << rv << ", " << vc->positives[t] << " of " << vc->labelled[t]
         << "). Likely causes: a split by time or by user across a change in the label's definition, "
            "down-sampling applied to one split only, or the two files' label columns differ";
       warn(w.str());
@@ -582,14 +599,13 @@ void MTLTrainer::check_tasks(const data::BatchSource& train, const data::BatchSo
   // Early stopping on a metric that is undefined on this validation set would run on NaN.
   if (opts_.earlystop_patience > 0 && vc) {
     const std::string task = opts_.earlystop_task.empty() ? model_->task_names()[0] : opts_.earlystop_task;
-    const auto t = static_cast<size_t>(
-        std::find(model_->task_names().begin(), model_->task_names().end(), task) - model_->task_names().begin());
-    const std::string metric = opts_.earlystop_metric.empty()
-                                   ? (types[t] == data::TaskType::regression ? "mse" : "auc")
-                                   : opts_.earlystop_metric;
+    const auto t = static_cast<size_t>(std::find(model_->task_names().begin(), model_->task_names().end(), task) -
+                                       model_->task_names().begin());
+    const std::string metric = opts_.earlystop_metric.empty() ? (types[t] == data::TaskType::regression ? "mse" : "auc")
+                                                              : opts_.earlystop_metric;
     const int64_t have = vc->labelled[t], pos = vc->positives[t];
-    RECHUB_CHECK(have > 0, "MTLTrainer: early stopping on task '" << task
-                                                                  << "' is refused: its validation rows have no label");
+    RECHUB_CHECK(have > 0,
+                 "MTLTrainer: early stopping on task '" << task << "' is refused: its validation rows have no label");
     RECHUB_CHECK(!(metric == "auc" && (pos == 0 || pos == have)),
                  "MTLTrainer: early stopping on the AUC of task '"
                      << task << "' is refused: every validation label is " << (pos == 0 ? "0" : "1") << " (" << have
@@ -622,7 +638,8 @@ void MTLTrainer::snapshot_best() {
   best_state_.clear();
   for (auto& [n, t] : model_->named_parameters()) best_state_.emplace_back(n, t.to(Device::cpu()).clone());
   for (auto& [n, t] : model_->named_buffers()) best_state_.emplace_back(n, t.to(Device::cpu()).clone());
-  if (!opts_.out_dir.empty() && writer()) nn::save_checkpoint(path("best.safetensors"), *model_, nullptr, model_metadata());
+  if (!opts_.out_dir.empty() && writer())
+    nn::save_checkpoint(path("best.safetensors"), *model_, nullptr, model_metadata());
 }
 
 void MTLTrainer::restore_best() {
@@ -654,11 +671,11 @@ void MTLTrainer::check_tasks_match(const data::Schema& schema, const char* split
   std::string labels;
   for (const auto& l : schema.labels)
     labels += (labels.empty() ? "" : ", ") + l.task + (l.column != l.task ? " (column " + l.column + ")" : "");
-  RECHUB_FAIL("MTLTrainer::fit: the model's tasks (" << list(want) << ") do not match the " << split
-                                                     << " data's label tasks (" << labels
-                                                     << "), in name and order: build the model with task_names = "
-                                                        "schema.task_names() ({"
-                                                     << list(have) << "}), or name the labels' tasks after the model's");
+  RECHUB_FAIL("MTLTrainer::fit: the model's tasks ("
+              << list(want) << ") do not match the " << split << " data's label tasks (" << labels
+              << "), in name and order: build the model with task_names = "
+                 "schema.task_names() ({"
+              << list(have) << "}), or name the labels' tasks after the model's");
 }
 
 void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
@@ -673,14 +690,17 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
   // Data-parallel: see TrainerOptions::communicator.
   dist::Communicator* comm = opts_.communicator && opts_.communicator->size() > 1 ? opts_.communicator.get() : nullptr;
   if (comm)
-    RECHUB_CHECK(opts_.device.is_cpu(), "MTLTrainer: training on " << comm->size() << " ranks runs on the CPU only, not "
+    RECHUB_CHECK(opts_.device.is_cpu(), "MTLTrainer: training on " << comm->size()
+                                                                   << " ranks runs on the CPU only, not "
                                                                    << opts_.device.str());
   // Tasks whose labels may be missing (data::Label::missing_ok): each batch's labels are masked,
   // and a task without a single label in the training data is refused before anything is written.
   bool may_miss = false;
   for (const auto& l : train.source().schema().labels) may_miss = may_miss || l.missing_ok;
-  RECHUB_CHECK(!(comm && may_miss), "MTLTrainer: labels that may be missing (missing_ok) are not supported yet in a "
-                                    "data-parallel run of " << comm->size() << " ranks; train in one process");
+  RECHUB_CHECK(!(comm && may_miss),
+               "MTLTrainer: labels that may be missing (missing_ok) are not supported yet in a "
+               "data-parallel run of "
+                   << comm->size() << " ranks; train in one process");
   warnings_.clear();
   check_tasks(train.source(), val ? &val->source() : nullptr);
   if (!opts_.out_dir.empty() && writer()) fs::create_directories(opts_.out_dir);
@@ -697,10 +717,11 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     if (!load_checkpoint() && opts_.progress && writer())
       std::cerr << "resume: no checkpoint in '" << opts_.out_dir << "', starting from scratch\n";
   }
-  RECHUB_CHECK(opts_.earlystop_patience == 0 || val != nullptr,
-               "MTLTrainer::fit: earlystop_patience = " << opts_.earlystop_patience
-                                                        << " needs validation data to watch: call fit(train, &val) "
-                                                           "with a validation DataLoader, or set earlystop_patience = 0");
+  RECHUB_CHECK(
+      opts_.earlystop_patience == 0 || val != nullptr,
+      "MTLTrainer::fit: earlystop_patience = " << opts_.earlystop_patience
+                                               << " needs validation data to watch: call fit(train, &val) "
+                                                  "with a validation DataLoader, or set earlystop_patience = 0");
   build_scheduler(train.num_batches());
   const bool early = opts_.earlystop_patience > 0;
   models::LossOptions lopts{.weights = {}, .pos_weights = opts_.pos_weights};
@@ -759,12 +780,12 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       const std::vector<double> lv = loss_values(losses);
       for (size_t t = 0; t < T; ++t) {
         if (!std::isfinite(lv[t]))
-          RECHUB_FAIL("training stopped: epoch " << epoch + 1 << ", batch " << b + 1 << ": the loss of task '"
-                                                 << tasks[t] << "' is " << lv[t]
-                                                 << (opts_.out_dir.empty() ? std::string()
-                                                                           : "; the checkpoint of the last finished epoch in '" +
-                                                                                 opts_.out_dir + "' is unchanged")
-                                                 << " (try a lower learning rate or gradient clipping)");
+          RECHUB_FAIL("training stopped: epoch "
+                      << epoch + 1 << ", batch " << b + 1 << ": the loss of task '" << tasks[t] << "' is " << lv[t]
+                      << (opts_.out_dir.empty()
+                              ? std::string()
+                              : "; the checkpoint of the last finished epoch in '" + opts_.out_dir + "' is unchanged")
+                      << " (try a lower learning rate or gradient clipping)");
       }
       // The schedule's t is the batch's position in the run, so a resumed run continues it exactly.
       if (scheduler_) scheduler_->set_step(epoch * train.num_batches() + b);
@@ -849,9 +870,8 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     if (!opts_.out_dir.empty() && writer()) {
       save_checkpoint(epoch + 1);
       write_file_atomic(path("metrics.jsonl"), metrics_jsonl(history_, tasks));
-      write_file_atomic(path("report.svg"),
-                        report_svg(history_, tasks, model_->task_types(),
-                                   model_->kind() + " · " + balancer_->name() + " task balancing"));
+      write_file_atomic(path("report.svg"), report_svg(history_, tasks, model_->task_types(),
+                                                       model_->kind() + " · " + balancer_->name() + " task balancing"));
     }
     if (stopped_early && opts_.progress && writer())
       std::cerr << "early stopping after epoch " << epoch + 1 << ": best epoch " << best_epoch_ + 1 << "\n";

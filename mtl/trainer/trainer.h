@@ -31,10 +31,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "rechub/core/dist/communicator.h"
 #include "rechub/mtl/data/loader.h"
@@ -76,9 +75,9 @@ struct TrainerOptions {
   // lr_warmup_steps > 0 adds a linear warm-up from 0 over that many batches before any of them.
   std::string lr_schedule = "constant";
   int64_t lr_warmup_steps = 0;
-  double lr_min_factor = 0.0;   // cosine
-  int64_t lr_step_epochs = 1;   // step
-  double lr_gamma = 0.1;        // step
+  double lr_min_factor = 0.0;  // cosine
+  int64_t lr_step_epochs = 1;  // step
+  double lr_gamma = 0.1;       // step
   // A schedule of your own instead (nn/lr_scheduler.h), with t counted in batches as above.
   std::shared_ptr<const nn::LRSchedule> lr_schedule_fn{};
   // Task weighting: "fixed" (task_weights, default all 1), "gradnorm", "metabalance", "uwl", "dwa", "pcgrad",
@@ -203,7 +202,7 @@ class MTLTrainer {
   TrainerOptions opts_;
   std::unique_ptr<nn::Optimizer> optimizer_;
   std::unique_ptr<nn::LRScheduler> scheduler_;  // null: constant learning rates
-  std::vector<double> base_lrs_;                 // each group's configured rate
+  std::vector<double> base_lrs_;                // each group's configured rate
   std::unique_ptr<TaskBalancer> balancer_;
   BalanceParams balance_params_;
   std::vector<EpochRecord> history_;

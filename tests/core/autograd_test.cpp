@@ -183,14 +183,17 @@ TEST(Autograd, DotGradNeverSharesABufferWithTheCallerOrAnotherLeaf) {
 TEST(Autograd, SparseRowsToDense) {
   auto dense_of = [](std::vector<int64_t> rows, std::vector<double> vals) {
     const int64_t n = static_cast<int64_t>(rows.size());
-    return Tensor::sparse_rows(from_vector(rows, {n}), from_vector(vals, {n, 2}, {.dtype = DType::f64}), {5, 2}).to_dense().to_vector<double>();
+    return Tensor::sparse_rows(from_vector(rows, {n}), from_vector(vals, {n, 2}, {.dtype = DType::f64}), {5, 2})
+        .to_dense()
+        .to_vector<double>();
   };
   EXPECT_EQ(dense_of({0, 3, 4}, {1, 2, 3, 4, 5, 6}), (std::vector<double>{1, 2, 0, 0, 0, 0, 3, 4, 5, 6}));
   EXPECT_EQ(dense_of({4, 1, 4}, {1, 2, 3, 4, 5, 6}), (std::vector<double>{0, 0, 3, 4, 0, 0, 0, 0, 6, 8}));
   EXPECT_EQ(dense_of({}, {}), std::vector<double>(10, 0.0));
   // coalesce returns a tensor whose rows are already strictly ascending as it is.
-  const Tensor s = Tensor::sparse_rows(from_vector(std::vector<int64_t>{0, 3}, {2}),
-                                       from_vector(std::vector<double>{1, 2, 3, 4}, {2, 2}, {.dtype = DType::f64}), {5, 2});
+  const Tensor s =
+      Tensor::sparse_rows(from_vector(std::vector<int64_t>{0, 3}, {2}),
+                          from_vector(std::vector<double>{1, 2, 3, 4}, {2, 2}, {.dtype = DType::f64}), {5, 2});
   EXPECT_EQ(s.coalesce().sparse_values().raw_data(), s.sparse_values().raw_data());
 }
 

@@ -98,7 +98,8 @@ std::string experts_name(const ExpertsCase& e) {
   std::ostringstream os;
   os << (e.unfused ? "experts_unfused" : "experts") << "_B" << e.B << "_in" << e.in << "_E" << e.E << "_h";
   for (int64_t h : e.widths) os << h << "-";
-  os << ops::activation_name(e.act) << (e.bias ? "_bias" : "") << (e.bn ? "_bn" : "") << (e.training ? "_train" : "_eval");
+  os << ops::activation_name(e.act) << (e.bias ? "_bias" : "") << (e.bn ? "_bn" : "")
+     << (e.training ? "_train" : "_eval");
   if (e.dropout > 0) os << "_drop" << e.dropout;
   if (e.adjacent) os << "_adjacent";
   return os.str();
@@ -163,7 +164,8 @@ OpCase experts_case(const ExpertsCase& ec) {
 }
 
 // gate_mix with the expert outputs in blocks of `counts` experts of width h.
-OpCase gate_case(int64_t B, int64_t in, int64_t h, const std::vector<int64_t>& counts, bool bias, bool unfused = false) {
+OpCase gate_case(int64_t B, int64_t in, int64_t h, const std::vector<int64_t>& counts, bool bias,
+                 bool unfused = false) {
   int64_t E = 0;
   for (int64_t c : counts) E += c;
   std::vector<InputSpec> ins{{{B, in}}, {{E, in}, Init::normal, true, 0.5f}};
@@ -251,7 +253,7 @@ void add_fused_cases(std::vector<OpCase>& cs) {
   cs.push_back(gate_case(1, 3, 1, {1}, true));
   cs.push_back(gate_case(127, 17, 17, {3}, true));
   cs.push_back(gate_case(4097, 5, 3, {8}, false));
-  cs.push_back(gate_case(127, 17, 17, {2, 1, 3}, true));   // PLE: task experts then shared ones
+  cs.push_back(gate_case(127, 17, 17, {2, 1, 3}, true));  // PLE: task experts then shared ones
   cs.push_back(gate_case(3, 3, 1, {1, 1}, false));
   cs.push_back(gate_case(127, 3, 3, {1, 1, 1, 1, 1, 1, 2, 1}, true));     // as many blocks as the kernel takes
   cs.push_back(gate_case(127, 3, 3, {1, 1, 1, 1, 1, 1, 1, 1, 1}, true));  // more: concatenated first
@@ -285,7 +287,8 @@ std::vector<OpCase> make_cases() {
                                                               {{5, 4, 3}, {4, 1}},
                                                               {{127, 33}, {1}}}) {
       auto f = b.f;
-      cs.push_back({std::string(b.name) + shape_str(sa) + shape_str(sb), {{sa}, {sb, ib}},
+      cs.push_back({std::string(b.name) + shape_str(sa) + shape_str(sb),
+                    {{sa}, {sb, ib}},
                     [f, one](const std::vector<Tensor>& x, const Ctx&) { return one(f(x[0], x[1])); }});
     }
   }
@@ -315,48 +318,72 @@ std::vector<OpCase> make_cases() {
   for (const Un& u : unary)
     for (const Shape& s : elem_shapes) {
       auto f = u.f;
-      cs.push_back({std::string(u.name) + shape_str(s), {{s, u.init}},
+      cs.push_back({std::string(u.name) + shape_str(s),
+                    {{s, u.init}},
                     [f, one](const std::vector<Tensor>& x, const Ctx&) { return one(f(x[0])); }});
     }
-  cs.push_back({"prelu[5,3,7]", {{{5, 3, 7}}, {{3}}},
-                [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::prelu(x[0], x[1])); }});
+  cs.push_back({"prelu[5,3,7]", {{{5, 3, 7}}, {{3}}}, [one](const std::vector<Tensor>& x, const Ctx&) {
+                  return one(ops::prelu(x[0], x[1]));
+                }});
   // ---- reductions ----
   for (const Shape& s : std::vector<Shape>{{1}, {4097}, {127, 3}}) {
-    cs.push_back({"sum" + shape_str(s), {{s}}, [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::sum(x[0])); }});
-    cs.push_back({"mean" + shape_str(s), {{s}}, [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::mean(x[0])); }});
-    cs.push_back({"max" + shape_str(s), {{s}}, [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::max(x[0])); }});
-    cs.push_back({"norm2" + shape_str(s), {{s}}, [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::norm(x[0], 2)); }});
-    cs.push_back({"norm1" + shape_str(s), {{s}}, [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::norm(x[0], 1)); }});
+    cs.push_back(
+        {"sum" + shape_str(s), {{s}}, [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::sum(x[0])); }});
+    cs.push_back({"mean" + shape_str(s), {{s}}, [one](const std::vector<Tensor>& x, const Ctx&) {
+                    return one(ops::mean(x[0]));
+                  }});
+    cs.push_back(
+        {"max" + shape_str(s), {{s}}, [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::max(x[0])); }});
+    cs.push_back({"norm2" + shape_str(s), {{s}}, [one](const std::vector<Tensor>& x, const Ctx&) {
+                    return one(ops::norm(x[0], 2));
+                  }});
+    cs.push_back({"norm1" + shape_str(s), {{s}}, [one](const std::vector<Tensor>& x, const Ctx&) {
+                    return one(ops::norm(x[0], 1));
+                  }});
   }
   for (const Shape& s : std::vector<Shape>{{127, 3, 5}, {1, 4097}, {33, 1}})
     for (int64_t d = 0; d < static_cast<int64_t>(s.size()); ++d)
       for (bool keep : {false, true}) {
         const std::string tag = shape_str(s) + "_dim" + std::to_string(d) + (keep ? "_keep" : "");
-        cs.push_back({"sum" + tag, {{s}}, [one, d, keep](const std::vector<Tensor>& x, const Ctx&) { return one(ops::sum(x[0], d, keep)); }});
-        cs.push_back({"mean" + tag, {{s}}, [one, d, keep](const std::vector<Tensor>& x, const Ctx&) { return one(ops::mean(x[0], d, keep)); }});
+        cs.push_back({"sum" + tag, {{s}}, [one, d, keep](const std::vector<Tensor>& x, const Ctx&) {
+                        return one(ops::sum(x[0], d, keep));
+                      }});
+        cs.push_back({"mean" + tag, {{s}}, [one, d, keep](const std::vector<Tensor>& x, const Ctx&) {
+                        return one(ops::mean(x[0], d, keep));
+                      }});
         cs.push_back({"max" + tag, {{s}}, [d, keep](const std::vector<Tensor>& x, const Ctx&) {
                         return std::vector<Tensor>{ops::max(x[0], d, keep), ops::argmax(x[0], d)};
                       }});
       }
   // ---- softmax ----
-  for (auto [s, d] : std::vector<std::pair<Shape, int64_t>>{{{127, 4097}, -1}, {{3, 127}, 0}, {{4, 5, 6}, 1}, {{1, 1}, -1}, {{4097, 3}, 1}}) {
+  for (auto [s, d] : std::vector<std::pair<Shape, int64_t>>{
+           {{127, 4097}, -1}, {{3, 127}, 0}, {{4, 5, 6}, 1}, {{1, 1}, -1}, {{4097, 3}, 1}}) {
     const std::string tag = shape_str(s) + "_dim" + std::to_string(d);
-    cs.push_back({"softmax" + tag, {{s}}, [one, d](const std::vector<Tensor>& x, const Ctx&) { return one(ops::softmax(x[0], d)); }});
-    cs.push_back({"log_softmax" + tag, {{s}}, [one, d](const std::vector<Tensor>& x, const Ctx&) { return one(ops::log_softmax(x[0], d)); }});
+    cs.push_back({"softmax" + tag, {{s}}, [one, d](const std::vector<Tensor>& x, const Ctx&) {
+                    return one(ops::softmax(x[0], d));
+                  }});
+    cs.push_back({"log_softmax" + tag, {{s}}, [one, d](const std::vector<Tensor>& x, const Ctx&) {
+                    return one(ops::log_softmax(x[0], d));
+                  }});
   }
   // ---- losses ----
   for (const Shape& s : std::vector<Shape>{{1}, {4097}, {127, 3}}) {
-    cs.push_back({"bce_with_logits" + shape_str(s), {{s}, {s, Init::binary, false}},
+    cs.push_back({"bce_with_logits" + shape_str(s),
+                  {{s}, {s, Init::binary, false}},
                   [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::bce_with_logits(x[0], x[1])); }});
-    cs.push_back({"bce_with_logits_pw_weight_sum" + shape_str(s), {{s}, {s, Init::binary, false}, {s, Init::positive, false}},
+    cs.push_back({"bce_with_logits_pw_weight_sum" + shape_str(s),
+                  {{s}, {s, Init::binary, false}, {s, Init::positive, false}},
                   [one](const std::vector<Tensor>& x, const Ctx&) {
-                    return one(ops::bce_with_logits(x[0], x[1], {.weight = x[2], .pos_weight = 2.5, .reduction = ops::Reduction::sum}));
+                    return one(ops::bce_with_logits(
+                        x[0], x[1], {.weight = x[2], .pos_weight = 2.5, .reduction = ops::Reduction::sum}));
                   }});
-    cs.push_back({"bce_none" + shape_str(s), {{s, Init::probability}, {s, Init::binary, false}},
+    cs.push_back({"bce_none" + shape_str(s),
+                  {{s, Init::probability}, {s, Init::binary, false}},
                   [one](const std::vector<Tensor>& x, const Ctx&) {
                     return one(ops::binary_cross_entropy(x[0], x[1], ops::Reduction::none));
                   }});
-    cs.push_back({"mse" + shape_str(s), {{s}, {s, Init::normal, false}},
+    cs.push_back({"mse" + shape_str(s),
+                  {{s}, {s, Init::normal, false}},
                   [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::mse_loss(x[0], x[1])); }});
   }
   // ---- linear algebra ----
@@ -364,56 +391,80 @@ std::vector<OpCase> make_cases() {
     for (bool ta : {false, true})
       for (bool tb : {false, true}) {
         const Shape sa = ta ? Shape{k, m} : Shape{m, k}, sb = tb ? Shape{n, k} : Shape{k, n};
-        cs.push_back({"matmul" + shape_str({m, k, n}) + (ta ? "_ta" : "") + (tb ? "_tb" : ""), {{sa}, {sb}},
-                      [one, ta, tb](const std::vector<Tensor>& x, const Ctx&) { return one(ops::matmul(x[0], x[1], ta, tb)); }});
+        cs.push_back(
+            {"matmul" + shape_str({m, k, n}) + (ta ? "_ta" : "") + (tb ? "_tb" : ""),
+             {{sa}, {sb}},
+             [one, ta, tb](const std::vector<Tensor>& x, const Ctx&) { return one(ops::matmul(x[0], x[1], ta, tb)); }});
       }
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
       const int64_t e = 3, m = 17, k = 33, n = 9;
       const Shape sa = ta ? Shape{e, k, m} : Shape{e, m, k}, sb = tb ? Shape{e, n, k} : Shape{e, k, n};
-      cs.push_back({std::string("bmm[3,17,33,9]") + (ta ? "_ta" : "") + (tb ? "_tb" : ""), {{sa}, {sb}},
-                    [one, ta, tb](const std::vector<Tensor>& x, const Ctx&) { return one(ops::bmm(x[0], x[1], ta, tb)); }});
+      cs.push_back(
+          {std::string("bmm[3,17,33,9]") + (ta ? "_ta" : "") + (tb ? "_tb" : ""),
+           {{sa}, {sb}},
+           [one, ta, tb](const std::vector<Tensor>& x, const Ctx&) { return one(ops::bmm(x[0], x[1], ta, tb)); }});
     }
   for (auto [n, in, out] : std::vector<std::array<int64_t, 3>>{{1, 3, 1}, {127, 64, 33}, {4097, 13, 7}}) {
-    cs.push_back({"linear" + shape_str({n, in, out}), {{{n, in}}, {{out, in}}, {{out}}},
+    cs.push_back({"linear" + shape_str({n, in, out}),
+                  {{{n, in}}, {{out, in}}, {{out}}},
                   [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::linear(x[0], x[1], x[2])); }});
-    cs.push_back({"linear_nobias" + shape_str({n, in, out}), {{{n, in}}, {{out, in}}},
+    cs.push_back({"linear_nobias" + shape_str({n, in, out}),
+                  {{{n, in}}, {{out, in}}},
                   [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::linear(x[0], x[1])); }});
   }
   for (const Shape& s : std::vector<Shape>{{1, 1}, {127, 3}, {33, 65}})
-    cs.push_back({"transpose" + shape_str(s), {{s}}, [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::transpose(x[0])); }});
+    cs.push_back({"transpose" + shape_str(s), {{s}}, [one](const std::vector<Tensor>& x, const Ctx&) {
+                    return one(ops::transpose(x[0]));
+                  }});
   // ---- shapes and indexing ----
-  cs.push_back({"concat_dim0", {{{3, 5}}, {{1, 5}}, {{127, 5}}},
-                [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::concat({x[0], x[1], x[2]}, 0)); }});
-  cs.push_back({"concat_dim1", {{{7, 3}}, {{7, 1}}, {{7, 127}}},
-                [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::concat({x[0], x[1], x[2]}, 1)); }});
-  cs.push_back({"stack_dim1", {{{7, 3}}, {{7, 3}}},
-                [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::stack({x[0], x[1]}, 1)); }});
-  cs.push_back({"split_dim1", {{{9, 131}}}, [](const std::vector<Tensor>& x, const Ctx&) { return ops::split(x[0], 64, 1); }});
-  cs.push_back({"narrow_dim0_view", {{{127, 3}}},
-                [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::narrow(x[0], 0, 5, 100)); }});
-  cs.push_back({"narrow_dim1", {{{5, 127, 3}}},
-                [one](const std::vector<Tensor>& x, const Ctx&) { return one(ops::narrow(x[0], 1, 1, 126)); }});
+  cs.push_back({"concat_dim0", {{{3, 5}}, {{1, 5}}, {{127, 5}}}, [one](const std::vector<Tensor>& x, const Ctx&) {
+                  return one(ops::concat({x[0], x[1], x[2]}, 0));
+                }});
+  cs.push_back({"concat_dim1", {{{7, 3}}, {{7, 1}}, {{7, 127}}}, [one](const std::vector<Tensor>& x, const Ctx&) {
+                  return one(ops::concat({x[0], x[1], x[2]}, 1));
+                }});
+  cs.push_back({"stack_dim1", {{{7, 3}}, {{7, 3}}}, [one](const std::vector<Tensor>& x, const Ctx&) {
+                  return one(ops::stack({x[0], x[1]}, 1));
+                }});
+  cs.push_back(
+      {"split_dim1", {{{9, 131}}}, [](const std::vector<Tensor>& x, const Ctx&) { return ops::split(x[0], 64, 1); }});
+  cs.push_back({"narrow_dim0_view", {{{127, 3}}}, [one](const std::vector<Tensor>& x, const Ctx&) {
+                  return one(ops::narrow(x[0], 0, 5, 100));
+                }});
+  cs.push_back({"narrow_dim1", {{{5, 127, 3}}}, [one](const std::vector<Tensor>& x, const Ctx&) {
+                  return one(ops::narrow(x[0], 1, 1, 126));
+                }});
   cs.push_back({"reshape_squeeze", {{{3, 1, 127}}}, [one](const std::vector<Tensor>& x, const Ctx&) {
                   return one(ops::unsqueeze(ops::reshape(ops::squeeze(x[0], 1), {127, 3}), 0));
                 }});
-  cs.push_back({"index_select_dups", {{{127, 5}}},
+  cs.push_back({"index_select_dups",
+                {{{127, 5}}},
                 [one](const std::vector<Tensor>& x, const Ctx& c) { return one(ops::index_select(x[0], c.index(0))); },
                 {random_index(rng, 4097, 127, {4097})}});
-  cs.push_back({"index_select_i32", {{{3, 1}}},
+  cs.push_back({"index_select_i32",
+                {{{3, 1}}},
                 [one](const std::vector<Tensor>& x, const Ctx& c) { return one(ops::index_select(x[0], c.index(0))); },
                 {random_index(rng, 7, 3, {7}, DType::i32)}});
-  cs.push_back({"gather", {{{17, 5}}},
+  cs.push_back({"gather",
+                {{{17, 5}}},
                 [one](const std::vector<Tensor>& x, const Ctx& c) { return one(ops::gather(x[0], c.index(0))); },
                 {random_index(rng, 127 * 4, 17, {127, 4})}});
-  cs.push_back({"scatter_add_dups", {{{17, 3}}, {{4097, 3}}},
-                [one](const std::vector<Tensor>& x, const Ctx& c) { return one(ops::scatter_add(x[0], c.index(0), x[1])); },
-                {random_index(rng, 4097, 17, {4097})}});
-  for (auto [b, f, d, v, dt] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, DType>>{
-           {127, 3, 16, 50, DType::i64}, {1, 1, 1, 1, DType::i32}, {4097, 2, 3, 5000, DType::i32}, {33, 26, 8, 7, DType::i64}})
-    cs.push_back({"embedding" + shape_str({b, f, d, v}) + dtype_name(dt), {{{v, d}}},
-                  [one](const std::vector<Tensor>& x, const Ctx& c) { return one(ops::embedding_lookup(x[0], c.index(0))); },
-                  {random_index(rng, b * f, v, {b, f}, dt)}});
+  cs.push_back(
+      {"scatter_add_dups",
+       {{{17, 3}}, {{4097, 3}}},
+       [one](const std::vector<Tensor>& x, const Ctx& c) { return one(ops::scatter_add(x[0], c.index(0), x[1])); },
+       {random_index(rng, 4097, 17, {4097})}});
+  for (auto [b, f, d, v, dt] :
+       std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, DType>>{{127, 3, 16, 50, DType::i64},
+                                                                          {1, 1, 1, 1, DType::i32},
+                                                                          {4097, 2, 3, 5000, DType::i32},
+                                                                          {33, 26, 8, 7, DType::i64}})
+    cs.push_back(
+        {"embedding" + shape_str({b, f, d, v}) + dtype_name(dt),
+         {{{v, d}}},
+         [one](const std::vector<Tensor>& x, const Ctx& c) { return one(ops::embedding_lookup(x[0], c.index(0))); },
+         {random_index(rng, b * f, v, {b, f}, dt)}});
   add_fused_cases(cs);
   return cs;
 }
@@ -432,18 +483,26 @@ std::vector<std::vector<float>> draw_inputs(const OpCase& c, std::mt19937_64& rn
   for (const InputSpec& s : c.inputs) {
     std::vector<float> x(shape_numel(s.shape));
     for (float& e : x) switch (s.init) {
-        case Init::normal: e = s.scale * normal(rng); break;
-        case Init::positive: e = 0.5f + 1.5f * uni(rng); break;
-        case Init::probability: e = 0.02f + 0.96f * uni(rng); break;
-        case Init::binary: e = uni(rng) < 0.5f ? 0.f : 1.f; break;
+        case Init::normal:
+          e = s.scale * normal(rng);
+          break;
+        case Init::positive:
+          e = 0.5f + 1.5f * uni(rng);
+          break;
+        case Init::probability:
+          e = 0.02f + 0.96f * uni(rng);
+          break;
+        case Init::binary:
+          e = uni(rng) < 0.5f ? 0.f : 1.f;
+          break;
       }
     v.push_back(std::move(x));
   }
   return v;
 }
 
-Result run_case(const OpCase& c, const std::vector<std::vector<float>>& vals, const std::vector<std::vector<float>>& wseed,
-                DType dt, Device dev) {
+Result run_case(const OpCase& c, const std::vector<std::vector<float>>& vals,
+                const std::vector<std::vector<float>>& wseed, DType dt, Device dev) {
   std::vector<Tensor> in;
   for (size_t i = 0; i < c.inputs.size(); ++i) {
     Tensor t = from_vector(vals[i], c.inputs[i].shape).to(dt).to(dev);
@@ -499,8 +558,8 @@ std::string compare(const Tensor& got, const Tensor& ref, double tol) {
   }
   if (worst <= 1.0) return "";
   std::ostringstream os;
-  os << "element " << wi << ": " << a[wi] << " vs reference " << b[wi] << " (error " << worst << "x the tolerance " << tol
-     << ")";
+  os << "element " << wi << ": " << a[wi] << " vs reference " << b[wi] << " (error " << worst << "x the tolerance "
+     << tol << ")";
   return os.str();
 }
 

@@ -21,7 +21,7 @@ namespace {
 
 #ifdef RECHUB_WITH_CUDA
 
-#define RECHUB_SKIP_WITHOUT_GPU()                                                                  \
+#define RECHUB_SKIP_WITHOUT_GPU() \
   if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: cudaGetDeviceCount found none"
 
 TEST(CudaRuntime, RegisteredWithCoreAtStartUp) {
@@ -63,7 +63,7 @@ TEST(CudaRuntime, CublasLoadsOnFirstUse) {
   const char* ok = api.status_string(CUBLAS_STATUS_SUCCESS);
   const char* bad = api.status_string(CUBLAS_STATUS_INVALID_VALUE);
   ASSERT_TRUE(ok != nullptr && bad != nullptr);
-  EXPECT_STRNE(ok, bad);  // a real cuBLAS call answered
+  EXPECT_STRNE(ok, bad);             // a real cuBLAS call answered
   EXPECT_EQ(&api, &cuda::cublas());  // loaded once
 }
 
@@ -114,7 +114,9 @@ Buffers random_buffers(int64_t n, uint64_t seed) {
   for (auto& x : b.g) x = d(rng);
   return b;
 }
-Tensor dev(const std::vector<float>& v) { return from_vector(v, {static_cast<int64_t>(v.size())}, {.device = Device::cuda()}); }
+Tensor dev(const std::vector<float>& v) {
+  return from_vector(v, {static_cast<int64_t>(v.size())}, {.device = Device::cuda()});
+}
 void expect_close(const Tensor& got, const std::vector<double>& ref, const char* what) {
   const auto v = got.to_vector<float>();
   for (size_t i = 0; i < ref.size(); ++i)
@@ -126,7 +128,8 @@ TEST(CudaOptim, AdamDenseMatchesTorchFormula) {
   const int64_t n = 4097;
   const Buffers b = random_buffers(n, 1);
   const kernels::cuda::AdamConfig c{.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8, .weight_decay = 0.01};
-  Tensor p = dev(b.p), g = dev(b.g), m = zeros({n}, {.device = Device::cuda()}), v = zeros({n}, {.device = Device::cuda()});
+  Tensor p = dev(b.p), g = dev(b.g), m = zeros({n}, {.device = Device::cuda()}),
+         v = zeros({n}, {.device = Device::cuda()});
   std::vector<double> rp(b.p.begin(), b.p.end()), rm(n, 0), rv(n, 0);
   for (int64_t t = 1; t <= 3; ++t) {
     kernels::cuda::adam_dense(p.data<float>(), g.data<float>(), m.data<float>(), v.data<float>(), n, t, c);
@@ -153,15 +156,16 @@ TEST(CudaOptim, SparseAdamAdagradAndSgdRowsMatchTorchFormulas) {
   const kernels::cuda::AdamConfig ac{.lr = 1e-2};
   const kernels::cuda::AdagradConfig gc{.lr = 0.1, .lr_decay = 0.01};
   const kernels::cuda::SgdConfig sc{.lr = 0.3};
-  Tensor pa = dev(tb.p), ma = zeros({V * D}, {.device = Device::cuda()}), va = zeros({V * D}, {.device = Device::cuda()});
+  Tensor pa = dev(tb.p), ma = zeros({V * D}, {.device = Device::cuda()}),
+         va = zeros({V * D}, {.device = Device::cuda()});
   Tensor pg = dev(tb.p), sg = zeros({V * D}, {.device = Device::cuda()});
   Tensor ps = dev(tb.p);
   std::vector<double> ra(tb.p.begin(), tb.p.end()), rma(V * D, 0), rva(V * D, 0), rg = ra, rsg(V * D, 0), rs = ra;
   for (int64_t t = 1; t <= 3; ++t) {
     kernels::cuda::adam_sparse_rows(pa.data<float>(), D, rows_d.data<int64_t>(), g.data<float>(), R, ma.data<float>(),
                                     va.data<float>(), t, ac);
-    kernels::cuda::adagrad_sparse_rows(pg.data<float>(), D, rows_d.data<int64_t>(), g.data<float>(), R, sg.data<float>(),
-                                       t, gc);
+    kernels::cuda::adagrad_sparse_rows(pg.data<float>(), D, rows_d.data<int64_t>(), g.data<float>(), R,
+                                       sg.data<float>(), t, gc);
     kernels::cuda::sgd_sparse_rows(ps.data<float>(), D, rows_d.data<int64_t>(), g.data<float>(), R, sc);
     const double bc1 = 1 - std::pow(ac.beta1, t), bc2 = 1 - std::pow(ac.beta2, t);
     const double clr = gc.lr / (1 + (t - 1) * gc.lr_decay);
@@ -186,7 +190,8 @@ TEST(CudaOptim, SgdMomentumNesterovAndAdagradDenseMatchTorchFormulas) {
   RECHUB_SKIP_WITHOUT_GPU();
   const int64_t n = 127;
   const Buffers b = random_buffers(n, 4);
-  const kernels::cuda::SgdConfig sc{.lr = 0.1, .momentum = 0.9, .dampening = 0.0, .weight_decay = 0.01, .nesterov = true};
+  const kernels::cuda::SgdConfig sc{
+      .lr = 0.1, .momentum = 0.9, .dampening = 0.0, .weight_decay = 0.01, .nesterov = true};
   const kernels::cuda::AdagradConfig gc{.lr = 0.1, .lr_decay = 0.0, .weight_decay = 0.02};
   Tensor p = dev(b.p), g = dev(b.g), buf = zeros({n}, {.device = Device::cuda()});
   Tensor pa = dev(b.p), s = zeros({n}, {.device = Device::cuda()});

@@ -6,6 +6,8 @@
 // Compared after several Adam steps: every task's loss at every step, every parameter and buffer
 // (BatchNorm running statistics), and the task weights of the balancer: within 1e-5 relative
 // (float sums taken in a different order).
+#include "rechub/nn/data_parallel.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -22,7 +24,6 @@
 #include "rechub/core/rng.h"
 #include "rechub/mtl/models/model.h"
 #include "rechub/mtl/trainer/balance.h"
-#include "rechub/nn/data_parallel.h"
 #include "rechub/nn/optim.h"
 #include "support/dist_env.h"
 
@@ -35,7 +36,8 @@ constexpr int64_t kVocabA = 23, kVocabB = 7;
 
 nlohmann::json features_json() {
   Features f;
-  f.sparse = {{.name = "a", .vocab_size = kVocabA, .embed_dim = 4}, {.name = "b", .vocab_size = kVocabB, .embed_dim = 4}};
+  f.sparse = {{.name = "a", .vocab_size = kVocabA, .embed_dim = 4},
+              {.name = "b", .vocab_size = kVocabB, .embed_dim = 4}};
   f.dense = {{.name = "x"}, {.name = "y"}};
   return models::features_to_json(f);
 }
@@ -43,7 +45,7 @@ nlohmann::json features_json() {
 nlohmann::json model_config(const std::string& kind) {
   const nlohmann::json f = features_json();
   if (kind == "ple")
-    return {{"features", f},          {"expert_units", {8, 6}}, {"num_experts", 2}, {"num_layers", 2},
+    return {{"features", f},           {"expert_units", {8, 6}}, {"num_experts", 2},  {"num_layers", 2},
             {"num_shared_experts", 1}, {"num_tasks", 2},         {"tower_units", {4}}};
   return {{"features", f}, {"expert_units", {8, 6}}, {"num_experts", 3}, {"num_tasks", 2}, {"tower_units", {5}}};
 }
@@ -83,7 +85,7 @@ struct TrainRun {
 // Trains `steps` Adam steps, as MTLTrainer does (forward, per-task losses, the balancer sets the
 // gradients, one optimizer step). With `dp`, this rank trains on its share of each global batch.
 TrainRun train(const std::string& kind, const std::string& strategy, const Data& d, int64_t steps, int64_t global_batch,
-          dist::Communicator* world) {
+               dist::Communicator* world) {
   auto model = models::make_model(kind, model_config(kind));
   model->train();
   const auto layers = models::shared_task_layers(*model);
@@ -146,7 +148,8 @@ void expect_same(const TrainRun& dp, const TrainRun& one) {
     EXPECT_LE(rel_diff(dp.state[i].second, one.state[i].second), 1e-5) << one.state[i].first;
   }
   ASSERT_EQ(dp.weights.size(), one.weights.size());
-  for (size_t t = 0; t < one.weights.size(); ++t) EXPECT_NEAR(dp.weights[t], one.weights[t], 1e-5 * std::abs(one.weights[t]));
+  for (size_t t = 0; t < one.weights.size(); ++t)
+    EXPECT_NEAR(dp.weights[t], one.weights[t], 1e-5 * std::abs(one.weights[t]));
 }
 
 struct Case {

@@ -1,8 +1,9 @@
 // A row-sharded table against the unsharded one (nn::EmbeddingCollection with the same seed), under
 // mpirun: the same lookups (bit for bit) and, after lazy-Adam steps on the mean of the ranks'
 // losses, the same rows (the reference runs every rank's batch in this process).
-#include <gtest/gtest.h>
+#include "rechub/nn/sharded_embedding.h"
 
+#include <gtest/gtest.h>
 #include <sys/resource.h>
 
 #include <cmath>
@@ -16,7 +17,6 @@
 #include "rechub/core/rng.h"
 #include "rechub/nn/embedding.h"
 #include "rechub/nn/optim.h"
-#include "rechub/nn/sharded_embedding.h"
 #include "support/dist_env.h"
 
 namespace rechub {

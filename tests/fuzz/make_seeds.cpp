@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
   };
   int n = 0;
   for (const auto& b : bodies)
-    for (uint8_t k : {0, 4, 32, 128 + 32 + 16}) put(csv_dir + "/seed" + std::to_string(n++), std::string(1, char(k)) + b);
+    for (uint8_t k : {0, 4, 32, 128 + 32 + 16})
+      put(csv_dir + "/seed" + std::to_string(n++), std::string(1, char(k)) + b);
   Schema s{.sparse = {{.name = "a"}},
            .dense = {{.name = "b"}},
            .labels = {{.task = "y", .column = "y"}, {.task = "m", .column = "m", .positive_values = {"1"}}}};

@@ -46,14 +46,19 @@ std::shared_ptr<models::MMoE> small_mmoe(std::vector<std::string> names) {
 
 TEST(TaskTypeNames, ConfigsTakeTaskTypesAsStrings) {
   const auto& schema = small_data().preprocessor->schema();
-  models::SharedBottom m({.features = models::features_from_schema(schema), .hidden_units = {8},
-                          .task_hidden_units = {4}, .task_types = {"binary", "regression"},
+  models::SharedBottom m({.features = models::features_from_schema(schema),
+                          .hidden_units = {8},
+                          .task_hidden_units = {4},
+                          .task_types = {"binary", "regression"},
                           .task_names = {"a", "b"}});
   EXPECT_EQ(m.task_types()[0], data::TaskType::binary);
   EXPECT_EQ(m.task_types()[1], data::TaskType::regression);
   EXPECT_EQ(data::TaskType::from_string("classification"), data::TaskType::binary);  // torch-rechub's name
   EXPECT_EQ(data::TaskType("regression"), data::TaskType::regression);
-  const std::string e = error_of([] { data::TaskType t("binray"); (void)t; });
+  const std::string e = error_of([] {
+    data::TaskType t("binray");
+    (void)t;
+  });
   EXPECT_NE(e.find("'binray'"), std::string::npos) << e;
   EXPECT_NE(e.find("regression"), std::string::npos) << e;
 }
@@ -94,10 +99,10 @@ TEST(TrainerEpochs, AreCountedFromOneInHistoryBestEpochAndMetricsFile) {
   data::DataLoader train(small_data().train, {.batch_size = 256, .seed = 1});
   data::DataLoader val(small_data().val, {.batch_size = 4096, .shuffle = false});
   trainer::MTLTrainer t(small_mmoe({"ctr", "ctcvr"}), {.optimizer_params = {.lr = 3e-3},
-                                                        .n_epochs = 3,
-                                                        .earlystop_patience = 5,
-                                                        .out_dir = dir.path.string(),
-                                                        .progress = false});
+                                                       .n_epochs = 3,
+                                                       .earlystop_patience = 5,
+                                                       .out_dir = dir.path.string(),
+                                                       .progress = false});
   t.fit(train, &val);
   ASSERT_EQ(t.history().size(), 3u);
   int64_t want_best = 0;
@@ -122,18 +127,18 @@ TEST(TrainerEarlyStopping, MinDeltaAndNamedTask) {
   data::DataLoader train(small_data().train, {.batch_size = 256, .seed = 1});
   data::DataLoader val(small_data().val, {.batch_size = 4096, .shuffle = false});
   trainer::MTLTrainer t(small_mmoe({"ctr", "ctcvr"}), {.optimizer_params = {.lr = 3e-3},
-                                                        .n_epochs = 10,
-                                                        .earlystop_patience = 2,
-                                                        .earlystop_min_delta = 1.0,
-                                                        .progress = false});
+                                                       .n_epochs = 10,
+                                                       .earlystop_patience = 2,
+                                                       .earlystop_min_delta = 1.0,
+                                                       .progress = false});
   t.fit(train, &val);
   EXPECT_EQ(t.best_epoch(), 1);
   EXPECT_EQ(t.history().size(), 3u);
   trainer::MTLTrainer named(small_mmoe({"ctr", "ctcvr"}), {.optimizer_params = {.lr = 3e-3},
-                                                            .n_epochs = 3,
-                                                            .earlystop_patience = 5,
-                                                            .earlystop_task = "ctcvr",
-                                                            .progress = false});
+                                                           .n_epochs = 3,
+                                                           .earlystop_patience = 5,
+                                                           .earlystop_task = "ctcvr",
+                                                           .progress = false});
   named.fit(train, &val);
   int64_t want = 0;
   double best = -1;
@@ -177,12 +182,12 @@ TEST(TrainerSchedules, FollowTheirClosedFormsInEveryGroup) {
   {
     const int64_t warm = 3;
     trainer::MTLTrainer t(small_mmoe({"ctr", "ctcvr"}), {.optimizer_params = {.lr = lr},
-                                                          .n_epochs = epochs,
-                                                          .lr_schedule = "cosine",
-                                                          .lr_warmup_steps = warm,
-                                                          .lr_min_factor = 0.1,
-                                                          .task_specific_lr = {{"ctcvr", task_lr}},
-                                                          .progress = false});
+                                                         .n_epochs = epochs,
+                                                         .lr_schedule = "cosine",
+                                                         .lr_warmup_steps = warm,
+                                                         .lr_min_factor = 0.1,
+                                                         .task_specific_lr = {{"ctcvr", task_lr}},
+                                                         .progress = false});
     t.fit(train);
     const double u = static_cast<double>(last - warm) / static_cast<double>(nb * epochs - warm);
     const double factor = 0.1 + 0.9 * (1 + std::cos(M_PI * u)) / 2;
@@ -194,11 +199,11 @@ TEST(TrainerSchedules, FollowTheirClosedFormsInEveryGroup) {
   }
   {
     trainer::MTLTrainer t(small_mmoe({"ctr", "ctcvr"}), {.optimizer_params = {.lr = lr},
-                                                          .n_epochs = epochs,
-                                                          .lr_schedule = "step",
-                                                          .lr_step_epochs = 1,
-                                                          .lr_gamma = 0.5,
-                                                          .progress = false});
+                                                         .n_epochs = epochs,
+                                                         .lr_schedule = "step",
+                                                         .lr_step_epochs = 1,
+                                                         .lr_gamma = 0.5,
+                                                         .progress = false});
     t.fit(train);
     for (size_t g = 0; g < t.optimizer().num_groups(); ++g) EXPECT_DOUBLE_EQ(t.optimizer().lr(g), lr * 0.5);
   }
@@ -239,15 +244,15 @@ TEST(TrainerSchedules, ResumeContinuesTheScheduleExactly) {
 TEST(TrainerOptimizerFn, BuildsTheOptimizerFromTheTrainersGroups) {
   data::DataLoader train(small_data().train, {.batch_size = 256, .seed = 1});
   size_t groups_seen = 0;
-  trainer::MTLTrainer t(small_mmoe({"ctr", "ctcvr"}),
-                        {.optimizer_params = {.lr = 0.05},
-                         .n_epochs = 1,
-                         .optimizer_fn =
-                             [&](std::vector<nn::ParamGroup> g) {
-                               groups_seen = g.size();
-                               return std::make_unique<nn::SGD>(std::move(g), nn::SGDOptions{.momentum = 0.9});
-                             },
-                         .progress = false});
+  trainer::MTLTrainer t(small_mmoe({"ctr", "ctcvr"}), {.optimizer_params = {.lr = 0.05},
+                                                       .n_epochs = 1,
+                                                       .optimizer_fn =
+                                                           [&](std::vector<nn::ParamGroup> g) {
+                                                             groups_seen = g.size();
+                                                             return std::make_unique<nn::SGD>(
+                                                                 std::move(g), nn::SGDOptions{.momentum = 0.9});
+                                                           },
+                                                       .progress = false});
   EXPECT_EQ(t.optimizer().kind(), "sgd");
   EXPECT_EQ(groups_seen, 3u);  // shared, task:ctr, task:ctcvr
   t.fit(train);
@@ -262,7 +267,10 @@ TEST(PerTaskTowers, EachTaskGetsItsOwnWidthsInEveryModel) {
   const std::vector<std::vector<int64_t>> units{{8}, {6, 3}};
   for (const char* kind : {"shared_bottom", "mmoe", "omoe", "ple", "aitm", "esmm"}) {
     auto m = trainer::build_model(kind, f, schema.task_names(), {},
-                                  {.hidden_units = {8}, .expert_units = {8}, .num_experts = 2, .tower_units = {99},
+                                  {.hidden_units = {8},
+                                   .expert_units = {8},
+                                   .num_experts = 2,
+                                   .tower_units = {99},
                                    .tower_units_per_task = units});
     const auto params = m->named_parameters();
     auto shape_of = [&](const std::string& name) -> std::vector<int64_t> {
@@ -279,11 +287,11 @@ TEST(PerTaskTowers, EachTaskGetsItsOwnWidthsInEveryModel) {
     EXPECT_EQ(shape_of(second + ".mlp.8.weight"), (std::vector<int64_t>{1, 3})) << kind;
     const auto batch = small_data().test->range_batch(0, 16);
     EXPECT_EQ(m->forward(batch).prediction_matrix().shape(), (std::vector<int64_t>{16, 2})) << kind;
-    const std::string key = std::string(kind) == "shared_bottom" ? "task_hidden_units_per_task" : "tower_units_per_task";
+    const std::string key =
+        std::string(kind) == "shared_bottom" ? "task_hidden_units_per_task" : "tower_units_per_task";
     EXPECT_EQ(m->config_json().at(key), nlohmann::json(units)) << kind;
-    const std::string e = error_of([&] {
-      trainer::build_model(kind, f, schema.task_names(), {}, {.tower_units_per_task = {{4}}});
-    });
+    const std::string e =
+        error_of([&] { trainer::build_model(kind, f, schema.task_names(), {}, {.tower_units_per_task = {{4}}}); });
     EXPECT_NE(e.find("1 tower shapes for 2 tasks"), std::string::npos) << kind << ": " << e;
   }
 }
@@ -309,20 +317,24 @@ TEST_F(CliFlags, AFlagTheChosenModelOrMethodIgnoresIsRefused) {
   expect_error(base + "--model shared_bottom --expert-units 64",
                "--expert-units does not apply to --model shared_bottom (it is used by --model mmoe, omoe, ple)");
   expect_error(base + "--model mmoe --hidden-units 64", "--hidden-units does not apply to --model mmoe");
-  expect_error(base + "--model mmoe --num-layers 3", "--num-layers does not apply to --model mmoe (it is used by --model ple)");
+  expect_error(base + "--model mmoe --num-layers 3",
+               "--num-layers does not apply to --model mmoe (it is used by --model ple)");
   expect_error(base + "--gradnorm-alpha 2", "--gradnorm-alpha does not apply to --balance fixed");
   expect_error(base + "--balance gradnorm --task-weights 1,2", "--task-weights does not apply to --balance gradnorm");
   expect_error(base + "--balance gradnorm --relax-factor 0.5", "--relax-factor does not apply to --balance gradnorm");
   expect_error(base + "--lr-gamma 0.5", "--lr-gamma does not apply to --lr-schedule constant");
   expect_error(base + "--lr-schedule step --lr-min-factor 0.1", "--lr-min-factor does not apply to --lr-schedule step");
   expect_error(base + "--early-stop-metric logloss", "--early-stop-metric only applies with early stopping");
-  expect_error(base + "--early-stop 2", "--early-stop needs validation data to watch: add --val FILE or --val-fraction");
+  expect_error(base + "--early-stop 2",
+               "--early-stop needs validation data to watch: add --val FILE or --val-fraction");
   expect_error(base + "--early-stop-min-delta 0.01", "--early-stop-min-delta only applies with early stopping");
   expect_error(base + "--normalize zscore2", "--normalize");
-  expect_error("train --train t.csv --out o --schema s.json --task-types binary", "--task-types does not apply with --schema");
+  expect_error("train --train t.csv --out o --schema s.json --task-types binary",
+               "--task-types does not apply with --schema");
   const auto help = run_cli("train --help");
-  for (const char* field : {"[API: expert_units]", "[API: tower_units / tower_units_per_task; SharedBottom: task_hidden_units]",
-                            "[API: SparseFeature::embed_dim]", "[API: lr_schedule]"})
+  for (const char* field :
+       {"[API: expert_units]", "[API: tower_units / tower_units_per_task; SharedBottom: task_hidden_units]",
+        "[API: SparseFeature::embed_dim]", "[API: lr_schedule]"})
     EXPECT_NE(help.out.find(field), std::string::npos) << field;
 }
 
@@ -334,8 +346,10 @@ TEST_F(CliFlags, EsmmHiddenUnitsAndGaucFromTheCommandLine) {
   const fs::path data = dir.path / "data", out = dir.path / "esmm";
   ASSERT_EQ(run_cli("synth --kind ali-ccp --rows 30000 --seed 3 --out " + data.string()).code, 0);
   const std::string train = (data / "ali_ccp_train.csv").string(), test = (data / "ali_ccp_test.csv").string();
-  const auto r = run_cli("train --train " + train + " --tasks click,purchase --model esmm --hidden-units 16 "
-                         "--tower-units 'click=8;purchase=4,2' --epochs 1 --quiet --no-cache --out " + out.string());
+  const auto r = run_cli("train --train " + train +
+                         " --tasks click,purchase --model esmm --hidden-units 16 "
+                         "--tower-units 'click=8;purchase=4,2' --epochs 1 --quiet --no-cache --out " +
+                         out.string());
   ASSERT_EQ(r.code, 0) << r.out;
   const std::string model = (out / "model.safetensors").string();
   trainer::Predictor p(model);
@@ -349,15 +363,16 @@ TEST_F(CliFlags, EsmmHiddenUnitsAndGaucFromTheCommandLine) {
   const auto j = nlohmann::json::parse(e.out.substr(e.out.find('{')));
   // scikit-learn's GAUC over the same rows and predictions (tests/reference/metrics_sklearn.py's gauc).
   const fs::path script = dir.path / "gauc.py", result = dir.path / "gauc.json";
-  std::ofstream(script) << "import sys, json\nsys.path.insert(0, '" RECHUB_SOURCE_DIR "/tests/reference')\n"
+  std::ofstream(script) << "import sys, json\nsys.path.insert(0, '" RECHUB_SOURCE_DIR
+                           "/tests/reference')\n"
                            "import pandas as pd, numpy as np\nfrom metrics_sklearn import gauc\n"
                            "d = pd.read_csv(sys.argv[1], dtype=str)\np = pd.read_csv(sys.argv[2])\n"
                            "g = pd.factorize(d['301'])[0]\nout = {}\n"
                            "for task, col in (('click', 'click'), ('purchase', 'purchase')):\n"
                            "    out[task] = gauc(d[col].astype(float).to_numpy(), p[task].to_numpy(np.float64), g)\n"
                            "json.dump(out, open(sys.argv[3], 'w'))\n";
-  const std::string cmd = std::string(RECHUB_PYTHON) + " " + script.string() + " " + test + " " + preds.string() +
-                          " " + result.string() + " 2>&1";
+  const std::string cmd = std::string(RECHUB_PYTHON) + " " + script.string() + " " + test + " " + preds.string() + " " +
+                          result.string() + " 2>&1";
   if (std::system(cmd.c_str()) != 0 || !fs::exists(result))
     RECHUB_REFERENCE_MISSING("python3 with scikit-learn and pandas could not run " + script.string(),
                              "python3-sklearn python3-pandas");

@@ -457,17 +457,17 @@ TEST_F(RechubCli, MissingLabelsNewBalancersAndGates) {
   expect_error(base + " --missing-label-value -1 --out " + (dir_ / "m3").string(), "--missing-label-value");
   expect_error(base + " --missing-labels skip --balance cagrad --cagrad-c -1 --out " + (dir_ / "m4").string(),
                "--cagrad-c");
-  expect_error(base + " --missing-labels skip --balance metabalance --metabalance-strategy half --out " +
-                   (dir_ / "m5").string(),
-               "--metabalance-strategy");
-  for (const std::string extra : {"--balance mgda", "--balance cagrad --cagrad-c 0.3",
-                                  "--balance metabalance --metabalance-strategy reduce"}) {
+  expect_error(
+      base + " --missing-labels skip --balance metabalance --metabalance-strategy half --out " + (dir_ / "m5").string(),
+      "--metabalance-strategy");
+  for (const std::string extra :
+       {"--balance mgda", "--balance cagrad --cagrad-c 0.3", "--balance metabalance --metabalance-strategy reduce"}) {
     SCOPED_TRACE(extra);
     const fs::path out = dir_ / ("m_" + std::to_string(std::hash<std::string>{}(extra)));
     const Result t = run(base + " --missing-label purchase=skip " + extra + " --out " + out.string());
     ASSERT_EQ(t.code, 0) << t.out;
-    const Result e = run("eval --model " + (out / "model.safetensors").string() + " --data " + csv.string() +
-                         " --json --gates");
+    const Result e =
+        run("eval --model " + (out / "model.safetensors").string() + " --data " + csv.string() + " --json --gates");
     ASSERT_EQ(e.code, 0) << e.out;
     const auto j = nlohmann::json::parse(e.out.substr(e.out.find('{')));
     EXPECT_EQ(j["tasks"]["purchase"]["rows"].get<int64_t>(), labelled);

@@ -64,8 +64,8 @@ Files setup(const std::string& name, double train_buy, double val_buy) {
   s.val = write_csv(s.dir / "val.csv", 600, 2, val_buy);
   data::DataOptions dopt;
   dopt.cache.enabled = false;
-  s.data = data::load_data({.train = (s.dir / "train.csv").string(), .val = (s.dir / "val.csv").string()}, schema(),
-                           dopt);
+  s.data =
+      data::load_data({.train = (s.dir / "train.csv").string(), .val = (s.dir / "val.csv").string()}, schema(), dopt);
   return s;
 }
 

@@ -21,8 +21,12 @@ nlohmann::json mmoe_config() {
   Features f;
   f.sparse = {{.name = "a", .vocab_size = 13, .embed_dim = 4}, {.name = "b", .vocab_size = 5, .embed_dim = 4}};
   f.dense = {{.name = "x"}};
-  return {{"features", features_to_json(f)}, {"expert_units", {8, 6}}, {"num_experts", 3},
-          {"num_tasks", 2},                  {"tower_units", {4}},      {"embedding_init_std", 0.1}};
+  return {{"features", features_to_json(f)},
+          {"expert_units", {8, 6}},
+          {"num_experts", 3},
+          {"num_tasks", 2},
+          {"tower_units", {4}},
+          {"embedding_init_std", 0.1}};
 }
 
 struct Inputs {

@@ -3,13 +3,12 @@
 // collapse warnings on a model whose gates are forced onto one expert, and the epoch records.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <algorithm>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "rechub/core/autograd.h"
 #include "rechub/core/ops.h"
@@ -61,9 +60,9 @@ const Data& small_data() {
 
 std::shared_ptr<models::MultiTaskModel> model(const std::string& kind) {
   const auto& sc = small_data().data.preprocessor->schema();
-  return build_model(kind, models::features_from_schema(sc), sc.task_names(), sc.task_types(),
-                     {.expert_units = {8}, .num_experts = 3, .num_shared_experts = 2, .num_layers = 2,
-                      .tower_units = {4}});
+  return build_model(
+      kind, models::features_from_schema(sc), sc.task_names(), sc.task_types(),
+      {.expert_units = {8}, .num_experts = 3, .num_shared_experts = 2, .num_layers = 2, .tower_units = {4}});
 }
 
 TEST(GateDiagnostics, StatisticsMatchNumpyOnTheModelsGateWeights) {
@@ -92,8 +91,9 @@ TEST(GateDiagnostics, StatisticsMatchNumpyOnTheModelsGateWeights) {
     const fs::path dir = small_data().dir / kind;
     fs::create_directories(dir);
     std::ofstream(dir / "in.json") << rows.dump();
-    const std::string cmd = std::string(RECHUB_PYTHON) + " " + RECHUB_SOURCE_DIR + "/tests/reference/gate_stats_ref.py " +
-                            (dir / "in.json").string() + " " + (dir / "out.json").string();
+    const std::string cmd = std::string(RECHUB_PYTHON) + " " + RECHUB_SOURCE_DIR +
+                            "/tests/reference/gate_stats_ref.py " + (dir / "in.json").string() + " " +
+                            (dir / "out.json").string();
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     const auto ref = nlohmann::json::parse(std::ifstream(dir / "out.json"));
     ASSERT_EQ(r.gates.size(), ref.size());

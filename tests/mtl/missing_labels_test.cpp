@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 #include "rechub/core/autograd.h"
@@ -52,7 +51,8 @@ TEST(MissingLabels, MaskedLossesAndGradientsMatchPyTorch) {
   if (!have_torch()) RECHUB_REFERENCE_MISSING(RECHUB_PYTHON << " lacks torch", "python3-torch");
   const int64_t B = 7;
   // Two label matrices: some labels missing, and every label of the second task missing.
-  const std::vector<std::vector<double>> y_binary = {{1, 0, kNaN, 1, kNaN, 0, 1}, {kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN}};
+  const std::vector<std::vector<double>> y_binary = {{1, 0, kNaN, 1, kNaN, 0, 1},
+                                                     {kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN}};
   const std::vector<std::vector<double>> y_regression = {{0.5, kNaN, -1.0, 2.0, kNaN, kNaN, 0.1},
                                                          {kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN}};
   const std::vector<double> logits = {0.3, -1.2, 2.0, -0.4, 0.9, 1.5, -2.2};
@@ -78,8 +78,9 @@ TEST(MissingLabels, MaskedLossesAndGradientsMatchPyTorch) {
     return from_vector(l, {B, 2});
   };
   // A binary and a regression task (MMoE's loss), pos_weight 2 on the binary one.
-  auto mmoe = build_model("mmoe", tiny_features(), {"click", "rating"},
-                          {data::TaskType::binary, data::TaskType::regression}, {.expert_units = {4}, .tower_units = {4}});
+  auto mmoe =
+      build_model("mmoe", tiny_features(), {"click", "rating"}, {data::TaskType::binary, data::TaskType::regression},
+                  {.expert_units = {4}, .tower_units = {4}});
   for (int k = 0; k < 2; ++k) {
     models::ModelOutput out;
     Tensor x = leaf(logits), v = leaf(values);
@@ -112,8 +113,9 @@ TEST(MissingLabels, MaskedLossesAndGradientsMatchPyTorch) {
   }
   const fs::path dir = temp_dir("loss");
   std::ofstream(dir / "in.json") << cases.dump();
-  const std::string cmd = std::string(RECHUB_PYTHON) + " " + RECHUB_SOURCE_DIR + "/tests/reference/masked_loss_ref.py " +
-                          (dir / "in.json").string() + " " + (dir / "out.json").string();
+  const std::string cmd = std::string(RECHUB_PYTHON) + " " + RECHUB_SOURCE_DIR +
+                          "/tests/reference/masked_loss_ref.py " + (dir / "in.json").string() + " " +
+                          (dir / "out.json").string();
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const auto ref = nlohmann::json::parse(std::ifstream(dir / "out.json"));
   fs::remove_all(dir);

@@ -144,10 +144,9 @@ TEST(TaskBalancing, MgdaCagradAndMetaBalanceStrategiesMatchReferenceSteps) {
     std::vector<std::string> strategies = {"mgda", "cagrad"};
     if (tasks == 3)
       for (const char* s : {"metabalance:all", "metabalance:reduce", "metabalance:enlarge"}) strategies.push_back(s);
-    nlohmann::json cfg = {{"c", base.c},          {"y", base.y},         {"W", base.W0},
-                          {"a", base.a0},         {"steps", steps},      {"sgd_lr", sgd_lr},
-                          {"alpha", 1.5},         {"gradnorm_lr", 0.025}, {"relax", relax},
-                          {"beta", beta},         {"fixed_weights", {}}, {"strategies", strategies},
+    nlohmann::json cfg = {{"c", base.c},          {"y", base.y},      {"W", base.W0},        {"a", base.a0},
+                          {"steps", steps},       {"sgd_lr", sgd_lr}, {"alpha", 1.5},        {"gradnorm_lr", 0.025},
+                          {"relax", relax},       {"beta", beta},     {"fixed_weights", {}}, {"strategies", strategies},
                           {"cagrad_c", cagrad_c}, {"main", 0}};
     const auto ref = run_reference(cfg);
     if (tasks == 3) {
@@ -160,13 +159,12 @@ TEST(TaskBalancing, MgdaCagradAndMetaBalanceStrategiesMatchReferenceSteps) {
       SCOPED_TRACE(strategy);
       Problem pr = tasks == 3 ? three_tasks() : Problem();
       const auto colon = strategy.find(':');
-      auto bal = make_balancer(pr.tasks(), {.strategy = strategy.substr(0, colon),
-                                            .relax_factor = relax,
-                                            .beta = beta,
-                                            .metabalance_strategy = colon == std::string::npos
-                                                                        ? "all"
-                                                                        : strategy.substr(colon + 1),
-                                            .cagrad_c = cagrad_c});
+      auto bal = make_balancer(pr.tasks(),
+                               {.strategy = strategy.substr(0, colon),
+                                .relax_factor = relax,
+                                .beta = beta,
+                                .metabalance_strategy = colon == std::string::npos ? "all" : strategy.substr(colon + 1),
+                                .cagrad_c = cagrad_c});
       // CAGrad's inner problem is solved by different solvers on the two sides (projected
       // gradient here, SLSQP in the reference): agreement to 1e-7, not to rounding.
       const double tol = strategy == "cagrad" ? 1e-7 : 1e-10;

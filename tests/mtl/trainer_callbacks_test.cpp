@@ -2,12 +2,12 @@
 // called once per batch and once per epoch, in order, and an exception thrown from one leaves fit
 // with the last finished epoch's outputs as they were.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 #include <string>
-#include <unistd.h>
 
 #include "rechub/core/rng.h"
 #include "rechub/mtl/data/dataset.h"
@@ -21,9 +21,10 @@ namespace {
 namespace fs = std::filesystem;
 
 std::shared_ptr<data::Dataset> tiny_data(int64_t rows) {
-  data::Schema s{.sparse = {{.name = "a", .vocab_size = 10, .embed_dim = 4}, {.name = "b", .vocab_size = 7, .embed_dim = 4}},
-                 .dense = {{.name = "d"}},
-                 .labels = {{.task = "ctr", .column = "click"}, {.task = "cvr", .column = "buy"}}};
+  data::Schema s{
+      .sparse = {{.name = "a", .vocab_size = 10, .embed_dim = 4}, {.name = "b", .vocab_size = 7, .embed_dim = 4}},
+      .dense = {{.name = "d"}},
+      .labels = {{.task = "ctr", .column = "click"}, {.task = "cvr", .column = "buy"}}};
   auto ds = std::make_shared<data::Dataset>(s, rows);
   Generator g(3);
   for (int64_t r = 0; r < rows; ++r) {
@@ -49,10 +50,11 @@ TEST(MTLTrainerCallbacks, CalledOncePerBatchAndPerEpochInOrder) {
                         {.n_epochs = 3,
                          .progress = false,
                          .on_batch = [&](int64_t e, int64_t b, int64_t rows) { batches.emplace_back(e, b, rows); },
-                         .on_epoch = [&](const trainer::EpochRecord& r) {
-                           EXPECT_EQ(static_cast<int64_t>(batches.size()), r.epoch * 4);  // epochs count from 1
-                           epochs.push_back(r.epoch);
-                         }});
+                         .on_epoch =
+                             [&](const trainer::EpochRecord& r) {
+                               EXPECT_EQ(static_cast<int64_t>(batches.size()), r.epoch * 4);  // epochs count from 1
+                               epochs.push_back(r.epoch);
+                             }});
   data::DataLoader train(ds, {.batch_size = 256, .seed = 1, .prefetch = 0});
   t.fit(train);
   ASSERT_EQ(batches.size(), 12u);  // 3 epochs x ceil(1000 / 256)
@@ -70,13 +72,12 @@ TEST(MTLTrainerCallbacks, AnExceptionStopsTrainingAndKeepsTheLastEpochsOutputs) 
   const fs::path out = fs::temp_directory_path() / ("rechub_callbacks_" + std::to_string(::getpid()));
   fs::remove_all(out);
   int64_t seen = 0;
-  trainer::MTLTrainer t(tiny_model(*ds), {.n_epochs = 5,
-                                          .out_dir = out.string(),
-                                          .progress = false,
-                                          .on_batch = [&](int64_t e, int64_t b, int64_t) {
-                                            ++seen;
-                                            if (e == 1 && b == 2) throw std::runtime_error("interrupted");
-                                          }});
+  trainer::MTLTrainer t(
+      tiny_model(*ds),
+      {.n_epochs = 5, .out_dir = out.string(), .progress = false, .on_batch = [&](int64_t e, int64_t b, int64_t) {
+         ++seen;
+         if (e == 1 && b == 2) throw std::runtime_error("interrupted");
+       }});
   data::DataLoader train(ds, {.batch_size = 256, .seed = 1, .prefetch = 0});
   EXPECT_THROW(t.fit(train), std::runtime_error);
   EXPECT_EQ(seen, 4 + 3);  // stopped right after batch 2 of epoch 1

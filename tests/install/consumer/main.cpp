@@ -1,11 +1,11 @@
 // A product embedding rechub through the installed package, as a user would write it: only
 // the umbrella <rechub/rechub.h> (nothing of rechub's source tree), one autograd check, then an MMoE trained
 // for an epoch on generated click/purchase data and scored; the run fails unless the model learned.
+#include <rechub/rechub.h>
+
 #include <cmath>
 #include <cstdio>
 #include <memory>
-
-#include <rechub/rechub.h>
 
 int main() {
   using namespace rechub;
@@ -18,9 +18,11 @@ int main() {
 
   auto data = data::ali_ccp_example_data(4000);
   const auto& schema = data.preprocessor->schema();
-  auto model = std::make_shared<models::MMoE>(models::MMoEConfig{
-      .features = models::features_from_schema(schema), .expert_units = {32}, .num_experts = 2,
-      .task_names = schema.task_names(), .tower_units = {16}});
+  auto model = std::make_shared<models::MMoE>(models::MMoEConfig{.features = models::features_from_schema(schema),
+                                                                 .expert_units = {32},
+                                                                 .num_experts = 2,
+                                                                 .task_names = schema.task_names(),
+                                                                 .tower_units = {16}});
   trainer::MTLTrainer t(model, {.optimizer_params = {.lr = 3e-3}, .n_epochs = 2, .progress = false});
   data::DataLoader train(data.train, {.batch_size = 256, .seed = 1});
   t.fit(train);
