@@ -24,23 +24,33 @@ namespace fs = std::filesystem;
 
 namespace {
 
+std::string int_list_text(const std::vector<int64_t>& v) {
+  std::string s;
+  for (const int64_t x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+  return s;
+}
+
 struct TrainFlags {
   std::string train, val, test, schema, sparse, dense, tasks, task_types, separator = ",", missing;
   double val_fraction = 0, test_fraction = 0;
   std::string model = "mmoe";
   std::string device = "cpu";
-  int64_t embed_dim = 16, num_experts = 4, num_shared_experts = 2, num_layers = 2;
-  std::string normalize = "standard";  // see --normalize
-  double embed_init_std = 1e-4;
-  std::string hidden_units = "128,64", expert_units = "128,64", tower_units = "64,32";
-  double dropout = 0;
-  int64_t epochs = 10, batch_size = 1024;
-  double lr = 1e-3, weight_decay = 0, clip = 0;
+  // Every default is the API's (rechub/mtl/defaults.h), so `rechub train` and a program that keeps
+  // the API's defaults train the same model (tests/mtl/defaults_test.cpp).
+  int64_t embed_dim = defaults::embed_dim, num_experts = defaults::num_experts,
+          num_shared_experts = defaults::num_shared_experts, num_layers = defaults::num_layers;
+  std::string normalize = data::normalization_name(defaults::normalization);  // see --normalize
+  double embed_init_std = defaults::embedding_init_std;
+  std::string hidden_units = int_list_text(defaults::hidden_units),
+              expert_units = int_list_text(defaults::expert_units), tower_units = int_list_text(defaults::tower_units);
+  double dropout = defaults::dropout;
+  int64_t epochs = defaults::epochs, batch_size = defaults::batch_size;
+  double lr = defaults::lr, weight_decay = defaults::weight_decay, clip = 0;
   std::string lr_schedule = "constant";
   int64_t warmup_steps = 0, lr_step_epochs = 1;
   double lr_min_factor = 0, lr_gamma = 0.1;
   std::string optimizer = "adam";
-  uint64_t seed = 1;
+  uint64_t seed = defaults::seed;
   int threads = 0;
   std::string balance = "fixed", task_weights, task_lr, pos_weights, main_task, early_stop_task, early_stop_metric;
   double gradnorm_alpha = 1.5, gradnorm_lr = 0.025, relax_factor = 0.7, beta = 0.9;
@@ -315,8 +325,7 @@ Runner add_train(CLI::App& app) {
                 "Dense features: standard (the default: mean 0, std 1 on the training rows), none, min_max "
                 "([0, 1]) or log_standard (standard on sign(x) log(1 + |x|)). Raw amounts such as capital gains "
                 "up to 99,999 next to ages swamp the first layer and the small initial embeddings: on the census "
-                "rows none cost MMoE 0.01-0.02 of test AUC [API: PreprocessOptions::normalization, whose "
-                "default is none]")
+                "rows none cost MMoE 0.01-0.02 of test AUC [API: PreprocessOptions::normalization]")
       ->check(CLI::IsMember({"none", "standard", "min_max", "log_standard"}));
   c->add_option("--embed-init-std", f->embed_init_std, "Embedding rows start as N(0, std^2) [API: embedding_init_std]")
       ->check(positive());
@@ -345,7 +354,11 @@ Runner add_train(CLI::App& app) {
                 "[API: tower_units / tower_units_per_task; SharedBottom: task_hidden_units]");
   c->add_option("--dropout", f->dropout, "Dropout in experts and towers")->check(CLI::Range(0.0, 0.99));
   c->add_option("--epochs", f->epochs, "Epochs")->check(positive());
-  c->add_option("--batch-size", f->batch_size, "Rows per batch")->check(positive());
+  c->add_option("--batch-size", f->batch_size,
+                "Rows per batch (per rank under mpirun). 0, the default: from the training rows, the largest of "
+                "1024, 512, 256 giving at least 200 steps per epoch (256 below 102,400 rows, 1024 from 204,800) "
+                "[API: LoaderOptions::batch_size]")
+      ->check(non_negative());
   c->add_option("--lr", f->lr, "Learning rate")->check(positive());
   c->add_option("--weight-decay", f->weight_decay, "Weight decay")->check(non_negative());
   auto* lr_schedule = c->add_option("--lr-schedule", f->lr_schedule,
@@ -542,6 +555,9 @@ Runner add_train(CLI::App& app) {
     std::shared_ptr<const data::BatchSource> train_rows = d.train;
     if (world->size() > 1) train_rows = data::rank_rows(d.train, world->rank(), world->size());
     const auto& fitted = d.preprocessor->schema();
+    // --batch-size 0: chosen from all the training rows, so that every rank of a data-parallel run
+    // takes the batch a single process would.
+    if (f->batch_size == 0) f->batch_size = defaults::batch_size_for(d.train->rows());
     check_model_fits(*f, fitted);
     sizes.tower_units_per_task = parse_tower_units_per_task(f->tower_units, fitted.task_names());
     auto model = trainer::build_model(f->model, models::features_from_schema(fitted), fitted.task_names(),

@@ -9,6 +9,7 @@
 
 #include "rechub/mtl/data/csv.h"
 #include "rechub/mtl/data/schema.h"
+#include "rechub/mtl/defaults.h"
 
 namespace rechub::data {
 
@@ -19,7 +20,7 @@ struct InferOptions {
   std::vector<std::string> sparse{};         // columns forced sparse
   std::vector<std::string> ignore{};         // columns that are neither features nor labels
   int64_t sample_rows = 10000;               // rows read to decide
-  int64_t embed_dim = 16;                    // SparseFeature::embed_dim of inferred features
+  int64_t embed_dim = defaults::embed_dim;   // SparseFeature::embed_dim of inferred features
 };
 
 struct InferredSchema {

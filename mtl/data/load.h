@@ -21,6 +21,7 @@
 #include "rechub/mtl/data/dataset.h"
 #include "rechub/mtl/data/preprocessor.h"
 #include "rechub/mtl/data/schema.h"
+#include "rechub/mtl/defaults.h"
 
 namespace rechub::data {
 
@@ -38,7 +39,7 @@ struct DataOptions {
   // split_seed (the rest stays training data).
   double val_fraction = 0;
   double test_fraction = 0;
-  uint64_t split_seed = 0;
+  uint64_t split_seed = defaults::seed;
 };
 
 struct LoadedData {

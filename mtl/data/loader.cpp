@@ -32,8 +32,10 @@ LoaderState LoaderState::from_json(const nlohmann::json& j) {
 DataLoader::DataLoader(std::shared_ptr<const BatchSource> source, LoaderOptions options)
     : source_(std::move(source)), opts_(options) {
   if (!source_) throw Error("DataLoader: no data source");
-  if (opts_.batch_size < 1)
-    throw Error("DataLoader: batch_size must be positive, got " + std::to_string(opts_.batch_size));
+  if (opts_.batch_size < 0)
+    throw Error("DataLoader: batch_size must be positive (or 0: chosen from the rows), got " +
+                std::to_string(opts_.batch_size));
+  if (opts_.batch_size == 0) opts_.batch_size = defaults::batch_size_for(source_->rows());
   if (opts_.prefetch < 0) throw Error("DataLoader: prefetch must be >= 0");
 }
 

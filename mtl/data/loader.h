@@ -29,13 +29,14 @@
 #include "rechub/core/rng.h"
 #include "rechub/mtl/data/big_buffer.h"
 #include "rechub/mtl/data/dataset.h"
+#include "rechub/mtl/defaults.h"
 
 namespace rechub::data {
 
 struct LoaderOptions {
-  int64_t batch_size = 1024;
+  int64_t batch_size = defaults::batch_size;  // 0: defaults::batch_size_for(the source's rows)
   bool shuffle = true;
-  uint64_t seed = 0;
+  uint64_t seed = defaults::seed;
   bool drop_last = false;  // drop the last, smaller batch of an epoch
   int prefetch = 2;        // batches prepared ahead by the background thread; 0: no thread
 };

@@ -21,14 +21,16 @@
 #include "rechub/mtl/data/dataset.h"
 #include "rechub/mtl/data/schema.h"
 #include "rechub/mtl/data/vocabulary.h"
+#include "rechub/mtl/defaults.h"
 
 namespace rechub::data {
 
 struct PreprocessOptions {
   // Values seen fewer times in the training split get the OOV id 0.
   int64_t min_freq = 1;
-  // Dense features: none, min_max ([0, 1] on train) or standard (mean 0, std 1 on train).
-  Normalization normalization = Normalization::none;
+  // Dense features: none, min_max ([0, 1] on train), standard (mean 0, std 1 on train, the default)
+  // or log_standard (standard of sign(x)·log1p(|x|), for heavy tails).
+  Normalization normalization = defaults::normalization;
   // Missing dense values (CsvOptions::allow_missing_dense): the training mean, or zero.
   MissingFill fill = MissingFill::mean;
 };

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "rechub/mtl/defaults.h"
+
 namespace rechub::data {
 
 struct SparseFeature {
@@ -24,7 +26,7 @@ struct SparseFeature {
   // Preprocessor::fit sets it; a value given before fitting caps the vocabulary (the most frequent
   // vocab_size-1 values keep their own id).
   int64_t vocab_size = 0;
-  int64_t embed_dim = 16;
+  int64_t embed_dim = defaults::embed_dim;
   // Another sparse feature whose embedding table this one uses; both then share one vocabulary
   // (fitted on the values of both columns), so equal raw values get equal ids.
   std::string shared_with{};

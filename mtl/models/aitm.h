@@ -13,6 +13,7 @@
 // "info_gates.<t-1>.mlp.<k>.*", "aits.<t-1>.{q,k,v}_layer.weight".
 // Shared: embedding; task t: bottoms.<t>, towers.<t> and the transfer into it (info_gates.<t-1>,
 // aits.<t-1>). last_shared_parameters(): the embedding arenas (the only shared layer).
+#include "rechub/mtl/defaults.h"
 #include "rechub/mtl/models/mlp_list.h"
 #include "rechub/mtl/models/model.h"
 #include "rechub/nn/linear.h"
@@ -21,8 +22,8 @@ namespace rechub::models {
 
 struct AITMConfig {
   Features features{};
-  std::vector<int64_t> hidden_units{128, 64};  // each task's bottom MLP; its last width is d
-  std::vector<int64_t> tower_units{32};        // each task's tower after the transfer (then Linear(., 1))
+  std::vector<int64_t> hidden_units = defaults::hidden_units;  // each task's bottom MLP; its last width is d
+  std::vector<int64_t> tower_units = defaults::tower_units;  // each task's tower after the transfer (then Linear(., 1))
   // One tower per task with its own hidden widths, in task order (torch-rechub's tower_params_list);
   // empty: tower_units for every task.
   std::vector<std::vector<int64_t>> tower_units_per_task{};
@@ -31,10 +32,10 @@ struct AITMConfig {
   std::vector<std::string> task_names{};
   std::string activation = "relu";
   double calibrator_weight = 0.0;  // the label-constraint weight (the paper uses 0.6); 0: off
-  double dropout = 0.0;
+  double dropout = defaults::dropout;
   bool fused = true;
-  uint64_t seed = 0x5eed;
-  double embedding_init_std = 1e-4;
+  uint64_t seed = defaults::seed;
+  double embedding_init_std = defaults::embedding_init_std;
   bool sparse_embeddings = true;
 };
 nlohmann::json to_json(const AITMConfig& c);

@@ -13,6 +13,7 @@
 // Shared: embedding (and bottom_mlp); task ctr: tower_ctr; task ctcvr: tower_cvr.
 // last_shared_parameters(): the last Linear of bottom_mlp when there is one, else the embedding
 // arenas (the only shared layer of the paper's ESMM).
+#include "rechub/mtl/defaults.h"
 #include "rechub/mtl/models/mlp_list.h"
 #include "rechub/mtl/models/model.h"
 
@@ -21,17 +22,17 @@ namespace rechub::models {
 struct ESMMConfig {
   Features features{};                  // user and item features (all embedded and concatenated)
   std::vector<int64_t> hidden_units{};  // optional shared MLP before the towers
-  std::vector<int64_t> tower_units{64, 32};
+  std::vector<int64_t> tower_units = defaults::tower_units;
   // One tower per task with its own hidden widths, in task order (torch-rechub's tower_params_list);
   // empty: tower_units for every task.
   std::vector<std::vector<int64_t>> tower_units_per_task{};
   int64_t embedding_dim = 0;              // > 0: the width of every sparse feature's embedding (overrides embed_dim)
   std::vector<std::string> task_names{};  // empty: ctr, ctcvr
   std::string activation = "relu";
-  double dropout = 0.0;
+  double dropout = defaults::dropout;
   bool fused = true;
-  uint64_t seed = 0x5eed;
-  double embedding_init_std = 1e-4;
+  uint64_t seed = defaults::seed;
+  double embedding_init_std = defaults::embedding_init_std;
   bool sparse_embeddings = true;
 };
 nlohmann::json to_json(const ESMMConfig& c);

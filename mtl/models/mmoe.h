@@ -11,6 +11,7 @@
 // "gates.<t>.bias" (OMoE: "gate.weight", "gate.bias"), "towers.<t>.mlp.<k>.*".
 // Shared: embedding, experts (and OMoE's gate); task t: gates.<t>, towers.<t>.
 // last_shared_parameters(): the last Linear (weight, bias) of every expert.
+#include "rechub/mtl/defaults.h"
 #include "rechub/mtl/models/mlp_list.h"
 #include "rechub/mtl/models/model.h"
 #include "rechub/nn/linear.h"
@@ -19,22 +20,22 @@ namespace rechub::models {
 
 struct MMoEConfig {
   Features features{};
-  std::vector<int64_t> expert_units{256, 128};
-  int64_t num_experts = 8;
+  std::vector<int64_t> expert_units = defaults::expert_units;
+  int64_t num_experts = defaults::num_experts;
   int64_t num_tasks = -1;                 // -1: from task_types / task_names, else 2
   std::vector<TaskType> task_types{};     // empty: all binary
   std::vector<std::string> task_names{};  // empty: task0, task1, ...
   std::string expert_activation = "relu";
   std::string gate_activation = "softmax";  // the only gate activation (a mixture needs weights summing to 1)
-  std::vector<int64_t> tower_units{64, 32};
+  std::vector<int64_t> tower_units = defaults::tower_units;
   // One tower per task with its own hidden widths, in task order (torch-rechub's tower_params_list);
   // empty: tower_units for every task.
   std::vector<std::vector<int64_t>> tower_units_per_task{};
   std::string tower_activation = "relu";
-  double dropout = 0.0;  // in experts and towers
-  bool fused = true;     // false: the same model through basic ops (the reference for the fused ops)
-  uint64_t seed = 0x5eed;
-  double embedding_init_std = 1e-4;
+  double dropout = defaults::dropout;  // in experts and towers
+  bool fused = true;                   // false: the same model through basic ops (the reference for the fused ops)
+  uint64_t seed = defaults::seed;
+  double embedding_init_std = defaults::embedding_init_std;
   bool sparse_embeddings = true;
 };
 using OMoEConfig = MMoEConfig;

@@ -15,6 +15,7 @@
 // "cgc_layers.<l>.gate_shared.{weight,bias}", "towers.<t>.mlp.<k>.*".
 // Shared: embedding, shared experts, shared gates; task t: its specific experts, gates, tower.
 // last_shared_parameters(): the last Linear of every shared expert of the last level.
+#include "rechub/mtl/defaults.h"
 #include "rechub/mtl/models/mlp_list.h"
 #include "rechub/mtl/models/model.h"
 #include "rechub/nn/linear.h"
@@ -23,23 +24,23 @@ namespace rechub::models {
 
 struct PLEConfig {
   Features features{};
-  std::vector<int64_t> expert_units{256, 128};
-  int64_t num_experts = 2;  // task-specific experts per task and level
-  int64_t num_layers = 2;   // CGC levels
-  int64_t num_shared_experts = 2;
+  std::vector<int64_t> expert_units = defaults::expert_units;
+  int64_t num_experts = defaults::num_experts;  // task-specific experts per task and level
+  int64_t num_layers = defaults::num_layers;    // CGC levels
+  int64_t num_shared_experts = defaults::num_shared_experts;
   int64_t num_tasks = -1;                 // -1: from task_types / task_names, else 2
   std::vector<TaskType> task_types{};     // empty: all binary
   std::vector<std::string> task_names{};  // empty: task0, task1, ...
   std::string expert_activation = "relu";
-  std::vector<int64_t> tower_units{64, 32};
+  std::vector<int64_t> tower_units = defaults::tower_units;
   // One tower per task with its own hidden widths, in task order (torch-rechub's tower_params_list);
   // empty: tower_units for every task.
   std::vector<std::vector<int64_t>> tower_units_per_task{};
   std::string tower_activation = "relu";
-  double dropout = 0.0;
+  double dropout = defaults::dropout;
   bool fused = true;
-  uint64_t seed = 0x5eed;
-  double embedding_init_std = 1e-4;
+  uint64_t seed = defaults::seed;
+  double embedding_init_std = defaults::embedding_init_std;
   bool sparse_embeddings = true;
 };
 nlohmann::json to_json(const PLEConfig& c);

@@ -5,6 +5,7 @@
 // Names (torch-rechub's): "bottom_mlp.mlp.<k>.*", "towers.<t>.mlp.<k>.*".
 // Shared: embedding and bottom_mlp; task t: towers.<t>.
 // last_shared_parameters(): the last Linear (weight, bias) of the bottom MLP.
+#include "rechub/mtl/defaults.h"
 #include "rechub/mtl/models/mlp_list.h"
 #include "rechub/mtl/models/model.h"
 
@@ -12,8 +13,8 @@ namespace rechub::models {
 
 struct SharedBottomConfig {
   Features features{};
-  std::vector<int64_t> hidden_units{128, 64};  // the shared bottom MLP
-  std::vector<int64_t> task_hidden_units{32};  // hidden layers of each tower (then Linear(., 1))
+  std::vector<int64_t> hidden_units = defaults::hidden_units;      // the shared bottom MLP
+  std::vector<int64_t> task_hidden_units = defaults::tower_units;  // hidden layers of each tower (then Linear(., 1))
   // One tower per task with its own hidden widths, in task order (torch-rechub's tower_params_list);
   // empty: task_hidden_units for every task.
   std::vector<std::vector<int64_t>> task_hidden_units_per_task{};
@@ -21,10 +22,10 @@ struct SharedBottomConfig {
   std::vector<TaskType> task_types{};     // empty: all binary
   std::vector<std::string> task_names{};  // empty: task0, task1, ...
   std::string activation = "relu";
-  double dropout = 0.0;
+  double dropout = defaults::dropout;
   bool fused = true;
-  uint64_t seed = 0x5eed;
-  double embedding_init_std = 1e-4;
+  uint64_t seed = defaults::seed;
+  double embedding_init_std = defaults::embedding_init_std;
   bool sparse_embeddings = true;
 };
 nlohmann::json to_json(const SharedBottomConfig& c);

@@ -80,6 +80,7 @@
 #include "rechub/core/rng.h"
 #include "rechub/core/tensor.h"
 #include "rechub/mtl/data/schema.h"
+#include "rechub/mtl/defaults.h"
 
 namespace rechub::trainer {
 
@@ -102,7 +103,7 @@ struct BalanceOptions {
   int64_t main_task = 0;
   double dwa_temperature = 2.0;
   double uwl_lr = 1e-3;
-  uint64_t seed = 1;
+  uint64_t seed = defaults::seed;
   std::string metabalance_strategy = "all";  // all | reduce | enlarge
   double cagrad_c = 0.5;                     // CAGrad's c (>= 0)
   std::string mgda_normalization = "none";   // none | l2 | loss | loss+

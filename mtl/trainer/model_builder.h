@@ -8,23 +8,25 @@
 #include <string>
 #include <vector>
 
+#include "rechub/mtl/defaults.h"
 #include "rechub/mtl/models/model.h"
 
 namespace rechub::trainer {
 
 struct ModelSizes {
-  int64_t embed_dim = 0;                       // > 0: every sparse feature's embedding width
-  std::vector<int64_t> hidden_units{128, 64};  // shared_bottom's bottom, aitm's per-task bottom
-  std::vector<int64_t> esmm_hidden_units{};    // esmm: an MLP shared by both towers (empty: none, as in the paper)
-  std::vector<int64_t> expert_units{128, 64};  // mmoe, omoe, ple
-  int64_t num_experts = 4;                     // mmoe/omoe; ple: per task and level
-  int64_t num_shared_experts = 2;              // ple
-  int64_t num_layers = 2;                      // ple
-  std::vector<int64_t> tower_units{64, 32};
+  // Every default is the model configs' (rechub/mtl/defaults.h).
+  int64_t embed_dim = 0;  // > 0: every sparse feature's embedding width (0: the schema's, defaults::embed_dim)
+  std::vector<int64_t> hidden_units = defaults::hidden_units;  // shared_bottom's bottom, aitm's per-task bottom
+  std::vector<int64_t> esmm_hidden_units{};  // esmm: an MLP shared by both towers (empty: none, as in the paper)
+  std::vector<int64_t> expert_units = defaults::expert_units;  // mmoe, omoe, ple
+  int64_t num_experts = defaults::num_experts;                 // mmoe/omoe; ple: per task and level
+  int64_t num_shared_experts = defaults::num_shared_experts;   // ple
+  int64_t num_layers = defaults::num_layers;                   // ple
+  std::vector<int64_t> tower_units = defaults::tower_units;
   std::vector<std::vector<int64_t>> tower_units_per_task{};  // one list per task, in task order (empty: tower_units)
-  double dropout = 0;
-  uint64_t seed = 0x5eed;
-  double embedding_init_std = 1e-4;  // N(0, std^2) for every embedding row (the configs' default)
+  double dropout = defaults::dropout;
+  uint64_t seed = defaults::seed;
+  double embedding_init_std = defaults::embedding_init_std;  // N(0, std^2) for every embedding row
 };
 
 // kind: shared_bottom | esmm | mmoe | omoe | ple | aitm. ESMM needs exactly two binary tasks

@@ -38,6 +38,7 @@
 #include "rechub/core/dist/communicator.h"
 #include "rechub/mtl/data/loader.h"
 #include "rechub/mtl/data/preprocessor.h"
+#include "rechub/mtl/defaults.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/metrics/gates.h"
 #include "rechub/mtl/models/model.h"
@@ -53,14 +54,14 @@ enum class OptimizerKind : uint8_t { adam, adamw, sgd, adagrad };
 OptimizerKind optimizer_kind_from_name(const std::string& name);
 
 struct OptimizerParams {
-  double lr = 1e-3;
-  double weight_decay = 0;
+  double lr = defaults::lr;
+  double weight_decay = defaults::weight_decay;
   OptimizerKind kind = OptimizerKind::adam;
 };
 
 struct TrainerOptions {
   OptimizerParams optimizer_params{};
-  int64_t n_epochs = 10;
+  int64_t n_epochs = defaults::epochs;
   // An optimizer of your own instead of optimizer_params.kind (torch-rechub's optimizer_fn): called
   // once with the trainer's parameter groups ("shared", then "task:<name>" for each task's layers,
   // each with its learning rate and optimizer_params.weight_decay) and returns the optimizer, e.g.
@@ -105,7 +106,7 @@ struct TrainerOptions {
   double earlystop_min_delta = 0;  // an epoch counts as better only by more than this
   std::string out_dir{};           // empty: nothing written
   bool resume = false;
-  uint64_t seed = 1;  // the strategies' generator (PCGrad's task order)
+  uint64_t seed = defaults::seed;  // the strategies' generator (PCGrad's task order)
   bool progress = true;
   // Carried into every checkpoint so that a Predictor encodes raw rows as training did.
   std::shared_ptr<const data::Preprocessor> preprocessor{};

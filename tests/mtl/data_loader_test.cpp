@@ -218,8 +218,23 @@ TEST(DataLoader, DestroyedMidEpochWithAFullQueue) {
 }
 
 TEST(DataLoader, RefusesBadOptions) {
-  EXPECT_THROW(DataLoader(numbered(3), {.batch_size = 0}), Error);
+  EXPECT_THROW(DataLoader(numbered(3), {.batch_size = -1}), Error);
   EXPECT_THROW(DataLoader(nullptr, {}), Error);
+}
+
+// batch_size 0 (the default): 1024 rows per batch from 204,800 training rows (200 steps of 1024),
+// 512 from 102,400, else 256.
+TEST(DataLoader, TheDefaultBatchGivesAtLeast200StepsPerEpochBetween256And1024) {
+  for (const int64_t rows : {int64_t(1), int64_t(3), int64_t(50000), int64_t(102399), int64_t(102400), int64_t(204799),
+                             int64_t(204800), int64_t(10000000)}) {
+    const int64_t want = rows >= 204800 ? 1024 : rows >= 102400 ? 512 : 256;
+    EXPECT_EQ(defaults::batch_size_for(rows), want) << rows << " rows";
+  }
+  DataLoader small(numbered(300), {});
+  EXPECT_EQ(small.options().batch_size, 256);
+  EXPECT_EQ(small.num_batches(), 2);
+  DataLoader given(numbered(300), {.batch_size = 7});
+  EXPECT_EQ(given.options().batch_size, 7);
 }
 
 TEST(Dataset, BatchesSubsetsAndColumns) {

@@ -117,10 +117,11 @@ TEST(Preprocessor, NormalisationIsFittedOnTrainOnly) {
 TEST(Preprocessor, MissingDenseValuesFilledWithTheTrainingMean) {
   const CsvOptions o{.missing = "?", .allow_missing_dense = true};
   const ColumnTable train = read_csv_bytes("user,item,price,click\na,b,2,1\na,b,?,0\na,b,4,1\n", "t.csv", schema(), o);
-  Preprocessor mean(schema(), {}, o);
+  // On the raw scale (no normalisation), so that the fill is the value seen.
+  Preprocessor mean(schema(), {.normalization = Normalization::none}, o);
   mean.fit(train);
   EXPECT_EQ(mean.transform(train).dense_column(0), (std::vector<float>{2, 3, 4}));
-  Preprocessor zero(schema(), {.fill = MissingFill::zero}, o);
+  Preprocessor zero(schema(), {.normalization = Normalization::none, .fill = MissingFill::zero}, o);
   zero.fit(train);
   EXPECT_EQ(zero.transform(train).dense_column(0), (std::vector<float>{2, 0, 4}));
 }
