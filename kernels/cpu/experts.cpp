@@ -284,9 +284,8 @@ void scale_columns(int64_t rows, int64_t cols, T* m, const T* k) {
 }
 
 template <class T>
-void activation_batchnorm_backward(int64_t rows, int64_t cols, const T* da, const T* s, const T* gamma, const T* beta,
-                                   Activation act, const T* a, const T* mask, const T* k, const T* m1, const T* m2,
-                                   T* dz) {
+void activation_bn_backward(int64_t rows, int64_t cols, const T* da, const T* s, const T* gamma, const T* beta,
+                            Activation act, const T* a, const T* mask, const T* k, const T* m1, const T* m2, T* dz) {
   with_act(act, [&]<Activation A>() {
     with_affine_mask(gamma != nullptr, mask != nullptr, [&]<bool G, bool M>() {
       parallel_for(
@@ -477,7 +476,7 @@ const ExpertKernels<T>& expert_kernels() {
                                       &normalize_activate<T>,
                                       &activation_backward<T>,
                                       &bn_grad_columns<T>,
-                                      &activation_batchnorm_backward<T>,
+                                      &activation_bn_backward<T>,
                                       &scale_columns<T>,
                                       &broadcast_rows<T>,
                                       &softmax_rows<T>,

@@ -1,7 +1,7 @@
 // The CUDA entry points of the fused expert block and the gate mix (kernels/experts.h, f32): the
 // same formulas as kernels/cpu/experts.cpp, element for element, and its table
-// cuda::expert_kernels(). GEMMs go to cuBLAS (kernels/cuda/gemm.cpp), the gate's softmax and bias
-// sum to the kernels of reduce.cu.
+// cuda::expert_kernels(). GEMMs go to cuBLAS (kernels/cuda/gemm.cpp), the gate's softmax to
+// softmax.cu and its bias gradient to reduce.cu's sum_dim.
 //
 // Elementwise passes are grid-stride loops over rows*cols with scalar (4-byte) loads, so no
 // alignment is assumed. Column reductions (batch statistics, gradient sums) are those of
