@@ -40,6 +40,16 @@ namespace rechub::detail {
   { __VA_ARGS__; }
 #endif
 
+// A tensor's data as the kernels take it, or null for an undefined tensor (an optional operand).
+template <class T>
+const T* cptr(const Tensor& t) {
+  return t.defined() ? t.template data<T>() : nullptr;
+}
+template <class T>
+T* mptr(Tensor t) {
+  return t.defined() ? t.template data<T>() : nullptr;
+}
+
 // Every tensor defined, dense, floating point, same dtype and on the CPU.
 void check_float_inputs(const char* op, std::initializer_list<const Tensor*> ts);
 // The same for ops that also run on CUDA: all on one device; on a CUDA device f32 only.

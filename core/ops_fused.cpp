@@ -1,7 +1,8 @@
 // experts_forward and gate_mix: forward and hand-written backward (see core/ops_fused.h for the
-// layout), plus their compositions from basic ops. This file is the CPU path (f32/f64) and the
-// reference for the CUDA path (f32), core/ops_fused_cuda.cpp, which computes the same formulas
-// and shares the checks and bookkeeping of core/ops_fused_internal.h.
+// layout), plus their compositions from basic ops. Each op is written once for every device: the
+// shapes, the saved tensors, the autograd node and the order of kernel calls live here
+// (experts_forward_impl, gate_mix_impl), the device work behind the entry points of
+// kernels/experts.h (kernels/cpu/experts.cpp for f32/f64, kernels/cuda/experts.cu for f32).
 //
 // Expert block, one layer k with C = E*h columns (per column c: gamma, beta, bias b):
 //   z = a_prev W^T                      (one GEMM for k = 0, one per expert for k > 0; no bias)
@@ -30,31 +31,10 @@
 #include "rechub/core/dispatch.h"
 #include "rechub/core/dist/sync.h"
 #include "rechub/core/ops.h"
-#include "rechub/core/ops_fused_internal.h"
-#include "rechub/kernels/cpu/experts.h"
-#include "rechub/kernels/cpu/gemm.h"
+#include "rechub/kernels/experts.h"
 
 namespace rechub::ops {
 namespace {
-namespace kc = kernels::cpu;
-
-static_assert(static_cast<int>(Activation::tanh) == static_cast<int>(kc::ExpertAct::tanh) &&
-                  static_cast<int>(Activation::relu) == static_cast<int>(kc::ExpertAct::relu) &&
-                  static_cast<int>(Activation::leaky_relu) == static_cast<int>(kc::ExpertAct::leaky_relu) &&
-                  static_cast<int>(Activation::sigmoid) == static_cast<int>(kc::ExpertAct::sigmoid),
-              "Activation and ExpertAct must list the activations in the same order");
-kc::ExpertAct kernel_act(Activation a) { return static_cast<kc::ExpertAct>(a); }
-
-template <class T>
-void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T beta,
-            T* C, int64_t ldc) {
-  if (M <= 0 || N <= 0) return;
-  if constexpr (std::is_same_v<T, float>)
-    kc::sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
-  else
-    kc::dgemm(ta, tb, M, N, K, 1.0, A, lda, B, ldb, beta, C, ldc);
-}
-
 std::string tensor_label(const Tensor& t, const char* role, int64_t layer, int64_t expert) {
   std::ostringstream os;
   os << role << " of expert " << expert << " in layer " << layer;
@@ -81,6 +61,51 @@ void check_vec(const char* op, const std::vector<Tensor>& v, int64_t E, int64_t 
 }  // namespace
 
 namespace fused_detail {
+
+// Shapes of an expert block, as check_block validated them.
+struct BlockDims {
+  int64_t B = 0, in = 0, E = 0;
+  std::vector<int64_t> h;      // width of each layer
+  std::vector<bool> bias, bn;  // per layer: has a bias, has BatchNorm
+};
+
+// Validates x and every parameter (defined, dense, x's dtype and device, shapes) and the options.
+BlockDims check_block(const char* op, const Tensor& x, const std::vector<ExpertLayerParams>& layers,
+                      const ExpertsOptions& o);
+
+// Dropout masks for all experts of one layer as a CPU tensor [B, E*h] of 0 and 1/(1-p), drawn
+// expert by expert (row-major within an expert) so that the unfused path, which draws [B, h] per
+// expert, and the CUDA path, which copies this mask to the device, see the same values.
+template <class T>
+Tensor dropout_mask(int64_t B, int64_t E, int64_t h, double p, Generator& gen) {
+  Tensor m = empty({B, E * h}, {.dtype = dtype_of<T>::value});
+  T* pm = m.template data<T>();
+  const T keep = static_cast<T>(1.0 / (1.0 - p));
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t c = 0; c < h; ++c) pm[b * E * h + e * h + c] = gen.uniform() < p ? T(0) : keep;
+  return m;
+}
+
+// The inputs of the block's autograd node: x, then per layer the E weights, the E biases (if
+// any), the E BatchNorm gammas and the E betas (if BatchNorm).
+std::vector<Tensor> block_inputs(const Tensor& x, const std::vector<ExpertLayerParams>& layers);
+
+// Where each layer's parameters sit among those inputs, and which gradients the backward needs.
+struct BlockGradPlan {
+  BlockGradPlan(const BlockDims& d, size_t n_inputs, const std::vector<bool>& need);
+  bool any(size_t lo, size_t hi) const;  // some input in [lo, hi) needs a gradient
+  size_t weight_at(int64_t k) const { return base[k]; }
+  size_t bias_at(int64_t k) const { return base[k] + E; }
+  size_t gamma_at(int64_t k) const { return base[k] + E * (has_bias[k] ? 2 : 1); }
+  size_t beta_at(int64_t k) const { return gamma_at(k) + E; }
+
+  const std::vector<bool>& need;
+  size_t E;
+  std::vector<bool> has_bias;
+  std::vector<size_t> base;  // input index of layer k's first weight
+  std::vector<bool> below;   // x or a parameter of layers 0..k needs a gradient
+};
 
 BlockDims check_block(const char* op, const Tensor& x, const std::vector<ExpertLayerParams>& layers,
                       const ExpertsOptions& o) {
@@ -194,128 +219,145 @@ std::vector<Tensor> dropout_masks_per_expert(const Tensor& m, int64_t B, int64_t
   return out;
 }
 
-// Concatenates E per-expert vectors [h] into a [E*h] buffer of T.
+// The kernel entry points of the device `dev` (kernels/experts.h); CUDA runs f32 only, which
+// check_float_operands enforced.
 template <class T>
-std::vector<T> concat_cols(const std::vector<Tensor>& v, int64_t h) {
-  std::vector<T> out(v.size() * h);
-  for (size_t e = 0; e < v.size(); ++e) {
-    const T* p = v[e].template data<T>();
-    std::copy(p, p + h, out.begin() + static_cast<int64_t>(e) * h);
-  }
-  return out;
+const kernels::ExpertKernels<T>& kernels_on(const Device& dev) {
+#ifdef RECHUB_WITH_CUDA
+  if constexpr (std::is_same_v<T, float>)
+    if (dev.is_cuda()) return kernels::cuda::expert_kernels();
+#endif
+  RECHUB_CHECK(dev.is_cpu(), "experts_forward/gate_mix: no kernels for " << dev.str());
+  return kernels::cpu::expert_kernels<T>();
 }
 
-// The stacked [E*h, in] first-layer weight: a view when the experts' weights lie back to back.
+// Kernels launch on the current CUDA device: makes `dev` current (nothing to do on the CPU).
+void make_current(const Device& dev) {
+#ifdef RECHUB_WITH_CUDA
+  if (dev.is_cuda()) cuda::use_device(dev.index);
+#else
+  (void)dev;
+#endif
+}
+
+using detail::cptr;
+using detail::mptr;
+
+// E per-expert tensors of the same shape as one stacked tensor [E * each[0], each[1:]...].
+struct Stacked {
+  Tensor t;
+  bool view = false;  // a view of the experts' own storage (else a copy)
+};
 template <class T>
-Tensor stacked_weight(const std::vector<Tensor>& w, int64_t h, int64_t in) {
-  const int64_t E = static_cast<int64_t>(w.size());
-  const T* base = w[0].template data<T>();
+Stacked stack_experts(const std::vector<Tensor>& v) {
+  const Shape& each = v[0].shape();
+  const int64_t E = static_cast<int64_t>(v.size()), n = v[0].numel();
+  Shape stacked = each;
+  stacked[0] *= E;
+  const T* base = v[0].template data<T>();
   bool adjacent = true;
   for (int64_t e = 1; e < E && adjacent; ++e)
-    adjacent = w[e].impl()->storage == w[0].impl()->storage && w[e].template data<T>() == base + e * h * in;
-  if (adjacent) return make_view(w[0].detach(), 0, {E * h, in});
-  Tensor s = empty({E * h, in}, {.dtype = dtype_of<T>::value});
-  T* ps = s.template data<T>();
-  for (int64_t e = 0; e < E; ++e) std::copy(w[e].template data<T>(), w[e].template data<T>() + h * in, ps + e * h * in);
-  return s;
+    adjacent = v[e].impl()->storage == v[0].impl()->storage && v[e].template data<T>() == base + e * n;
+  if (adjacent) return {make_view(v[0].detach(), 0, stacked), true};
+  Tensor s = empty(stacked, {.dtype = dtype_of<T>::value, .device = v[0].device()});
+  for (int64_t e = 0; e < E; ++e) make_view(s, e * n, each).copy_(v[e].detach());  // on CUDA: queued
+  return {s, false};
 }
 
-template <class T>
+// Per layer, what the backward needs (tensors on the input's device).
 struct SavedLayer {
-  Tensor s;                            // [B, C]: normalised (BN) or biased pre-activation (no BN)
-  Tensor a;                            // [B, C]: the layer's output (input of the next layer)
-  Tensor mask;                         // [B, C] or undefined
-  std::vector<T> gamma, beta, invstd;  // per column (BN only)
-  std::vector<Tensor> w;               // per expert, detached
+  Tensor s;                    // [B, C]: normalised (BN) or biased pre-activation (no BN)
+  Tensor a;                    // [B, C]: the layer's output (input of the next layer)
+  Tensor mask;                 // [B, C] or undefined
+  Tensor w;                    // stacked weights [C, hp]
+  Tensor gamma, beta, invstd;  // [C] each (BN only)
 };
 
-template <class T>
 struct BlockState {
   BlockDims d;
-  Activation act;
-  bool training;
-  Tensor x, w0;  // input and stacked first-layer weight
-  std::vector<SavedLayer<T>> layers;
+  Activation act = Activation::relu;
+  bool training = true;
+  Tensor x;
+  std::vector<SavedLayer> layers;
 };
 
 template <class T>
 Tensor experts_forward_impl(const Tensor& x, const std::vector<ExpertLayerParams>& layers, const ExpertsOptions& o,
-                            BlockDims d) {
+                            const BlockDims& d) {
+  const Device dev = x.device();
+  make_current(dev);
+  const kernels::ExpertKernels<T>& K = kernels_on<T>(dev);
+  const TensorOptions t_opts{.dtype = dtype_of<T>::value, .device = dev}, f64_opts{.dtype = DType::f64, .device = dev};
   const int64_t B = d.B, E = d.E, L = static_cast<int64_t>(layers.size());
-  auto st = std::make_shared<BlockState<T>>();
+  auto st = std::make_shared<BlockState>();
+  st->d = d;
   st->act = o.activation;
   st->training = o.training;
   st->x = x.detach();
-  st->w0 = stacked_weight<T>(layers[0].weight, d.h[0], d.in);
   Generator& gen = o.generator ? *o.generator : default_generator();
   const bool drop = o.training && o.dropout > 0.0;
-  dist::Communicator* bn_group = o.training ? dist::batch_stats_group() : nullptr;
+  // Data-parallel training (CPU): BatchNorm's statistics over the global batch (core/dist/sync.h).
+  dist::Communicator* bn_group = o.training && dev.is_cpu() ? dist::batch_stats_group() : nullptr;
   int64_t bn_rows = B;  // rows BatchNorm's statistics span (all ranks' in data-parallel training)
   Tensor prev = st->x;
   for (int64_t k = 0; k < L; ++k) {
     const ExpertLayerParams& P = layers[k];
     const int64_t h = d.h[k], C = E * h, hp = k == 0 ? d.in : d.h[k - 1], Cp = k == 0 ? d.in : E * hp;
-    SavedLayer<T> S;
-    for (const Tensor& w : P.weight) S.w.push_back(w.detach());
-    Tensor z = empty({B, C}, {.dtype = dtype_of<T>::value});
+    SavedLayer S;
+    S.w = stack_experts<T>(P.weight).t;
+    // z = a_prev W^T, no bias: one GEMM against the stacked weight for k = 0; for k > 0 one per
+    // expert, reading columns [e*hp, (e+1)*hp) of a_prev and writing columns [e*h, (e+1)*h) of z.
+    Tensor z = empty({B, C}, t_opts);
     if (k == 0) {
-      gemm_t<T>(false, true, B, C, d.in, prev.template data<T>(), d.in, st->w0.template data<T>(), d.in, T(0),
-                z.template data<T>(), C);
+      if (d.in == 0)
+        z.zero_();
+      else
+        K.gemm(false, true, B, C, d.in, T(1), prev.template data<T>(), d.in, S.w.template data<T>(), d.in, T(0),
+               z.template data<T>(), C);
     } else {
-      const T* pp = prev.template data<T>();
-      T* pz = z.template data<T>();
-      kc::for_each_expert(E, [&](int64_t e) {
-        gemm_t<T>(false, true, B, h, hp, pp + e * hp, Cp, S.w[e].template data<T>(), hp, T(0), pz + e * h, C);
-      });
+      K.gemm_strided_batched(false, true, B, h, hp, T(1), prev.template data<T>(), Cp, hp, S.w.template data<T>(), hp,
+                             h * hp, T(0), z.template data<T>(), C, h, E);
     }
-    std::vector<T> bias = d.bias[k] ? concat_cols<T>(P.bias, h) : std::vector<T>(C, T(0));
-    std::vector<T> shift(C), scale(C, T(1));
+    const Tensor bias = d.bias[k] ? stack_experts<T>(P.bias).t : Tensor();
+    Tensor shift;
     if (d.bn[k]) {
-      S.gamma = concat_cols<T>(P.bn_weight, h);
-      S.beta = concat_cols<T>(P.bn_bias, h);
-      S.invstd.resize(C);
+      S.gamma = stack_experts<T>(P.bn_weight).t;
+      S.beta = stack_experts<T>(P.bn_bias).t;
+      Stacked rm = stack_experts<T>(P.running_mean), rv = stack_experts<T>(P.running_var);
+      S.invstd = empty({C}, t_opts);
+      shift = empty({C}, t_opts);
+      Tensor mean, var;
       if (o.training) {
-        std::vector<double> mean(C), var(C);
-        kc::column_mean_var<T>(B, C, z.template data<T>(), C, mean.data(), var.data());
-        // Data-parallel training: the statistics of the global batch (core/dist/sync.h).
-        if (bn_group) bn_rows = dist::global_mean_var(*bn_group, B, mean.data(), var.data(), C);
-        const double m = o.bn_momentum, unbias = static_cast<double>(bn_rows) / static_cast<double>(bn_rows - 1);
-        for (int64_t c = 0; c < C; ++c) {
-          shift[c] = static_cast<T>(mean[c]);
-          S.invstd[c] = static_cast<T>(1.0 / std::sqrt(var[c] + o.bn_eps));
-        }
+        mean = empty({C}, f64_opts);
+        var = empty({C}, f64_opts);
+        K.column_mean_var(B, C, z.template data<T>(), C, mean.template data<double>(), var.template data<double>());
+        if (bn_group) bn_rows = dist::global_mean_var(*bn_group, B, mean.data<double>(), var.data<double>(), C);
+      }
+      const double unbias = static_cast<double>(bn_rows) / static_cast<double>(bn_rows - 1);  // B > 1 (checked)
+      K.bn_prepare(C, o.training, cptr<double>(mean), cptr<double>(var), cptr<T>(bias), o.bn_momentum, o.bn_eps, unbias,
+                   rm.t.template data<T>(), rv.t.template data<T>(), shift.template data<T>(),
+                   S.invstd.template data<T>());
+      if (o.training) {
         for (int64_t e = 0; e < E; ++e) {
-          Tensor rm = P.running_mean[e], rv = P.running_var[e];
-          T* prm = rm.template data<T>();
-          T* prv = rv.template data<T>();
-          for (int64_t c = 0; c < h; ++c) {
-            const int64_t j = e * h + c;
-            prm[c] = static_cast<T>((1.0 - m) * prm[c] + m * (mean[j] + static_cast<double>(bias[j])));
-            prv[c] = static_cast<T>((1.0 - m) * prv[c] + m * var[j] * unbias);
-          }
-          rm.bump_version();
-          rv.bump_version();
-        }
-      } else {
-        for (int64_t e = 0; e < E; ++e) {
-          const T* prm = P.running_mean[e].template data<T>();
-          const T* prv = P.running_var[e].template data<T>();
-          for (int64_t c = 0; c < h; ++c) {
-            shift[e * h + c] = prm[c] - bias[e * h + c];
-            S.invstd[e * h + c] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(prv[c]) + o.bn_eps));
-          }
+          Tensor rme = P.running_mean[e], rve = P.running_var[e];  // handles to the caller's buffers
+          if (rm.view)
+            rme.bump_version();
+          else
+            rme.copy_(make_view(rm.t, e * h, {h}));  // copy_ bumps the version
+          if (rv.view)
+            rve.bump_version();
+          else
+            rve.copy_(make_view(rv.t, e * h, {h}));
         }
       }
-      scale = S.invstd;
-    } else {
-      for (int64_t c = 0; c < C; ++c) shift[c] = -bias[c];
     }
-    if (drop) S.mask = dropout_mask<T>(B, E, h, o.dropout, gen);
-    Tensor a = empty({B, C}, {.dtype = dtype_of<T>::value});
-    kc::normalize_activate<T>(B, C, z.template data<T>(), shift.data(), scale.data(),
-                              d.bn[k] ? S.gamma.data() : nullptr, d.bn[k] ? S.beta.data() : nullptr,
-                              kernel_act(o.activation), S.mask.defined() ? S.mask.template data<T>() : nullptr,
-                              a.template data<T>());
+    // Drawn on the CPU in the unfused path's order; on CUDA queued to the device without a wait.
+    if (drop) S.mask = upload(dropout_mask<T>(B, E, h, o.dropout, gen), dev);
+    Tensor a = empty({B, C}, t_opts);
+    // BatchNorm: the bias cancels in training and is folded into the shift in eval.
+    K.normalize_activate(B, C, z.template data<T>(), d.bn[k] ? nullptr : cptr<T>(bias), cptr<T>(shift),
+                         cptr<T>(S.invstd), cptr<T>(S.gamma), cptr<T>(S.beta), o.activation, cptr<T>(S.mask),
+                         a.template data<T>());
     S.s = z;
     S.a = a;
     prev = a;
@@ -324,7 +366,6 @@ Tensor experts_forward_impl(const Tensor& x, const std::vector<ExpertLayerParams
   Tensor out = prev;
   // The output's own handle must not be kept by its node (a cycle): keep a detached alias.
   st->layers.back().a = out.detach();
-  st->d = d;
 
   std::vector<Tensor> inputs = fused_detail::block_inputs(x, layers);
   const size_t n_inputs = inputs.size();
@@ -332,100 +373,98 @@ Tensor experts_forward_impl(const Tensor& x, const std::vector<ExpertLayerParams
       out, "experts_forward", std::move(inputs),
       [st, n_inputs, bn_group, bn_rows](const Tensor& g, const std::vector<bool>& need) {
         const BlockDims& d = st->d;
+        const Device dev = st->x.device();
+        make_current(dev);
+        const kernels::ExpertKernels<T>& K = kernels_on<T>(dev);
+        const TensorOptions t_opts{.dtype = dtype_of<T>::value, .device = dev},
+            f64_opts{.dtype = DType::f64, .device = dev};
         const int64_t B = d.B, E = d.E, L = static_cast<int64_t>(st->layers.size());
         std::vector<Tensor> grads(n_inputs);
         const BlockGradPlan plan(d, n_inputs, need);
-        auto any_need = [&](size_t lo, size_t hi) { return plan.any(lo, hi); };
         Tensor da = g;
         for (int64_t k = L - 1; k >= 0; --k) {
           if (!plan.below[k]) break;
-          const SavedLayer<T>& S = st->layers[k];
+          const SavedLayer& S = st->layers[k];
           const int64_t h = d.h[k], C = E * h, hp = k == 0 ? d.in : d.h[k - 1], Cp = k == 0 ? d.in : E * hp;
-          const bool bn = d.bn[k];
+          const bool bn = d.bn[k], bn_train = bn && st->training;
           const Tensor& prev = k == 0 ? st->x : st->layers[k - 1].a;
-          Tensor dz = empty({B, C}, {.dtype = dtype_of<T>::value});
-          std::vector<double> sum_dy(C, 0.0), sum_dys(C, 0.0);
-          const T* pmask = S.mask.defined() ? S.mask.template data<T>() : nullptr;
-          const bool bn_train = bn && st->training;
-          // BatchNorm in training: the first pass only sums, the second recomputes dy.
-          kc::activation_backward<T>(B, C, da.template data<T>(), S.s.template data<T>(), bn ? S.gamma.data() : nullptr,
-                                     bn ? S.beta.data() : nullptr, kernel_act(st->act), S.a.template data<T>(), pmask,
-                                     bn_train ? nullptr : dz.template data<T>(), sum_dy.data(),
-                                     bn ? sum_dys.data() : nullptr);
-          std::vector<double> dbias(C, 0.0);
-          if (bn) {
-            std::vector<T> kcol(C);
-            for (int64_t c = 0; c < C; ++c) kcol[c] = S.gamma[c] * S.invstd[c];
-            if (st->training) {
-              std::vector<T> m1(C), m2(C);
-              // Data-parallel: the means over the global batch; sum_dy and sum_dys stay this
-              // rank's share for γ's and β's gradients (reduced with the other gradients).
-              std::vector<double> gdy, gdys;
-              if (bn_group) {
-                gdy = sum_dy, gdys = sum_dys;
-                dist::global_column_sums(*bn_group, gdy.data(), gdys.data(), C);
-              }
-              const std::vector<double>& tdy = bn_group ? gdy : sum_dy;
-              const std::vector<double>& tdys = bn_group ? gdys : sum_dys;
-              for (int64_t c = 0; c < C; ++c) {
-                m1[c] = static_cast<T>(tdy[c] / static_cast<double>(bn_rows));
-                m2[c] = static_cast<T>(tdys[c] / static_cast<double>(bn_rows));
-              }
-              kc::activation_batchnorm_backward<T>(B, C, da.template data<T>(), S.s.template data<T>(), S.gamma.data(),
-                                                   S.beta.data(), kernel_act(st->act), S.a.template data<T>(), pmask,
-                                                   kcol.data(), m1.data(), m2.data(), dz.template data<T>());
-            } else {
-              kc::batchnorm_backward<T>(B, C, dz.template data<T>(), S.s.template data<T>(), kcol.data(), nullptr,
-                                        nullptr);
-              for (int64_t c = 0; c < C; ++c) dbias[c] = static_cast<double>(kcol[c]) * sum_dy[c];
-            }
-          } else {
-            dbias = sum_dy;
-          }
-          // Parameter gradients, per expert as views of one buffer per kind.
           const size_t w_at = plan.weight_at(k), b_at = plan.bias_at(k), g_at = plan.gamma_at(k),
                        be_at = plan.beta_at(k);
-          const bool need_w = any_need(w_at, w_at + E), need_prev = k > 0 && plan.below[k - 1];
-          Tensor dw = need_w ? empty({C, hp}, {.dtype = dtype_of<T>::value}) : Tensor();
-          Tensor dprev = need_prev ? empty({B, Cp}, {.dtype = dtype_of<T>::value}) : Tensor();
-          const T* pdz = dz.template data<T>();
-          if (k == 0) {
-            if (need_w)
-              gemm_t<T>(true, false, C, hp, B, pdz, C, prev.template data<T>(), hp, T(0), dw.template data<T>(), hp);
-          } else if (need_w || need_prev) {
-            // Per expert: dW_e = dz_e^T a_prev,e and da_prev,e = dz_e W_e, one expert per thread.
-            const T* pp = prev.template data<T>();
-            T* pdw = need_w ? dw.template data<T>() : nullptr;
-            T* pdp = need_prev ? dprev.template data<T>() : nullptr;
-            kc::for_each_expert(E, [&](int64_t e) {
-              if (pdw) gemm_t<T>(true, false, h, hp, B, pdz + e * h, C, pp + e * hp, Cp, T(0), pdw + e * h * hp, hp);
-              if (pdp)
-                gemm_t<T>(false, false, B, hp, h, pdz + e * h, C, S.w[e].template data<T>(), hp, T(0), pdp + e * hp,
-                          Cp);
-            });
+          const bool need_w = plan.any(w_at, w_at + E), need_prev = k > 0 && plan.below[k - 1];
+          const bool need_b = d.bias[k] && plan.any(b_at, b_at + E);
+          const bool need_g = bn && plan.any(g_at, g_at + E), need_be = bn && plan.any(be_at, be_at + E);
+
+          // dy and its column sums; dz = dy unless BatchNorm's training backward follows.
+          Tensor dz = empty({B, C}, t_opts);
+          Tensor sums = empty({2, C}, f64_opts);
+          double* sum_dy = sums.data<double>();
+          double* sum_dys = bn ? sum_dy + C : nullptr;
+          K.activation_backward(B, C, da.template data<T>(), S.s.template data<T>(), cptr<T>(S.gamma), cptr<T>(S.beta),
+                                st->act, S.a.template data<T>(), cptr<T>(S.mask),
+                                bn_train ? nullptr : dz.template data<T>(), sum_dy, sum_dys);
+          // Per-column factors and the vector gradients (one [C] tensor per kind, viewed per expert).
+          Tensor kcol = bn ? empty({C}, t_opts) : Tensor();
+          Tensor m12 = bn_train ? empty({2, C}, t_opts) : Tensor();
+          Tensor dbias = need_b ? empty({C}, t_opts) : Tensor();
+          Tensor dgamma = need_g ? empty({C}, t_opts) : Tensor();
+          Tensor dbeta = need_be ? empty({C}, t_opts) : Tensor();
+          T* m1 = bn_train ? m12.template data<T>() : nullptr;
+          T* m2 = bn_train ? m1 + C : nullptr;
+          const kernels::BnMode mode =
+              !bn ? kernels::BnMode::none : (st->training ? kernels::BnMode::train : kernels::BnMode::eval);
+          if (bn_group && bn_train) {
+            // Data-parallel: the means over the global batch; sum_dy and sum_dys stay this rank's
+            // share for gamma's and beta's gradients (reduced with the other gradients).
+            Tensor global = sums.clone();
+            double* gdy = global.data<double>();
+            dist::global_column_sums(*bn_group, gdy, gdy + C, C);
+            K.bn_grad_columns(C, bn_rows, mode, gdy, gdy + C, cptr<T>(S.gamma), cptr<T>(S.invstd), mptr<T>(kcol), m1,
+                              m2, nullptr, nullptr, nullptr);
+            K.bn_grad_columns(C, bn_rows, mode, sum_dy, sum_dys, cptr<T>(S.gamma), cptr<T>(S.invstd), nullptr, nullptr,
+                              nullptr, mptr<T>(dbias), mptr<T>(dgamma), mptr<T>(dbeta));
+          } else {
+            K.bn_grad_columns(C, B, mode, sum_dy, sum_dys, cptr<T>(S.gamma), cptr<T>(S.invstd), mptr<T>(kcol), m1, m2,
+                              mptr<T>(dbias), mptr<T>(dgamma), mptr<T>(dbeta));
           }
+          if (bn_train)
+            K.activation_bn_backward(B, C, da.template data<T>(), S.s.template data<T>(), S.gamma.template data<T>(),
+                                     S.beta.template data<T>(), st->act, S.a.template data<T>(), cptr<T>(S.mask),
+                                     kcol.template data<T>(), m1, m2, dz.template data<T>());
+          else if (bn)
+            K.scale_columns(B, C, dz.template data<T>(), kcol.template data<T>());
+
+          // dW = dz^T a_prev and da_prev = dz W, per expert (strided-batched) for k > 0.
+          Tensor dw = need_w ? empty({C, hp}, t_opts) : Tensor();
+          Tensor dprev = need_prev ? empty({B, Cp}, t_opts) : Tensor();
+          const T* pdz = dz.template data<T>();
+          if (need_w && B == 0) {
+            dw.zero_();
+          } else if (need_w && k == 0) {
+            K.gemm(true, false, C, hp, B, T(1), pdz, C, prev.template data<T>(), hp, T(0), dw.template data<T>(), hp);
+          } else if (need_w) {
+            K.gemm_strided_batched(true, false, h, hp, B, T(1), pdz, C, h, prev.template data<T>(), Cp, hp, T(0),
+                                   dw.template data<T>(), hp, h * hp, E);
+          }
+          if (need_prev)
+            K.gemm_strided_batched(false, false, B, hp, h, T(1), pdz, C, h, S.w.template data<T>(), hp, h * hp, T(0),
+                                   dprev.template data<T>(), Cp, hp, E);
           if (need_w)
             for (int64_t e = 0; e < E; ++e)
               if (need[w_at + e]) grads[w_at + e] = make_view(dw, e * h * hp, {h, hp});
-          auto vec_grads = [&](size_t at, const std::vector<double>& v) {
-            if (!any_need(at, at + E)) return;
-            Tensor t = empty({C}, {.dtype = dtype_of<T>::value});
-            T* pt = t.template data<T>();
-            for (int64_t c = 0; c < C; ++c) pt[c] = static_cast<T>(v[c]);
+          auto vec_grads = [&](size_t at, const Tensor& t) {
+            if (!t.defined()) return;
             for (int64_t e = 0; e < E; ++e)
               if (need[at + e]) grads[at + e] = make_view(t, e * h, {h});
           };
-          if (d.bias[k]) vec_grads(b_at, dbias);
-          if (bn) {
-            vec_grads(g_at, sum_dys);
-            vec_grads(be_at, sum_dy);
-          }
+          vec_grads(b_at, dbias);
+          vec_grads(g_at, dgamma);
+          vec_grads(be_at, dbeta);
           if (need_prev) {
             da = dprev;
           } else if (k == 0 && need[0]) {
-            Tensor dx = empty({B, d.in}, {.dtype = dtype_of<T>::value});
-            gemm_t<T>(false, false, B, d.in, C, dz.template data<T>(), C, st->w0.template data<T>(), d.in, T(0),
-                      dx.template data<T>(), d.in);
+            Tensor dx = empty({B, d.in}, t_opts);
+            K.gemm(false, false, B, d.in, C, T(1), pdz, C, S.w.template data<T>(), d.in, T(0), dx.template data<T>(),
+                   d.in);
             grads[0] = dx;
           }
         }
@@ -434,68 +473,108 @@ Tensor experts_forward_impl(const Tensor& x, const std::vector<ExpertLayerParams
 }
 
 template <class T>
+kernels::GateBlocks<T> gate_blocks(const std::vector<Tensor>& ts, const std::vector<int64_t>& counts) {
+  kernels::GateBlocks<T> gb;
+  gb.n = static_cast<int>(ts.size());
+  for (size_t i = 0; i < ts.size(); ++i) {
+    gb.data[i] = ts[i].template data<T>();
+    gb.count[i] = counts[i];
+  }
+  return gb;
+}
+
+template <class T>
 GateMixOutput gate_mix_impl(const Tensor& x, const Tensor& w, const Tensor& b, const std::vector<Tensor>& experts,
                             int64_t h, const std::vector<int64_t>& counts) {
+  const Device dev = x.device();
+  make_current(dev);
+  const kernels::ExpertKernels<T>& K = kernels_on<T>(dev);
+  const TensorOptions t_opts{.dtype = dtype_of<T>::value, .device = dev};
   const int64_t B = x.size(0), in = x.size(1), E = w.size(0);
-  Tensor gates = empty({B, E}, {.dtype = dtype_of<T>::value});
-  T* pg = gates.template data<T>();
-  T beta = T(0);
-  if (b.defined()) {
-    const T* pb = b.template data<T>();
-    for (int64_t r = 0; r < B; ++r) std::copy(pb, pb + E, pg + r * E);
-    beta = T(1);
-  } else if (in == 0) {
-    gates.zero_();
-  }
-  if (in > 0) gemm_t<T>(false, true, B, E, in, x.template data<T>(), in, w.template data<T>(), in, beta, pg, E);
-  kc::softmax_rows<T>(B, E, pg);
-  std::vector<kc::ExpertBlock<T>> blocks;
+  // logits = x Wg^T + bg (the bias written first, the GEMM accumulating onto it), then softmax.
+  Tensor logits = empty({B, E}, t_opts);
+  if (b.defined())
+    K.broadcast_rows(b.template data<T>(), B, E, logits.template data<T>());
+  else if (in == 0)
+    logits.zero_();
+  if (in > 0)
+    K.gemm(false, true, B, E, in, T(1), x.template data<T>(), in, w.template data<T>(), in, b.defined() ? T(1) : T(0),
+           logits.template data<T>(), E);
+  Tensor gates = empty({B, E}, t_opts);
+  K.softmax_rows(B, E, logits.template data<T>(), gates.template data<T>());
+
+  // The expert blocks as the kernels take them; more than kMaxGateBlocks are concatenated first.
   std::vector<Tensor> saved;
-  for (size_t i = 0; i < experts.size(); ++i) {
-    saved.push_back(experts[i].detach());
-    blocks.push_back({experts[i].template data<T>(), counts[i] * h, counts[i]});
+  std::vector<int64_t> saved_counts;
+  const bool merged = static_cast<int>(experts.size()) > kernels::kMaxGateBlocks;
+  if (merged) {
+    NoGradGuard ng;
+    std::vector<Tensor> ds;
+    for (const Tensor& t : experts) ds.push_back(t.detach());
+    saved.push_back(concat(ds, 1));
+    saved_counts.push_back(E);
+  } else {
+    for (const Tensor& t : experts) saved.push_back(t.detach());
+    saved_counts = counts;
   }
-  Tensor mixed = empty({B, h}, {.dtype = dtype_of<T>::value});
-  kc::gate_mix_forward<T>(B, h, blocks.data(), static_cast<int64_t>(blocks.size()), pg, E, mixed.template data<T>());
+  Tensor mixed = empty({B, h}, t_opts);
+  K.gate_mix_forward(B, h, gate_blocks<T>(saved, saved_counts), gates.template data<T>(), E, mixed.template data<T>());
+
   std::vector<Tensor> inputs{x, w, b};
   inputs.insert(inputs.end(), experts.begin(), experts.end());
+  const size_t n_blocks = experts.size();
   mixed = record(mixed, "gate_mix", std::move(inputs),
-                 [xs = x.detach(), ws = w.detach(), gates, saved, counts, h, B, in, E](const Tensor& g,
-                                                                                       const std::vector<bool>& need) {
-                   std::vector<Tensor> grads(3 + saved.size());
-                   std::vector<kc::ExpertBlock<T>> blocks;
-                   std::vector<T*> dptr;
-                   for (size_t i = 0; i < saved.size(); ++i) {
-                     blocks.push_back({saved[i].template data<T>(), counts[i] * h, counts[i]});
-                     if (need[3 + i]) {
-                       grads[3 + i] = empty(saved[i].shape(), {.dtype = dtype_of<T>::value});
-                       dptr.push_back(grads[3 + i].template data<T>());
-                     } else {
-                       dptr.push_back(nullptr);
+                 [xs = x.detach(), ws = w.detach(), gates, saved, saved_counts, counts, merged, n_blocks, h, B, in, E](
+                     const Tensor& g, const std::vector<bool>& need) {
+                   const Device dev = xs.device();
+                   make_current(dev);
+                   const kernels::ExpertKernels<T>& K = kernels_on<T>(dev);
+                   const TensorOptions t_opts{.dtype = dtype_of<T>::value, .device = dev};
+                   std::vector<Tensor> grads(3 + n_blocks);
+                   kernels::GateBlocks<T> gb = gate_blocks<T>(saved, saved_counts);
+                   bool any_block = false;
+                   for (size_t i = 0; i < n_blocks; ++i) any_block = any_block || need[3 + i];
+                   Tensor dmerged;
+                   if (merged) {
+                     if (any_block) {
+                       dmerged = empty(saved[0].shape(), t_opts);
+                       gb.grad[0] = dmerged.template data<T>();
                      }
+                   } else {
+                     for (size_t i = 0; i < n_blocks; ++i)
+                       if (need[3 + i]) {
+                         grads[3 + i] = empty(saved[i].shape(), t_opts);
+                         gb.grad[i] = grads[3 + i].template data<T>();
+                       }
                    }
                    const bool gate_params = need[0] || need[1] || need[2];
-                   Tensor dlogits = gate_params ? empty({B, E}, {.dtype = dtype_of<T>::value}) : Tensor();
-                   kc::gate_mix_backward<T>(B, h, blocks.data(), dptr.data(), static_cast<int64_t>(blocks.size()),
-                                            gates.template data<T>(), E, g.template data<T>(),
-                                            gate_params ? dlogits.template data<T>() : nullptr);
+                   Tensor dlogits = gate_params ? empty({B, E}, t_opts) : Tensor();
+                   if (gate_params || any_block)
+                     K.gate_mix_backward(B, h, gb, gates.template data<T>(), E, g.template data<T>(), mptr<T>(dlogits));
+                   if (merged && any_block) {
+                     int64_t at = 0;
+                     for (size_t i = 0; i < n_blocks; ++i) {
+                       if (need[3 + i]) grads[3 + i] = narrow(dmerged, 1, at, counts[i] * h).clone();
+                       at += counts[i] * h;
+                     }
+                   }
                    if (need[0]) {
-                     grads[0] = empty({B, in}, {.dtype = dtype_of<T>::value});
+                     grads[0] = empty({B, in}, t_opts);
                      if (in > 0)
-                       gemm_t<T>(false, false, B, in, E, dlogits.template data<T>(), E, ws.template data<T>(), in, T(0),
-                                 grads[0].template data<T>(), in);
+                       K.gemm(false, false, B, in, E, T(1), dlogits.template data<T>(), E, ws.template data<T>(), in,
+                              T(0), grads[0].template data<T>(), in);
                    }
                    if (need[1]) {
-                     grads[1] = empty({E, in}, {.dtype = dtype_of<T>::value});
-                     if (in > 0)
-                       gemm_t<T>(true, false, E, in, B, dlogits.template data<T>(), E, xs.template data<T>(), in, T(0),
-                                 grads[1].template data<T>(), in);
+                     grads[1] = empty({E, in}, t_opts);
+                     if (in > 0 && B == 0)
+                       grads[1].zero_();
+                     else if (in > 0)
+                       K.gemm(true, false, E, in, B, T(1), dlogits.template data<T>(), E, xs.template data<T>(), in,
+                              T(0), grads[1].template data<T>(), in);
                    }
                    if (need[2]) {
-                     std::vector<double> s(E);
-                     kc::column_sums<T>(B, E, dlogits.template data<T>(), s.data());
-                     grads[2] = empty({E}, {.dtype = dtype_of<T>::value});
-                     for (int64_t e = 0; e < E; ++e) grads[2].template data<T>()[e] = static_cast<T>(s[e]);
+                     grads[2] = empty({E}, t_opts);
+                     K.column_sums(B, E, dlogits.template data<T>(), grads[2].template data<T>());
                    }
                    return grads;
                  });
@@ -571,7 +650,7 @@ Tensor activate(const Tensor& x, Activation a) {
     case Activation::relu:
       return relu(x);
     case Activation::leaky_relu:
-      return leaky_relu(x, kc::kLeakyReluSlope);
+      return leaky_relu(x, kernels::kLeakyReluSlope);
     case Activation::sigmoid:
       return sigmoid(x);
     case Activation::tanh:
@@ -583,11 +662,6 @@ Tensor activate(const Tensor& x, Activation a) {
 Tensor experts_forward(const Tensor& x, const std::vector<ExpertLayerParams>& layers, const ExpertsOptions& opts) {
   BlockDims d = fused_detail::check_block("experts_forward", x, layers, opts);
   Tensor out;
-  // CUDA (f32): core/ops_fused_cuda.cpp, the same computation with cuBLAS and the kernels of
-  // kernels/cuda/fused.h.
-#ifdef RECHUB_WITH_CUDA
-  if (x.device().is_cuda()) return fused_detail::experts_forward_cuda(x, layers, opts, d);
-#endif
   RECHUB_FLOAT_DISPATCH(x.dtype(), "experts_forward", out = experts_forward_impl<scalar_t>(x, layers, opts, d));
   return out;
 }
@@ -644,10 +718,6 @@ GateMixOutput gate_mix(const Tensor& x, const Tensor& weight, const Tensor& bias
                        int64_t expert_dim) {
   std::vector<int64_t> counts = check_gate("gate_mix", x, weight, bias, experts, expert_dim);
   GateMixOutput out;
-  // CUDA (f32): core/ops_fused_cuda.cpp.
-#ifdef RECHUB_WITH_CUDA
-  if (x.device().is_cuda()) return fused_detail::gate_mix_cuda(x, weight, bias, experts, expert_dim, counts);
-#endif
   RECHUB_FLOAT_DISPATCH(x.dtype(), "gate_mix",
                         out = gate_mix_impl<scalar_t>(x, weight, bias, experts, expert_dim, counts));
   return out;

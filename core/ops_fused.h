@@ -19,8 +19,9 @@
 // of the E experts lie back to back in one storage the stacked [E*h, in] weight is a view;
 // otherwise it is gathered (E*h*in elements, small against the GEMM).
 //
-// Devices: CPU (f32, f64; core/ops_fused.cpp) and CUDA (f32; core/ops_fused_cuda.cpp, kernels in
-// kernels/cuda/fused.cu). All parameters must live on the input's device.
+// Devices: CPU (f32, f64) and CUDA (f32), one op code (core/ops_fused.cpp) over the kernel entry
+// points of kernels/experts.h (kernels/cpu/experts.cpp, kernels/cuda/experts.cu). All parameters
+// must live on the input's device.
 //
 // The `_unfused` variants compose the same computation from basic ops (linear, mean, softmax, ...):
 // the reference the fused ops are tested against, and the `.fused = false` path of the models.
@@ -31,10 +32,12 @@
 #include "rechub/core/autograd.h"
 #include "rechub/core/rng.h"
 #include "rechub/core/tensor.h"
+#include "rechub/kernels/activation.h"
 
 namespace rechub::ops {
 
-enum class Activation : uint8_t { identity, relu, leaky_relu, sigmoid, tanh };
+// The activations of expert blocks (the kernels' enum, kernels/activation.h).
+using Activation = kernels::Activation;
 // "relu", "leaky_relu" (slope 0.01), "sigmoid", "tanh", "linear" (also "identity", "none");
 // anything else throws rechub::Error naming `what` (e.g. "MMoE.expert_activation").
 Activation activation_from_name(const std::string& name, const std::string& what = "activation");

@@ -8,7 +8,7 @@
 
 #include "rechub/core/autograd.h"
 #include "rechub/core/dispatch.h"
-#include "rechub/nn/optim_cuda.h"
+#include "rechub/core/ops_optim.h"
 
 namespace rechub::nn {
 
@@ -74,7 +74,7 @@ namespace {
 // backward's rows are trusted (checking would read device memory) unless there are more of them
 // than the table has rows, which only accumulated gradients produce.
 Tensor with_unique_rows(const Tensor& g, const Tensor& p) {
-  if (g.device().is_cuda()) return g.sparse_indices().numel() > p.size(0) ? detail::coalesce_on_device(g) : g;
+  if (g.device().is_cuda()) return g.sparse_indices().numel() > p.size(0) ? ops::coalesce_on_device(g) : g;
   return g.coalesce();
 }
 }  // namespace
@@ -308,7 +308,7 @@ void Optimizer::load_state(const NamedTensors& state, const nlohmann::json& conf
 Tensor coalesce_sparse_grad(const Tensor& g) {
   if (!g.defined() || !g.is_sparse()) return g;
   NoGradGuard ng;
-  return g.device().is_cuda() ? detail::coalesce_on_device(g) : g.coalesce();
+  return g.device().is_cuda() ? ops::coalesce_on_device(g) : g.coalesce();
 }
 
 // ---- gradient clipping ----------------------------------------------------------------------------
@@ -340,7 +340,7 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, double
   for (const Tensor& g : grads)
     if (g.device().is_cuda()) on_device.push_back(g);
   if (!on_device.empty()) {
-    const double a = detail::grad_norm_on_device(on_device, norm_type);
+    const double a = ops::grad_norm_on_device(on_device, norm_type);
     acc = inf ? std::max(acc, a) : acc + a;
   }
   for (const Tensor& g : grads) {
@@ -361,7 +361,7 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, double
   if (coef < 1.0 || !std::isfinite(total)) {
     for (Tensor& g : grads) {
       if (g.device().is_cuda()) {
-        detail::scale_on_device(g, coef);
+        ops::scale_on_device(g, coef);
       } else if (g.dtype() == DType::f32) {
         float* d = g.data<float>();
         const float c = static_cast<float>(coef);

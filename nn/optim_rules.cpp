@@ -9,16 +9,14 @@
 #endif
 
 #include "rechub/core/dispatch.h"
-#include "rechub/kernels/cpu/optim_rows.h"
-#include "rechub/kernels/cpu/parallel.h"
+#include "rechub/core/ops_optim.h"
+#include "rechub/core/parallel.h"
 #include "rechub/nn/optim.h"
-#include "rechub/nn/optim_cuda.h"
 
 namespace rechub::nn {
 
 namespace {
 
-using kernels::cpu::parallel_for;
 constexpr int64_t kGrain = 1 << 14;
 constexpr int64_t kBlock = 256;  // elements per pass of the blocked loops (stays in L1)
 
@@ -121,12 +119,12 @@ void prefetch_rows(int64_t off, int64_t n, T* first, U*... rest) {
 // How many rows ahead of the one being updated the row-sparse updates prefetch the state rows.
 constexpr int64_t kRowsAhead = 16;
 
-// Sparse Adam on rows idx[lo..hi) in registers (kernels/cpu/optim_rows.h: AVX-512 or AVX2, as
+// Sparse Adam on rows idx[lo..hi) in registers (core/ops_optim.h: AVX-512 or AVX2, as
 // dispatched); false where no vector kernel applies (double, the generic set, an odd width).
 inline bool adam_sparse_rows_fast(float* p, float* m, float* v, const float* g, const int64_t* idx, int64_t lo,
                                   int64_t hi, int64_t n, const AdamCoef<float>& c) {
-  const kernels::cpu::SparseAdamCoef kc{c.omb1, c.omb2, c.eps, c.step_size, c.wd, c.decay, c.has_wd, c.decoupled};
-  return kernels::cpu::sparse_adam_rows(kernels::cpu::active_isa(), p, m, v, g, idx, lo, hi, n, kc);
+  const ops::SparseAdamCoef kc{c.omb1, c.omb2, c.eps, c.step_size, c.wd, c.decay, c.has_wd, c.decoupled};
+  return ops::sparse_adam_rows(p, m, v, g, idx, lo, hi, n, kc);
 }
 inline bool adam_sparse_rows_fast(double*, double*, double*, const double*, const int64_t*, int64_t, int64_t, int64_t,
                                   const AdamCoef<double>&) {
@@ -161,10 +159,10 @@ void sgd_block(T* __restrict__ w, const T* __restrict__ gr, T* __restrict__ b, i
   }
 }
 
-// Adagrad on rows idx[lo..hi) in registers (kernels/cpu/optim_rows.h), or false.
+// Adagrad on rows idx[lo..hi) in registers (core/ops_optim.h), or false.
 inline bool adagrad_sparse_rows_fast(float* p, float* sum, const float* g, const int64_t* idx, int64_t lo, int64_t hi,
                                      int64_t n, float clr, float eps, float wd, bool has_wd) {
-  return kernels::cpu::sparse_adagrad_rows(kernels::cpu::active_isa(), p, sum, g, idx, lo, hi, n, clr, eps, wd, has_wd);
+  return ops::sparse_adagrad_rows(p, sum, g, idx, lo, hi, n, clr, eps, wd, has_wd);
 }
 inline bool adagrad_sparse_rows_fast(double*, double*, const double*, const int64_t*, int64_t, int64_t, int64_t, double,
                                      double, double, bool) {
@@ -253,12 +251,12 @@ void SGD::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamState&
   bool first = false;
   Tensor buf = use_mom ? state_tensor(st, "momentum_buffer", p, 0.0, &first) : Tensor();
   if (p.device().is_cuda()) {
-    detail::sgd_update_cuda(p, grad, buf, first,
-                            {.lr = g.lr,
-                             .momentum = opts_.momentum,
-                             .dampening = opts_.dampening,
-                             .weight_decay = g.weight_decay,
-                             .nesterov = opts_.nesterov});
+    ops::sgd_update_cuda(p, grad, buf, first,
+                         {.lr = g.lr,
+                          .momentum = opts_.momentum,
+                          .dampening = opts_.dampening,
+                          .weight_decay = g.weight_decay,
+                          .nesterov = opts_.nesterov});
     return;
   }
   RECHUB_FLOAT_DISPATCH(p.dtype(), "SGD", {
@@ -313,13 +311,13 @@ void Adam::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamState
   const double t = static_cast<double>(st.step);
   const double bc1 = 1.0 - std::pow(opts_.beta1, t), bc2 = 1.0 - std::pow(opts_.beta2, t);
   if (p.device().is_cuda()) {
-    detail::adam_update_cuda(p, grad, m, v, st.step,
-                             {.lr = g.lr,
-                              .beta1 = opts_.beta1,
-                              .beta2 = opts_.beta2,
-                              .eps = opts_.eps,
-                              .weight_decay = g.weight_decay,
-                              .decoupled = decoupled_});
+    ops::adam_update_cuda(p, grad, m, v, st.step,
+                          {.lr = g.lr,
+                           .beta1 = opts_.beta1,
+                           .beta2 = opts_.beta2,
+                           .eps = opts_.eps,
+                           .weight_decay = g.weight_decay,
+                           .decoupled = decoupled_});
     return;
   }
   RECHUB_FLOAT_DISPATCH(p.dtype(), "Adam", {
@@ -379,7 +377,7 @@ void Adagrad::update(Tensor& p, const Tensor& grad, const ParamGroup& g, ParamSt
   st.step += 1;
   const double clr_d = g.lr / (1.0 + static_cast<double>(st.step - 1) * opts_.lr_decay);
   if (p.device().is_cuda()) {
-    detail::adagrad_update_cuda(
+    ops::adagrad_update_cuda(
         p, grad, sum, st.step,
         {.lr = g.lr, .lr_decay = opts_.lr_decay, .weight_decay = g.weight_decay, .eps = opts_.eps});
     return;

@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "rechub/core/autograd.h"
+#include "rechub/core/cuda.h"
 #include "rechub/core/ops.h"
 #include "rechub/core/ops_fused.h"
 #include "rechub/core/tensor.h"
-#include "rechub/kernels/cuda/runtime.h"
 #include "rechub/nn/embedding.h"
 #include "rechub/nn/linear.h"
 #include "rechub/nn/module.h"

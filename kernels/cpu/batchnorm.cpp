@@ -1,6 +1,11 @@
-#include "rechub/kernels/cpu/batchnorm.h"
+// The CPU entry points of batch normalisation over the channels of [N, C, L] (kernels/batchnorm.h,
+// f32 and f64): the reference of kernels/cuda/batchnorm.cu, and its table cpu::batchnorm_kernels().
+#include "rechub/kernels/batchnorm.h"
+
+#include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "rechub/kernels/cpu/parallel.h"
@@ -44,8 +49,6 @@ void for_rows(int64_t N, int64_t C, int64_t L, F f) {
     for (int64_t n = lo; n < hi; ++n) f(n);
   });
 }
-
-}  // namespace
 
 template <class T>
 void batchnorm_stats(const T* x, int64_t N, int64_t C, int64_t L, double* mean, double* var) {
@@ -98,15 +101,30 @@ void batchnorm_input_grad(const T* g, const T* x, int64_t N, int64_t C, int64_t 
   });
 }
 
-#define RECHUB_BN_INSTANTIATE(T)                                                                                     \
-  template void batchnorm_stats<T>(const T*, int64_t, int64_t, int64_t, double*, double*);                           \
-  template void batchnorm_apply<T>(const T*, int64_t, int64_t, int64_t, const T*, const T*, T*);                     \
-  template void batchnorm_grad_sums<T>(const T*, const T*, int64_t, int64_t, int64_t, const double*, double*,        \
-                                       double*);                                                                     \
-  template void batchnorm_input_grad<T>(const T*, const T*, int64_t, int64_t, int64_t, const double*, const double*, \
-                                        const double*, const double*, T*);
-RECHUB_BN_INSTANTIATE(float)
-RECHUB_BN_INSTANTIATE(double)
-#undef RECHUB_BN_INSTANTIATE
+template <class T>
+void batchnorm_prepare(int64_t C, bool training, double* mean, const double* var, T* rm, T* rv, const T* w, const T* b,
+                       double momentum, double eps, double unbias, double* invstd, T* scale, T* shift) {
+  for (int64_t c = 0; c < C; ++c)
+    batchnorm_prepare_channel(c, training, mean, var, rm, rv, w, b, momentum, eps, unbias, invstd, scale, shift);
+}
+
+template <class T>
+void batchnorm_backward_prepare(int64_t C, int64_t M, bool training, const double* sum_g, const double* sum_gx,
+                                const double* invstd, const T* w, double* ka, double* kb, double* kc, T* gw, T* gb) {
+  for (int64_t c = 0; c < C; ++c)
+    batchnorm_backward_prepare_channel(c, M, training, sum_g, sum_gx, invstd, w, ka, kb, kc, gw, gb);
+}
+
+}  // namespace
+
+template <class T>
+const BatchNormKernels<T>& batchnorm_kernels() {
+  static const BatchNormKernels<T> table{
+      &batchnorm_stats<T>,     &batchnorm_prepare<T>,          &batchnorm_apply<T>,
+      &batchnorm_grad_sums<T>, &batchnorm_backward_prepare<T>, &batchnorm_input_grad<T>};
+  return table;
+}
+template const BatchNormKernels<float>& batchnorm_kernels<float>();
+template const BatchNormKernels<double>& batchnorm_kernels<double>();
 
 }  // namespace rechub::kernels::cpu

@@ -1,18 +1,21 @@
-// Elementwise passes of the fused expert block and the gate mix (see experts.h for the layout).
+// The CPU entry points of the fused expert block and the gate mix (kernels/experts.h, f32 and f64):
+// the reference of kernels/cuda/experts.cu.
 //
 // Row-wise passes split rows over threads; passes that reduce over rows (batch statistics, bias
 // and BatchNorm gradients) split columns instead, so each thread owns its accumulators and the
 // result does not depend on the thread count. Partial sums are kept in T over blocks of
 // kSumBlock rows and folded into double, which keeps f32 sums over large batches accurate
 // without paying for double arithmetic in the inner loop.
-#include "rechub/kernels/cpu/experts.h"
+#include "rechub/kernels/experts.h"
 
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
+#include "rechub/kernels/cpu/gemm.h"
 #include "rechub/kernels/cpu/parallel.h"
 
 namespace rechub::kernels::cpu {
@@ -37,33 +40,33 @@ void parallel_columns(int64_t rows, int64_t cols, F&& f) {
   }
 }
 
-template <ExpertAct A, class T>
+template <Activation A, class T>
 inline T act_value(T y) {
-  if constexpr (A == ExpertAct::relu) return y > T(0) ? y : T(0);
-  if constexpr (A == ExpertAct::leaky_relu) return y > T(0) ? y : T(kLeakyReluSlope) * y;
-  if constexpr (A == ExpertAct::sigmoid) return T(1) / (T(1) + std::exp(-y));
-  if constexpr (A == ExpertAct::tanh) return std::tanh(y);
+  if constexpr (A == Activation::relu) return y > T(0) ? y : T(0);
+  if constexpr (A == Activation::leaky_relu) return y > T(0) ? y : T(kLeakyReluSlope) * y;
+  if constexpr (A == Activation::sigmoid) return T(1) / (T(1) + std::exp(-y));
+  if constexpr (A == Activation::tanh) return std::tanh(y);
   return y;
 }
 
 // Calls f.template operator()<A>() for the runtime activation.
 template <class F>
-void with_act(ExpertAct a, F&& f) {
+void with_act(Activation a, F&& f) {
   switch (a) {
-    case ExpertAct::identity:
-      f.template operator()<ExpertAct::identity>();
+    case Activation::identity:
+      f.template operator()<Activation::identity>();
       break;
-    case ExpertAct::relu:
-      f.template operator()<ExpertAct::relu>();
+    case Activation::relu:
+      f.template operator()<Activation::relu>();
       break;
-    case ExpertAct::leaky_relu:
-      f.template operator()<ExpertAct::leaky_relu>();
+    case Activation::leaky_relu:
+      f.template operator()<Activation::leaky_relu>();
       break;
-    case ExpertAct::sigmoid:
-      f.template operator()<ExpertAct::sigmoid>();
+    case Activation::sigmoid:
+      f.template operator()<Activation::sigmoid>();
       break;
-    case ExpertAct::tanh:
-      f.template operator()<ExpertAct::tanh>();
+    case Activation::tanh:
+      f.template operator()<Activation::tanh>();
       break;
   }
 }
@@ -86,31 +89,47 @@ void with_affine_mask(bool g, bool m, F&& f) {
   }
 }
 
+// How normalize_activate forms s from z: BatchNorm's (z - shift) * scale, z + bias, or z.
+enum class Norm : uint8_t { scale, bias, none };
+
+template <class F>
+void with_norm(Norm n, F&& f) {
+  switch (n) {
+    case Norm::scale:
+      f.template operator()<Norm::scale>();
+      break;
+    case Norm::bias:
+      f.template operator()<Norm::bias>();
+      break;
+    case Norm::none:
+      f.template operator()<Norm::none>();
+      break;
+  }
+}
+
 // dy = da * mask * act'(y) for one element; s is the normalised value, y = g * s + b (G) or y = s;
 // m is the element's dropout mask value (M). The same operations as with a mask of 1 and no affine.
-template <ExpertAct A, bool G, bool M, class T>
+template <Activation A, bool G, bool M, class T>
 inline T act_grad(T da, T s, T g, T b, T a, T m) {
   // Selects between values computed unconditionally (a division by a safe denominator, not a
   // conditional division), so the loops if-convert and vectorise for every set.
   T d;
-  if constexpr (A == ExpertAct::relu || A == ExpertAct::leaky_relu) {
+  if constexpr (A == Activation::relu || A == Activation::leaky_relu) {
     const T y = G ? g * s + b : s;
-    const T off = A == ExpertAct::relu ? T(0) : T(kLeakyReluSlope);
+    const T off = A == Activation::relu ? T(0) : T(kLeakyReluSlope);
     d = y > T(0) ? T(1) : off;
-  } else if constexpr (A == ExpertAct::sigmoid || A == ExpertAct::tanh) {
+  } else if constexpr (A == Activation::sigmoid || A == Activation::tanh) {
     T ap = a;
     if constexpr (M) {
       const T q = a / (m != T(0) ? m : T(1));
       ap = m != T(0) ? q : T(0);
     }
-    d = A == ExpertAct::sigmoid ? ap * (T(1) - ap) : T(1) - ap * ap;
+    d = A == Activation::sigmoid ? ap * (T(1) - ap) : T(1) - ap * ap;
   } else {
     d = T(1);
   }
   return da * d * (M ? m : T(1));
 }
-
-}  // namespace
 
 template <class T>
 void column_mean_var(int64_t rows, int64_t cols, const T* z, int64_t ld, double* mean, double* var) {
@@ -152,43 +171,56 @@ void column_mean_var(int64_t rows, int64_t cols, const T* z, int64_t ld, double*
   });
 }
 
+template <Norm N, class T>
+inline T norm_value(T z, T shift, T scale, T bias) {
+  if constexpr (N == Norm::scale) return (z - shift) * scale;
+  if constexpr (N == Norm::bias) return z + bias;
+  return z;
+}
+
 template <class T>
-void normalize_activate(int64_t rows, int64_t cols, T* z, const T* shift, const T* scale, const T* gamma, const T* beta,
-                        ExpertAct act, const T* mask, T* out) {
-  with_act(act, [&]<ExpertAct A>() {
-    parallel_for(rows, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(cols, 1)), [&](int64_t lo, int64_t hi) {
-      for (int64_t r = lo; r < hi; ++r) {
-        T* __restrict zr = z + r * cols;
-        T* __restrict orow = out + r * cols;
-        const T* __restrict mr = mask ? mask + r * cols : nullptr;
-        if (gamma) {
+void normalize_activate(int64_t rows, int64_t cols, T* z, const T* bias, const T* shift, const T* scale, const T* gamma,
+                        const T* beta, Activation act, const T* mask, T* out) {
+  const Norm norm = scale ? Norm::scale : bias ? Norm::bias : Norm::none;
+  with_act(act, [&]<Activation A>() {
+    with_norm(norm, [&]<Norm N>() {
+      parallel_for(
+          rows, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(cols, 1)), [&](int64_t lo, int64_t hi) {
+            for (int64_t r = lo; r < hi; ++r) {
+              T* __restrict zr = z + r * cols;
+              T* __restrict orow = out + r * cols;
+              const T* __restrict mr = mask ? mask + r * cols : nullptr;
+              if (gamma) {
 #pragma omp simd
-          for (int64_t c = 0; c < cols; ++c) {
-            const T s = (zr[c] - shift[c]) * scale[c];
-            zr[c] = s;
-            orow[c] = act_value<A>(gamma[c] * s + beta[c]);
-          }
-        } else {
+                for (int64_t c = 0; c < cols; ++c) {
+                  const T s = norm_value<N>(zr[c], N == Norm::scale ? shift[c] : T(0),
+                                            N == Norm::scale ? scale[c] : T(0), N == Norm::bias ? bias[c] : T(0));
+                  zr[c] = s;
+                  orow[c] = act_value<A>(gamma[c] * s + beta[c]);
+                }
+              } else {
 #pragma omp simd
-          for (int64_t c = 0; c < cols; ++c) {
-            const T s = (zr[c] - shift[c]) * scale[c];
-            zr[c] = s;
-            orow[c] = act_value<A>(s);
-          }
-        }
-        if (mr) {
+                for (int64_t c = 0; c < cols; ++c) {
+                  const T s = norm_value<N>(zr[c], N == Norm::scale ? shift[c] : T(0),
+                                            N == Norm::scale ? scale[c] : T(0), N == Norm::bias ? bias[c] : T(0));
+                  zr[c] = s;
+                  orow[c] = act_value<A>(s);
+                }
+              }
+              if (mr) {
 #pragma omp simd
-          for (int64_t c = 0; c < cols; ++c) orow[c] *= mr[c];
-        }
-      }
+                for (int64_t c = 0; c < cols; ++c) orow[c] *= mr[c];
+              }
+            }
+          });
     });
   });
 }
 
 template <class T>
 void activation_backward(int64_t rows, int64_t cols, const T* da, const T* s, const T* gamma, const T* beta,
-                         ExpertAct act, const T* a, const T* mask, T* dy, double* sum_dy, double* sum_dys) {
-  with_act(act, [&]<ExpertAct A>() {
+                         Activation act, const T* a, const T* mask, T* dy, double* sum_dy, double* sum_dys) {
+  with_act(act, [&]<Activation A>() {
     with_affine_mask(gamma != nullptr, mask != nullptr, [&]<bool G, bool M>() {
       parallel_columns(rows, cols, [&](int64_t c0, int64_t c1) {
         const int64_t n = c1 - c0;
@@ -232,8 +264,8 @@ void activation_backward(int64_t rows, int64_t cols, const T* da, const T* s, co
           }
         }
         for (int64_t c = 0; c < n; ++c) {
-          if (sum_dy) sum_dy[c0 + c] += s1[c];
-          if (sum_dys) sum_dys[c0 + c] += s2[c];
+          if (sum_dy) sum_dy[c0 + c] = s1[c];
+          if (sum_dys) sum_dys[c0 + c] = s2[c];
         }
       });
     });
@@ -241,27 +273,20 @@ void activation_backward(int64_t rows, int64_t cols, const T* da, const T* s, co
 }
 
 template <class T>
-void batchnorm_backward(int64_t rows, int64_t cols, T* dy, const T* s, const T* k, const T* m1, const T* m2) {
+void scale_columns(int64_t rows, int64_t cols, T* m, const T* k) {
   parallel_for(rows, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(cols, 1)), [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
-      T* __restrict d = dy + r * cols;
-      const T* __restrict sr = s + r * cols;
-      if (m1) {
+      T* __restrict d = m + r * cols;
 #pragma omp simd
-        for (int64_t c = 0; c < cols; ++c) d[c] = k[c] * (d[c] - m1[c] - sr[c] * m2[c]);
-      } else {
-#pragma omp simd
-        for (int64_t c = 0; c < cols; ++c) d[c] = k[c] * d[c];
-      }
+      for (int64_t c = 0; c < cols; ++c) d[c] = k[c] * d[c];
     }
   });
 }
 
 template <class T>
-void activation_batchnorm_backward(int64_t rows, int64_t cols, const T* da, const T* s, const T* gamma, const T* beta,
-                                   ExpertAct act, const T* a, const T* mask, const T* k, const T* m1, const T* m2,
-                                   T* dz) {
-  with_act(act, [&]<ExpertAct A>() {
+void activation_bn_backward(int64_t rows, int64_t cols, const T* da, const T* s, const T* gamma, const T* beta,
+                            Activation act, const T* a, const T* mask, const T* k, const T* m1, const T* m2, T* dz) {
+  with_act(act, [&]<Activation A>() {
     with_affine_mask(gamma != nullptr, mask != nullptr, [&]<bool G, bool M>() {
       parallel_for(
           rows, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(cols, 1)), [&](int64_t lo, int64_t hi) {
@@ -289,15 +314,16 @@ void activation_batchnorm_backward(int64_t rows, int64_t cols, const T* da, cons
 }
 
 template <class T>
-void softmax_rows(int64_t rows, int64_t n, T* logits) {
+void softmax_rows(int64_t rows, int64_t n, const T* logits, T* gates) {
   parallel_for(rows, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(4 * n, 1)), [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
-      T* p = logits + r * n;
-      T m = p[0];
-      for (int64_t i = 1; i < n; ++i) m = std::max(m, p[i]);
+      const T* x = logits + r * n;
+      T* p = gates + r * n;
+      T m = x[0];
+      for (int64_t i = 1; i < n; ++i) m = std::max(m, x[i]);
       T sum = 0;
       for (int64_t i = 0; i < n; ++i) {
-        p[i] = std::exp(p[i] - m);
+        p[i] = std::exp(x[i] - m);
         sum += p[i];
       }
       const T inv = T(1) / sum;
@@ -307,8 +333,7 @@ void softmax_rows(int64_t rows, int64_t n, T* logits) {
 }
 
 template <class T>
-void gate_mix_forward(int64_t rows, int64_t h, const ExpertBlock<T>* blocks, int64_t nblocks, const T* gates,
-                      int64_t n_experts, T* out) {
+void gate_mix_forward(int64_t rows, int64_t h, const GateBlocks<T>& blocks, const T* gates, int64_t n_experts, T* out) {
   parallel_for(rows, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(h * n_experts, 1)),
                [&](int64_t lo, int64_t hi) {
                  for (int64_t r = lo; r < hi; ++r) {
@@ -316,11 +341,11 @@ void gate_mix_forward(int64_t rows, int64_t h, const ExpertBlock<T>* blocks, int
                    std::fill(o, o + h, T(0));
                    const T* g = gates + r * n_experts;
                    int64_t e = 0;
-                   for (int64_t bi = 0; bi < nblocks; ++bi) {
-                     const ExpertBlock<T>& blk = blocks[bi];
-                     for (int64_t j = 0; j < blk.count; ++j, ++e) {
+                   for (int bi = 0; bi < blocks.n; ++bi) {
+                     const int64_t count = blocks.count[bi], ld = count * h;
+                     for (int64_t j = 0; j < count; ++j, ++e) {
                        const T w = g[e];
-                       const T* __restrict x = blk.data + r * blk.ld + j * h;
+                       const T* __restrict x = blocks.data[bi] + r * ld + j * h;
 #pragma omp simd
                        for (int64_t c = 0; c < h; ++c) o[c] += w * x[c];
                      }
@@ -330,8 +355,8 @@ void gate_mix_forward(int64_t rows, int64_t h, const ExpertBlock<T>* blocks, int
 }
 
 template <class T>
-void gate_mix_backward(int64_t rows, int64_t h, const ExpertBlock<T>* blocks, T* const* dblocks, int64_t nblocks,
-                       const T* gates, int64_t n_experts, const T* dout, T* dlogits) {
+void gate_mix_backward(int64_t rows, int64_t h, const GateBlocks<T>& blocks, const T* gates, int64_t n_experts,
+                       const T* dout, T* dlogits) {
   parallel_for(rows, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(2 * h * n_experts, 1)),
                [&](int64_t lo, int64_t hi) {
                  std::vector<T> dg(n_experts);
@@ -339,16 +364,16 @@ void gate_mix_backward(int64_t rows, int64_t h, const ExpertBlock<T>* blocks, T*
                    const T* __restrict d = dout + r * h;
                    const T* g = gates + r * n_experts;
                    int64_t e = 0;
-                   for (int64_t bi = 0; bi < nblocks; ++bi) {
-                     const ExpertBlock<T>& blk = blocks[bi];
-                     for (int64_t j = 0; j < blk.count; ++j, ++e) {
-                       const T* __restrict x = blk.data + r * blk.ld + j * h;
+                   for (int bi = 0; bi < blocks.n; ++bi) {
+                     const int64_t count = blocks.count[bi], ld = count * h;
+                     for (int64_t j = 0; j < count; ++j, ++e) {
+                       const T* __restrict x = blocks.data[bi] + r * ld + j * h;
                        T dot = 0;
 #pragma omp simd reduction(+ : dot)
                        for (int64_t c = 0; c < h; ++c) dot += d[c] * x[c];
                        dg[e] = dot;
-                       if (dblocks[bi]) {
-                         T* __restrict dx = dblocks[bi] + r * blk.ld + j * h;
+                       if (blocks.grad[bi]) {
+                         T* __restrict dx = blocks.grad[bi] + r * ld + j * h;
                          const T w = g[e];
 #pragma omp simd
                          for (int64_t c = 0; c < h; ++c) dx[c] = w * d[c];
@@ -364,8 +389,10 @@ void gate_mix_backward(int64_t rows, int64_t h, const ExpertBlock<T>* blocks, T*
                });
 }
 
+// sums[c] = sum_r m[r, c], accumulated in double (partial sums in T over kSumBlock rows).
 template <class T>
-void column_sums(int64_t rows, int64_t cols, const T* m, double* sums) {
+void column_sums(int64_t rows, int64_t cols, const T* m, T* sums) {
+  std::vector<double> total(static_cast<size_t>(cols));
   parallel_columns(rows, cols, [&](int64_t c0, int64_t c1) {
     const int64_t n = c1 - c0;
     std::vector<T> p(n);
@@ -381,27 +408,84 @@ void column_sums(int64_t rows, int64_t cols, const T* m, double* sums) {
       }
       for (int64_t c = 0; c < n; ++c) s[c] += q[c];
     }
-    for (int64_t c = 0; c < n; ++c) sums[c0 + c] = s[c];
+    for (int64_t c = 0; c < n; ++c) total[c0 + c] = s[c];
+  });
+  for (int64_t c = 0; c < cols; ++c) sums[c] = static_cast<T>(total[c]);
+}
+
+template <class T>
+void broadcast_rows(const T* bias, int64_t rows, int64_t cols, T* y) {
+  for (int64_t r = 0; r < rows; ++r) std::copy(bias, bias + cols, y + r * cols);
+}
+
+template <class T>
+void bn_prepare(int64_t cols, bool training, const double* mean, const double* var, const T* bias, double momentum,
+                double eps, double unbias, T* rm, T* rv, T* shift, T* invstd) {
+  for (int64_t c = 0; c < cols; ++c)
+    bn_prepare_column(c, training, mean, var, bias, momentum, eps, unbias, rm, rv, shift, invstd);
+}
+
+template <class T>
+void bn_grad_columns(int64_t cols, int64_t rows, BnMode mode, const double* sum_dy, const double* sum_dys,
+                     const T* gamma, const T* invstd, T* k, T* m1, T* m2, T* dbias, T* dgamma, T* dbeta) {
+  for (int64_t c = 0; c < cols; ++c)
+    bn_grad_column(c, rows, mode, sum_dy, sum_dys, gamma, invstd, k, m1, m2, dbias, dgamma, dbeta);
+}
+
+template <class T>
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B, int64_t ldb,
+          T beta, T* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if constexpr (std::is_same_v<T, float>)
+    sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else
+    dgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// Runs f(e) for e in [0, E): with several threads and E a multiple of their count, one expert per
+// thread at a time (each GEMM inside then runs single-threaded, see gemm.h), which balances
+// exactly and saves a fork/join per GEMM; otherwise in order, each GEMM using every thread.
+template <class F>
+void for_each_expert(int64_t E, F&& f) {
+  const int64_t nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (nt > 1 && E >= nt && E % nt == 0) {
+#pragma omp parallel for schedule(static) num_threads(static_cast <int>(nt))
+    for (int64_t e = 0; e < E; ++e) f(e);
+  } else {
+    for (int64_t e = 0; e < E; ++e) f(e);
+  }
+}
+
+template <class T>
+void gemm_strided_batched(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                          int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, T beta, T* C, int64_t ldc,
+                          int64_t stride_c, int64_t batch) {
+  for_each_expert(batch, [&](int64_t i) {
+    gemm<T>(ta, tb, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta, C + i * stride_c, ldc);
   });
 }
 
-#define RECHUB_EXPERTS_INSTANTIATE(T)                                                                                 \
-  template void column_mean_var<T>(int64_t, int64_t, const T*, int64_t, double*, double*);                            \
-  template void normalize_activate<T>(int64_t, int64_t, T*, const T*, const T*, const T*, const T*, ExpertAct,        \
-                                      const T*, T*);                                                                  \
-  template void activation_backward<T>(int64_t, int64_t, const T*, const T*, const T*, const T*, ExpertAct, const T*, \
-                                       const T*, T*, double*, double*);                                               \
-  template void batchnorm_backward<T>(int64_t, int64_t, T*, const T*, const T*, const T*, const T*);                  \
-  template void activation_batchnorm_backward<T>(int64_t, int64_t, const T*, const T*, const T*, const T*, ExpertAct, \
-                                                 const T*, const T*, const T*, const T*, const T*, T*);               \
-  template void softmax_rows<T>(int64_t, int64_t, T*);                                                                \
-  template void gate_mix_forward<T>(int64_t, int64_t, const ExpertBlock<T>*, int64_t, const T*, int64_t, T*);         \
-  template void gate_mix_backward<T>(int64_t, int64_t, const ExpertBlock<T>*, T* const*, int64_t, const T*, int64_t,  \
-                                     const T*, T*);                                                                   \
-  template void column_sums<T>(int64_t, int64_t, const T*, double*);
+}  // namespace
 
-RECHUB_EXPERTS_INSTANTIATE(float)
-RECHUB_EXPERTS_INSTANTIATE(double)
-#undef RECHUB_EXPERTS_INSTANTIATE
+template <class T>
+const ExpertKernels<T>& expert_kernels() {
+  static const ExpertKernels<T> table{&gemm<T>,
+                                      &gemm_strided_batched<T>,
+                                      &column_mean_var<T>,
+                                      &bn_prepare<T>,
+                                      &normalize_activate<T>,
+                                      &activation_backward<T>,
+                                      &bn_grad_columns<T>,
+                                      &activation_bn_backward<T>,
+                                      &scale_columns<T>,
+                                      &broadcast_rows<T>,
+                                      &softmax_rows<T>,
+                                      &gate_mix_forward<T>,
+                                      &gate_mix_backward<T>,
+                                      &column_sums<T>};
+  return table;
+}
+template const ExpertKernels<float>& expert_kernels<float>();
+template const ExpertKernels<double>& expert_kernels<double>();
 
 }  // namespace rechub::kernels::cpu

@@ -1,6 +1,6 @@
 // Elementwise kernels: broadcasting binary ops (16-byte vector loads on the contiguous same-shape
-// path), unary maps and their derivatives, fills, the bias broadcast of linear, and the
-// per-element BCE losses. Formulas match kernels/cpu/ element for element.
+// path), unary maps and their derivatives, fills and the bias broadcast of linear. Formulas match
+// kernels/cpu/ element for element (the losses are in loss.cu).
 #include <cstdint>
 
 #include "rechub/kernels/cuda/check.h"
@@ -201,44 +201,6 @@ __global__ void broadcast_rows_kernel(const float* __restrict__ bias, int64_t ro
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride) y[i] = bias[i % cols];
 }
 
-// softplus(-x) = log1p(exp(-|x|)) + max(-x, 0), stable for any x.
-__global__ void bce_logits_forward_kernel(const float* __restrict__ x, const float* __restrict__ y, int64_t n, float pw,
-                                          float* __restrict__ loss) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride) {
-    const float c = 1.f + (pw - 1.f) * y[i];
-    const float sp = log1pf(expf(-fabsf(x[i]))) + fmaxf(-x[i], 0.f);
-    loss[i] = (1.f - y[i]) * x[i] + c * sp;
-  }
-}
-
-__global__ void bce_logits_backward_kernel(const float* __restrict__ x, const float* __restrict__ y,
-                                           const float* __restrict__ g, int64_t n, float pw, float* __restrict__ dx) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride) {
-    const float c = 1.f + (pw - 1.f) * y[i];
-    const float s = x[i] >= 0.f ? expf(-x[i]) / (1.f + expf(-x[i])) : 1.f / (1.f + expf(x[i]));  // sigmoid(-x)
-    dx[i] = g[i] * ((1.f - y[i]) - c * s);
-  }
-}
-
-__global__ void bce_forward_kernel(const float* __restrict__ p, const float* __restrict__ y, int64_t n,
-                                   float* __restrict__ loss) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride) {
-    const float lp = fmaxf(logf(p[i]), -100.f);
-    const float l1p = fmaxf(log1pf(-p[i]), -100.f);
-    loss[i] = -(y[i] * lp + (1.f - y[i]) * l1p);
-  }
-}
-
-__global__ void bce_backward_kernel(const float* __restrict__ p, const float* __restrict__ y,
-                                    const float* __restrict__ g, int64_t n, float* __restrict__ dp) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride)
-    dp[i] = g[i] * (p[i] - y[i]) / fmaxf(p[i] * (1.f - p[i]), 1e-12f);
-}
-
 }  // namespace
 
 void broadcast_binary(BinaryOp op, const std::vector<int64_t>& os, const float* a, const std::vector<int64_t>& as,
@@ -295,30 +257,6 @@ void broadcast_rows(const float* bias, int64_t rows, int64_t cols, float* y) {
   if (rows * cols == 0) return;
   broadcast_rows_kernel<<<grid_for(rows * cols, kBlock), kBlock, 0, current_stream()>>>(bias, rows, cols, y);
   RECHUB_CUDA_LAUNCH_CHECK("broadcast_rows");
-}
-
-void bce_logits_forward(const float* x, const float* y, int64_t n, double pos_weight, float* loss) {
-  if (n == 0) return;
-  bce_logits_forward_kernel<<<grid_for(n, kBlock), kBlock, 0, current_stream()>>>(x, y, n, float(pos_weight), loss);
-  RECHUB_CUDA_LAUNCH_CHECK("bce_logits_forward");
-}
-
-void bce_logits_backward(const float* x, const float* y, const float* g, int64_t n, double pos_weight, float* dx) {
-  if (n == 0) return;
-  bce_logits_backward_kernel<<<grid_for(n, kBlock), kBlock, 0, current_stream()>>>(x, y, g, n, float(pos_weight), dx);
-  RECHUB_CUDA_LAUNCH_CHECK("bce_logits_backward");
-}
-
-void bce_forward(const float* p, const float* y, int64_t n, float* loss) {
-  if (n == 0) return;
-  bce_forward_kernel<<<grid_for(n, kBlock), kBlock, 0, current_stream()>>>(p, y, n, loss);
-  RECHUB_CUDA_LAUNCH_CHECK("bce_forward");
-}
-
-void bce_backward(const float* p, const float* y, const float* g, int64_t n, float* dp) {
-  if (n == 0) return;
-  bce_backward_kernel<<<grid_for(n, kBlock), kBlock, 0, current_stream()>>>(p, y, g, n, dp);
-  RECHUB_CUDA_LAUNCH_CHECK("bce_backward");
 }
 
 }  // namespace rechub::kernels::cuda

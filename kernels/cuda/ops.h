@@ -49,13 +49,13 @@ void unary_backward(Unary op, int64_t n, const float* g, const float* x, const f
 // Fills n elements of `elem_size` (4 or 8) bytes with `value` converted to the dtype.
 void fill(void* p, int64_t n, int elem_size, bool is_float, double value);
 
-// ---- losses (elementwise.cu), same formulas as kernels/cpu/loss.h ----
+// ---- losses (loss.cu), same formulas as kernels/cpu/loss.h ----
 void bce_logits_forward(const float* x, const float* y, int64_t n, double pos_weight, float* loss);
 void bce_logits_backward(const float* x, const float* y, const float* g, int64_t n, double pos_weight, float* dx);
 void bce_forward(const float* p, const float* y, int64_t n, float* loss);
 void bce_backward(const float* p, const float* y, const float* g, int64_t n, float* dp);
 
-// ---- reductions and softmax (reduce.cu); views [outer, n, inner] around the reduced dim ----
+// ---- reductions (reduce.cu) and softmax (softmax.cu); views [outer, n, inner] around the dim ----
 // out[0] = sum of a (or of a^2 when `square`), tree-reduced with f32 partials in double.
 void sum_all(const float* a, int64_t n, float* out, bool square = false);
 void sum_dim(const float* a, int64_t outer, int64_t n, int64_t inner, float* out);

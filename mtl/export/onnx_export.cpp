@@ -205,7 +205,7 @@ std::string onnx_activation(const nn::Activation& a, double& alpha) {
     case nn::Activation::Kind::softmax:
       return "Softmax";
     case nn::Activation::Kind::leaky_relu:
-      alpha = 0.01;  // nn::Activation's and the fused kernels' slope (kernels/cpu/experts.h)
+      alpha = 0.01;  // nn::Activation's and the fused kernels' slope (kernels/experts.h)
       return "LeakyRelu";
     case nn::Activation::Kind::identity:
       return "";

@@ -16,7 +16,7 @@
 #include "rechub/core/error.h"
 #include "rechub/core/ops.h"
 #ifdef RECHUB_WITH_CUDA
-#include "rechub/kernels/cuda/runtime.h"
+#include "rechub/core/cuda.h"
 #endif
 #include "rechub/nn/checkpoint.h"
 #include "rechub/nn/data_parallel.h"

@@ -1,6 +1,7 @@
-// The CUDA side of the optimizers: dispatch of the update rules to kernels/cuda/optim.h, device
-// coalescing of accumulated row-sparse gradients, and the pieces of gradient clipping.
-#include "rechub/nn/optim_cuda.h"
+// The optimizers' update kernels behind core/ops_optim.h: the CPU row-sparse steps on this machine's
+// instruction set, and the CUDA side (dispatch of the update rules to kernels/cuda/optim.h, device
+// coalescing of accumulated row-sparse gradients, the pieces of gradient clipping).
+#include "rechub/core/ops_optim.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,7 +13,17 @@
 #include "rechub/kernels/cuda/runtime.h"
 #endif
 
-namespace rechub::nn::detail {
+namespace rechub::ops {
+
+bool sparse_adam_rows(float* p, float* m, float* v, const float* g, const int64_t* idx, int64_t lo, int64_t hi,
+                      int64_t n, const SparseAdamCoef& c) {
+  return kernels::cpu::sparse_adam_rows(kernels::cpu::active_isa(), p, m, v, g, idx, lo, hi, n, c);
+}
+
+bool sparse_adagrad_rows(float* p, float* sum, const float* g, const int64_t* idx, int64_t lo, int64_t hi, int64_t n,
+                         float clr, float eps, float wd, bool has_wd) {
+  return kernels::cpu::sparse_adagrad_rows(kernels::cpu::active_isa(), p, sum, g, idx, lo, hi, n, clr, eps, wd, has_wd);
+}
 
 #ifdef RECHUB_WITH_CUDA
 namespace kc = rechub::kernels::cuda;
@@ -131,4 +142,4 @@ void sgd_update_cuda(Tensor&, const Tensor&, Tensor&, bool, const CudaSgd&) { no
 
 #endif
 
-}  // namespace rechub::nn::detail
+}  // namespace rechub::ops
