@@ -25,6 +25,8 @@ struct ModelSizes {
   double dropout = 0;
   uint64_t seed = 0x5eed;
   double embedding_init_std = 1e-4;  // N(0, std^2) for every embedding row (the configs' default)
+  // Row-shard the embedding arenas over these ranks (the configs' embedding_shards; null: not sharded).
+  std::shared_ptr<dist::Communicator> embedding_shards{};
 };
 
 // kind: shared_bottom | esmm | mmoe | omoe | ple | aitm. ESMM needs exactly two binary tasks
