@@ -20,6 +20,9 @@
 // The values equal an unsharded table's: initialisation draws the whole table's N(0, init_std²)
 // stream row by row from Generator(seed), as EmbeddingCollection does for a single feature, and
 // keeps the rows this rank owns (time O(rows·dim), memory O(rows·dim / N)).
+//
+// The models' embedding arenas are sharded with the same pieces (EmbeddingCollection with
+// EmbeddingOptions::shards, nn/embedding.h; `rechub train --shard-embeddings`).
 #include <cstdint>
 #include <memory>
 

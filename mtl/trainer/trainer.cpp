@@ -928,8 +928,13 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       for (const auto& w : rec.val.warnings) warnings_.push_back("epoch " + std::to_string(epoch + 1) + ": " + w);
     }
     if (opts_.gate_diagnostics) {
+      // Without validation data, the first training rows of each rank; with sharded embeddings
+      // every rank runs the same number of batches (each lookup is collective).
+      const int64_t gate_rows = row_shards_.active() ? row_shards_.comm->allreduce_one<int64_t>(
+                                                           std::min<int64_t>(train.rows(), 20000), dist::ReduceOp::min)
+                                                     : 20000;
       const metrics::GateReport g = val ? metrics::gate_statistics(*model_, val->source(), 4096)
-                                        : metrics::gate_statistics(*model_, train.source(), 4096, 20000);
+                                        : metrics::gate_statistics(*model_, train.source(), 4096, gate_rows);
       if (!g.gates.empty()) {
         rec.gates = g.to_json().at("gates");
         for (const auto& w : g.warnings) {
