@@ -5,10 +5,12 @@
 // any number of ranks. Compared: every epoch's training losses and task weights, every parameter
 // and buffer (this rank's rows of the sharded arenas against the reference's), within 1e-5 relative.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -324,6 +326,75 @@ TEST(ShardedCheckpoint, HoldsTheWholeArenasLoadsInOneProcessAndResumesOnAnyRankC
   auto from_one_sharded = resume(dir / "one", true);
   auto from_one_replicated = resume(dir / "one", false);
   expect_same_state(*from_one_sharded, *from_one_replicated, "one-process checkpoint resumed sharded vs replicated");
+}
+
+// This process's virtual memory size now (bytes), from /proc/self/status.
+int64_t vm_size_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmSize:", 0) == 0) return std::stoll(line.substr(7)) * 1024;
+  return -1;
+}
+
+// An MMoE whose feature has 2M rows x 16 (122 MiB of f32) under an address-space limit of 100 MiB
+// beyond what each rank has mapped: one process cannot build the model; sharded over 2 ranks
+// (61 MiB each) it trains with row-sparse SGD (no per-row optimizer state).
+TEST(ShardedModelMemory, AModelWhoseTableNoSingleRankCouldHoldTrainsUnderAMemoryLimit) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the sanitizers' shadow memory does not live under an address-space limit";
+#endif
+  dist::Communicator& w = test::world();
+  if (w.size() != 2) GTEST_SKIP() << "needs 2 ranks (mpirun -np 2)";
+  const int64_t vocab = 2'000'000, dim = 16, budget = int64_t{100} << 20;
+  data::Schema s;
+  s.sparse = {{.name = "user", .vocab_size = vocab, .embed_dim = dim}};
+  s.dense = {{.name = "x"}};
+  s.labels = {{.task = "click", .column = "click"}, {.task = "buy", .column = "buy"}};
+  const int64_t R = 64;
+  auto rows = std::make_shared<data::Dataset>(s, R);
+  Generator g(3);
+  for (int64_t r = 0; r < R; ++r) {
+    rows->sparse_data()[r] = static_cast<int64_t>(g.randint(static_cast<uint64_t>(vocab)));
+    rows->dense_data()[r] = static_cast<float>(g.uniform());
+    rows->label_data()[r * 2] = g.uniform() < 0.5 ? 1.f : 0.f;
+    rows->label_data()[r * 2 + 1] = g.uniform() < 0.2 ? 1.f : 0.f;
+  }
+  auto build = [&](std::shared_ptr<dist::Communicator> shards) {
+    return trainer::build_model(
+        "mmoe", models::features_from_schema(s), s.task_names(), {},
+        {.expert_units = {8}, .num_experts = 2, .tower_units = {4}, .embedding_shards = shards});
+  };
+  const int64_t vm = vm_size_bytes();
+  ASSERT_GT(vm, 0);
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_AS, &old), 0);
+  rlimit lim = old;
+  lim.rlim_cur = static_cast<rlim_t>(vm + budget);
+  if (old.rlim_max != RLIM_INFINITY && lim.rlim_cur > old.rlim_max) lim.rlim_cur = old.rlim_max;
+  ASSERT_EQ(setrlimit(RLIMIT_AS, &lim), 0);
+  bool whole_refused = false, trained = false;
+  try {
+    try {
+      build(nullptr);
+    } catch (const std::exception&) {
+      whole_refused = true;
+    }
+    auto m = build(world_ptr());
+    trainer::MTLTrainer t(m, {.optimizer_params = {.lr = 0.1, .kind = trainer::OptimizerKind::sgd},
+                              .n_epochs = 2,
+                              .progress = false,
+                              .communicator = world_ptr(),
+                              .gate_diagnostics = false});
+    data::DataLoader l(data::rank_rows(rows, w.rank(), w.size()), {.batch_size = 8, .shuffle = false, .prefetch = 0});
+    t.fit(l);
+    trained = t.history().size() == 2 && std::isfinite(t.history()[1].train_loss[0]);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "rank " << w.rank() << ": " << e.what();
+  }
+  setrlimit(RLIMIT_AS, &old);
+  EXPECT_TRUE(whole_refused) << "the whole table fit under the limit: the test shows nothing";
+  EXPECT_TRUE(trained);
 }
 
 TEST(ShardedTrainingOptions, AModelShardedOverOtherRanksIsRefused) {
