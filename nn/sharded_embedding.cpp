@@ -1,6 +1,7 @@
 #include "rechub/nn/sharded_embedding.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <vector>
 
@@ -11,6 +12,16 @@
 #include "rechub/nn/optim.h"
 
 namespace rechub::nn {
+
+namespace {
+thread_local double t_exchange_seconds = 0;
+struct Timed {
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  ~Timed() { t_exchange_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+};
+}  // namespace
+
+double sharded_lookup_seconds() { return t_exchange_seconds; }
 
 int64_t row_shard_rows(int64_t rows, int rank, int world) {
   return rows > rank ? (rows - rank + world - 1) / world : 0;
@@ -43,7 +54,11 @@ Tensor sharded_lookup(const std::shared_ptr<dist::Communicator>& comm_ptr, const
     }
   }
   auto recv_counts = std::make_shared<std::vector<int64_t>>();
-  auto recv_ids = std::make_shared<std::vector<int64_t>>(comm.alltoallv(send_ids, send_counts, recv_counts.get()));
+  std::shared_ptr<std::vector<int64_t>> recv_ids;
+  {
+    const Timed timed;
+    recv_ids = std::make_shared<std::vector<int64_t>>(comm.alltoallv(send_ids, send_counts, recv_counts.get()));
+  }
   // Look up the rows asked of this rank and send them back.
   const float* sh = shard.data<float>();
   const int64_t local_rows = shard.size(0);
@@ -59,7 +74,10 @@ Tensor sharded_lookup(const std::shared_ptr<dist::Communicator>& comm_ptr, const
     want_counts[q] = send_counts[q] * D;
   }
   std::vector<float> got(static_cast<size_t>(n * D));
-  comm.alltoallv_raw(rows_out.data(), back_counts, got.data(), want_counts, dist::Elem::f32);
+  {
+    const Timed timed;
+    comm.alltoallv_raw(rows_out.data(), back_counts, got.data(), want_counts, dist::Elem::f32);
+  }
   Tensor out = empty({n, D});
   float* o = out.data<float>();
   for (int64_t s = 0; s < n; ++s)
@@ -77,7 +95,10 @@ Tensor sharded_lookup(const std::shared_ptr<dist::Communicator>& comm_ptr, const
                     std::memcpy(send.data() + s * D, pg + (*route)[static_cast<size_t>(s)] * D,
                                 static_cast<size_t>(D) * sizeof(float));
                   std::vector<float> recv(recv_ids->size() * static_cast<size_t>(D));
-                  comm_ptr->alltoallv_raw(send.data(), want_counts, recv.data(), back_counts, dist::Elem::f32);
+                  {
+                    const Timed timed;
+                    comm_ptr->alltoallv_raw(send.data(), want_counts, recv.data(), back_counts, dist::Elem::f32);
+                  }
                   const int64_t m = static_cast<int64_t>(recv_ids->size());
                   std::vector<int64_t> local(static_cast<size_t>(m));
                   for (int64_t k = 0; k < m; ++k)

@@ -41,6 +41,9 @@ int64_t row_shard_rows(int64_t rows, int rank, int world);
 // it together. `who` names the table in errors (an id outside [0, rows) names its position).
 Tensor sharded_lookup(const std::shared_ptr<dist::Communicator>& comm, const Tensor& shard, int64_t rows,
                       const int64_t* ids, int64_t n, const std::string& who);
+// Wall seconds this thread has spent in sharded_lookup's exchanges (forward and backward alltoallv,
+// waiting for the other ranks included): the communication figures of a sharded run.
+double sharded_lookup_seconds();
 // The whole table from every rank's shard ([local rows, ...] each, row r on rank r mod N): on rank
 // `root` a new [rows, ...] tensor, elsewhere an undefined one. Every rank calls it; the rows travel
 // in chunks (alltoallv to the root), so no rank but the root holds more than its shard and a chunk.

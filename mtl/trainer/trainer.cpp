@@ -816,6 +816,7 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     nn::broadcast_tensors(*comm, synced);  // rank 0's initial (or resumed) weights everywhere
     dp = std::make_unique<nn::DataParallel>(opts_.communicator, model_->named_parameters(), int64_t{1} << 22, own);
   }
+  const double emb_seconds_at_start = nn::sharded_lookup_seconds();
   // Every rank runs the same number of steps (collectives pair up step by step).
   const int64_t steps_per_epoch =
       comm ? comm->allreduce_one<int64_t>(train.num_batches(), dist::ReduceOp::min) : INT64_MAX;
@@ -973,13 +974,17 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     // Where a data-parallel step's time went (this rank; waiting for a slower rank counts as communication).
     const nn::DataParallel::Stats s = dp->stats();
     const double steps = static_cast<double>(std::max<int64_t>(1, batches_run_));
-    const double comm_s = s.seconds + s.loss_seconds + s.batchnorm_seconds;
+    const double emb_s = nn::sharded_lookup_seconds() - emb_seconds_at_start;
+    const double comm_s = s.seconds + s.loss_seconds + s.batchnorm_seconds + emb_s;
     std::fprintf(stderr,
                  "data parallel: %d ranks, %.2f ms/step in communication (gradients %.2f, BatchNorm %.2f, losses "
                  "%.2f), %.1f KB of gradients sent per step in %lld allreduces\n",
                  comm->size(), 1e3 * comm_s / steps, 1e3 * s.seconds / steps, 1e3 * s.batchnorm_seconds / steps,
                  1e3 * s.loss_seconds / steps, static_cast<double>(s.bytes) / 1024.0 / steps,
                  static_cast<long long>(s.allreduces));
+    if (row_shards_.active())
+      std::fprintf(stderr, "sharded embeddings: %.2f ms/step in their alltoallv exchanges (included above)\n",
+                   1e3 * emb_s / steps);
   }
   if (early) restore_best();
   model_->eval();
