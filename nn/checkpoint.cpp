@@ -6,8 +6,10 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "rechub/core/autograd.h"
+#include "rechub/nn/sharded_embedding.h"
 
 namespace rechub::nn {
 
@@ -107,14 +109,34 @@ SafetensorsFile open_checkpoint(const std::string& path, bool with_data) {
   }
 }
 
+// The parameter an optimizer state tensor "<parameter>.<key>" belongs to.
+std::string state_owner(const std::string& name) {
+  const size_t dot = name.rfind('.');
+  return dot == std::string::npos ? name : name.substr(0, dot);
+}
+
 }  // namespace
 
 void save_checkpoint(const std::string& path, const Module& model, const Optimizer* optimizer,
                      const nlohmann::json& metadata) {
+  save_checkpoint(path, model, optimizer, metadata, RowShards{});
+}
+
+void save_checkpoint(const std::string& path, const Module& model, const Optimizer* optimizer,
+                     const nlohmann::json& metadata, const RowShards& shards) {
+  const bool sharded = shards.active();
+  const bool writes = !sharded || shards.comm->rank() == 0;
+  // A sharded parameter (or its per-row optimizer state) whole, on rank 0; every rank takes part.
+  auto whole = [&](const std::string& param, const Tensor& t) {
+    if (!sharded || t.dim() == 0) return t;
+    auto it = shards.rows.find(param);
+    if (it == shards.rows.end()) return t;
+    return gather_row_shards(*shards.comm, t, it->second, 0);
+  };
   NamedTensorList tensors;
   nlohmann::json pnames = nlohmann::json::array();
   for (const auto& [name, t] : model.named_parameters()) {
-    tensors.emplace_back(name, t.detach());
+    tensors.emplace_back(name, whole(name, t.detach()));
     pnames.push_back(name);
   }
   for (const auto& [name, t] : model.named_buffers()) tensors.emplace_back(name, t);
@@ -131,8 +153,10 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
   if (optimizer) {
     const ParamNames names = param_names(model);
     md[kOptimKey] = optimizer->config_json(&names).dump();
-    for (auto& [name, t] : optimizer->state_tensors(&names)) tensors.emplace_back(kOptimPrefix + name, t);
+    for (auto& [name, t] : optimizer->state_tensors(&names))
+      tensors.emplace_back(kOptimPrefix + name, whole(state_owner(name), t));
   }
+  if (!writes) return;
   // CPU copies once, so the checksum and the file see the same bytes.
   for (auto& [name, t] : tensors)
     if (!t.device().is_cpu()) t = t.to(Device::cpu());
@@ -144,6 +168,18 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
 }
 
 nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer* optimizer) {
+  return load_checkpoint(path, model, optimizer, RowShards{});
+}
+
+nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer* optimizer, const RowShards& shards) {
+  const bool sharded = shards.active();
+  const int rank = sharded ? shards.comm->rank() : 0, world = sharded ? shards.comm->size() : 1;
+  // The rows over all ranks of a sharded parameter, -1 for the others.
+  auto whole_rows = [&](const std::string& param) -> int64_t {
+    if (!sharded) return -1;
+    auto it = shards.rows.find(param);
+    return it == shards.rows.end() ? -1 : it->second;
+  };
   const SafetensorsFile st = open_checkpoint(path, true);
   std::vector<std::string> problems;
   check_integrity(st, true, problems);
@@ -151,10 +187,17 @@ nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer
 
   std::map<std::string, size_t> in_file;
   for (size_t i = 0; i < st.entries.size(); ++i) in_file[st.entries[i].name] = i;
-  std::vector<std::pair<Tensor, size_t>> copies;  // model tensor <- entry
+  std::vector<std::tuple<Tensor, size_t, bool>> copies;  // model tensor <- entry (its rows of it)
   std::set<std::string> expected;
-  auto expect = [&](const std::string& name, const Tensor& t, const char* what) {
+  auto expect = [&](const std::string& name, const Tensor& local, const char* what) {
     expected.insert(name);
+    const int64_t rows = whole_rows(name);
+    Tensor t = local;
+    if (rows >= 0) {  // the file holds the whole table
+      Shape s = local.shape();
+      s[0] = rows;
+      t = empty(s, {.dtype = local.dtype()});
+    }
     auto it = in_file.find(name);
     if (it == in_file.end()) {
       problems.push_back(std::string("missing ") + what + " '" + name + "' " + shape_str(t.shape()) + " " +
@@ -168,7 +211,7 @@ nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer
                          dtype_name(t.dtype()));
       return;
     }
-    copies.emplace_back(t, it->second);
+    copies.emplace_back(local, it->second, rows >= 0);
   };
   for (const auto& [name, t] : model.named_parameters()) expect(name, t, "parameter");
   for (const auto& [name, t] : model.named_buffers()) expect(name, t, "buffer");
@@ -187,8 +230,13 @@ nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer
       problems.push_back("the checkpoint holds no optimizer state but an optimizer was given to load into");
     } else if (!optim_record.is_null()) {
       for (size_t i = 0; i < st.entries.size(); ++i)
-        if (st.entries[i].name.rfind(kOptimPrefix, 0) == 0)
-          optim_state.emplace_back(st.entries[i].name.substr(std::string(kOptimPrefix).size()), st.tensor(i));
+        if (st.entries[i].name.rfind(kOptimPrefix, 0) == 0) {
+          const std::string name = st.entries[i].name.substr(std::string(kOptimPrefix).size());
+          Tensor t = st.tensor(i);
+          const int64_t rows = whole_rows(state_owner(name));
+          if (rows >= 0 && t.dim() >= 1 && t.size(0) == rows) t = row_shard_of(t, rank, world);  // this rank's rows
+          optim_state.emplace_back(name, t);
+        }
       try {
         for (auto& p : optimizer->check_state(optim_state, optim_record, &names)) problems.push_back(p);
       } catch (const Error& e) {
@@ -202,9 +250,9 @@ nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer
                               problems));
   {
     NoGradGuard ng;
-    for (auto& [t, i] : copies) {
+    for (auto& [t, i, rows_of] : copies) {
       Tensor dst = t;
-      dst.copy_(st.tensor(i));
+      dst.copy_(rows_of ? row_shard_of(st.tensor(i), rank, world) : st.tensor(i));
     }
   }
   if (optimizer) optimizer->load_state(optim_state, optim_record, &names);

@@ -22,9 +22,12 @@
 // everything first (structure, version, both checksums, the metadata record, every expected
 // tensor present with its shape and dtype, nothing unexpected, the optimizer's state) and throws
 // one rechub::Error listing all problems; only a fully valid file changes the model/optimizer.
+#include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "rechub/core/dist/communicator.h"
 #include "rechub/nn/module.h"
 #include "rechub/nn/optim.h"
 #include "rechub/nn/safetensors.h"
@@ -33,12 +36,30 @@ namespace rechub::nn {
 
 constexpr int kCheckpointFormatVersion = 1;
 
+// Row-sharded parameters (nn::EmbeddingCollection with shards, nn/embedding.h): rank q of `comm`
+// holds rows q, q+N, q+2N, ... of each parameter named in `rows` (its row count over all ranks).
+// A checkpoint always holds them whole, so one written by N ranks loads into an unsharded model
+// (rechub eval, Predictor) and into any number of ranks, sharded or not.
+struct RowShards {
+  std::shared_ptr<dist::Communicator> comm{};
+  std::map<std::string, int64_t> rows{};
+  bool active() const { return comm && comm->size() > 1 && !rows.empty(); }
+};
+
 void save_checkpoint(const std::string& path, const Module& model, const Optimizer* optimizer = nullptr,
                      const nlohmann::json& metadata = nlohmann::json::object());
+// With active shards every rank calls it: the sharded parameters and their optimizer state
+// (exp_avg, exp_avg_sq, sum, momentum_buffer) are gathered on rank 0 (in chunks:
+// nn::gather_row_shards), which alone writes the file. The other tensors are rank 0's.
+void save_checkpoint(const std::string& path, const Module& model, const Optimizer* optimizer,
+                     const nlohmann::json& metadata, const RowShards& shards);
 
 // Restores the model (and the optimizer when given: then the file must hold its state) and
 // returns the metadata record.
 nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer* optimizer = nullptr);
+// With active shards each rank reads the whole file and keeps its rows of the sharded parameters
+// and of their optimizer state (the file holds them whole, as every checkpoint does).
+nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer* optimizer, const RowShards& shards);
 
 // The metadata record alone: reads only the header, checks the format version and the header
 // checksum (the tensor data is not read, so its checksum is checked by load_checkpoint).

@@ -7,6 +7,7 @@
 
 #include "rechub/core/ops.h"
 #include "rechub/core/rng.h"
+#include "rechub/nn/sharded_embedding.h"
 
 namespace rechub::nn {
 
@@ -84,6 +85,14 @@ EmbeddingCollection::EmbeddingCollection(std::vector<EmbeddingSpec> specs, Embed
     }
   for (int64_t i = 0; i < F; ++i) output_dim_ += slots_[i].dim;
 
+  arena_rows_ = arena_rows;
+  sharded_ = opts_.shards != nullptr && opts_.shards->size() > 1;
+  if (sharded_) {
+    RECHUB_CHECK(opts_.dtype == DType::f32,
+                 "EmbeddingCollection: sharded arenas are f32 only, got " << dtype_name(opts_.dtype));
+    init_sharded();
+    return;
+  }
   // N(0, init_std^2), drawn table by table in feature order.
   Generator gen(opts_.seed);
   std::vector<std::vector<double>> data(arena_dims_.size());
@@ -94,13 +103,46 @@ EmbeddingCollection::EmbeddingCollection(std::vector<EmbeddingSpec> specs, Embed
     double* p = data[s.arena].data() + s.offset * s.dim;
     for (int64_t k = 0; k < s.rows * s.dim; ++k) p[k] = opts_.init_std * gen.normal();
   }
-  for (size_t a = 0; a < arena_dims_.size(); ++a) {
-    Tensor t = from_vector(data[a], {arena_rows[a], arena_dims_[a]}).to(opts_.dtype);
-    Tensor& p = register_parameter("arena_d" + std::to_string(arena_dims_[a]), t);
-    if (!opts_.sparse)  // dense mode: the optimizer sees what nn.Embedding(sparse=False) produces
-      p.register_hook([](const Tensor& g) { return g.is_sparse() ? g.to_dense() : Tensor(); });
-    arenas_.push_back(p);
+  for (size_t a = 0; a < arena_dims_.size(); ++a)
+    add_arena(a, from_vector(data[a], {arena_rows[a], arena_dims_[a]}).to(opts_.dtype));
+}
+
+void EmbeddingCollection::add_arena(size_t a, const Tensor& t) {
+  Tensor& p = register_parameter("arena_d" + std::to_string(arena_dims_[a]), t);
+  if (!opts_.sparse)  // dense mode: the optimizer sees what nn.Embedding(sparse=False) produces
+    p.register_hook([](const Tensor& g) { return g.is_sparse() ? g.to_dense() : Tensor(); });
+  arenas_.push_back(p);
+}
+
+// The unsharded draw (the same stream, in feature order, rounded from double as from_vector(...)
+// .to(f32) does), keeping the rows this rank owns: time O(all rows), memory O(this rank's rows).
+void EmbeddingCollection::init_sharded() {
+  const int N = opts_.shards->size(), rank = opts_.shards->rank();
+  std::vector<Tensor> shards;
+  for (size_t a = 0; a < arena_dims_.size(); ++a)
+    shards.push_back(empty({row_shard_rows(arena_rows_[a], rank, N), arena_dims_[a]}));
+  Generator gen(opts_.seed);
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    const Slot& s = slots_[i];
+    if (s.owner != specs_[i].name) continue;
+    float* p = shards[static_cast<size_t>(s.arena)].data<float>();
+    for (int64_t r = 0; r < s.rows; ++r) {
+      const int64_t row = s.offset + r;
+      float* dst = row % N == rank ? p + (row / N) * s.dim : nullptr;
+      for (int64_t k = 0; k < s.dim; ++k) {
+        const double v = opts_.init_std * gen.normal();
+        if (dst) dst[k] = static_cast<float>(v);
+      }
+    }
   }
+  for (size_t a = 0; a < arena_dims_.size(); ++a) add_arena(a, shards[a]);
+}
+
+std::map<std::string, int64_t> EmbeddingCollection::row_shards(const std::string& prefix) const {
+  std::map<std::string, int64_t> m;
+  if (!sharded_) return m;
+  for (size_t a = 0; a < arenas_.size(); ++a) m[prefix + "arena_d" + std::to_string(arena_dims_[a])] = arena_rows_[a];
+  return m;
 }
 
 int64_t EmbeddingCollection::feature_index(const std::string& name) const {
@@ -116,6 +158,9 @@ const EmbeddingCollection::Slot& EmbeddingCollection::slot(const std::string& fe
 }
 
 Tensor EmbeddingCollection::table(const std::string& feature) const {
+  RECHUB_CHECK(!sharded_, describe() << ": table('" << feature << "') is not available: the arenas are sharded over "
+                                     << opts_.shards->size() << " ranks (each holds every " << opts_.shards->size()
+                                     << "th row)");
   const Slot& s = slot(feature);
   return make_view(arenas_[s.arena], s.offset * s.dim, {s.rows, s.dim});
 }
@@ -125,7 +170,7 @@ nlohmann::json EmbeddingCollection::layout_json() const {
   j["arenas"] = nlohmann::json::array();
   for (size_t a = 0; a < arenas_.size(); ++a)
     j["arenas"].push_back(
-        {{"name", "arena_d" + std::to_string(arena_dims_[a])}, {"dim", arena_dims_[a]}, {"rows", arenas_[a].size(0)}});
+        {{"name", "arena_d" + std::to_string(arena_dims_[a])}, {"dim", arena_dims_[a]}, {"rows", arena_rows_[a]}});
   j["features"] = nlohmann::json::array();
   for (size_t i = 0; i < specs_.size(); ++i) {
     const Slot& s = slots_[i];
@@ -224,7 +269,7 @@ Tensor EmbeddingCollection::forward(const Tensor& ids) const {
     const auto& feats = arena_features_[a];
     const int64_t Fa = static_cast<int64_t>(feats.size());
     // Arena row numbers as i32 when they fit: half the bytes for the lookup and its backward.
-    const bool narrow = arenas_[a].size(0) <= std::numeric_limits<int32_t>::max();
+    const bool narrow = !sharded_ && arena_rows_[a] <= std::numeric_limits<int32_t>::max();
     Tensor ida = empty({B, Fa}, {.dtype = narrow ? DType::i32 : DType::i64});
     auto offset_into = [&](auto* dst) {
       if (host_ids.dtype() == DType::i32)
@@ -236,6 +281,12 @@ Tensor EmbeddingCollection::forward(const Tensor& ids) const {
       offset_into(ida.data<int32_t>());
     else
       offset_into(ida.data<int64_t>());
+    if (sharded_) {  // every id checked: its owner's row comes back (nn/sharded_embedding.h)
+      const Tensor rows =
+          sharded_lookup(opts_.shards, arenas_[a], arena_rows_[a], ida.data<int64_t>(), B * Fa, describe());
+      per_arena.push_back(ops::reshape(rows, {B, Fa * arena_dims_[a]}));
+      continue;
+    }
     if (!dev.is_cpu()) ida = upload(ida, arenas_[a].device());  // no host wait (core/tensor.h)
     // offset_ids has checked every id: the lookup skips its own pass (on a device, a wait for the GPU).
     ops::EmbeddingCheck check{.ids_checked = true};

@@ -20,6 +20,9 @@
 // The values equal an unsharded table's: initialisation draws the whole table's N(0, init_std²)
 // stream row by row from Generator(seed), as EmbeddingCollection does for a single feature, and
 // keeps the rows this rank owns (time O(rows·dim), memory O(rows·dim / N)).
+//
+// The models' embedding arenas are sharded with the same pieces (EmbeddingCollection with
+// EmbeddingOptions::shards, nn/embedding.h; `rechub train --shard-embeddings`).
 #include <cstdint>
 #include <memory>
 
@@ -28,6 +31,25 @@
 #include "rechub/nn/module.h"
 
 namespace rechub::nn {
+
+// ---- the pieces, shared with EmbeddingCollection's sharded arenas (nn/embedding.h) ----
+// Rows of a `rows`-row table that rank `rank` of `world` holds (rows rank, rank+world, ...).
+int64_t row_shard_rows(int64_t rows, int rank, int world);
+// shard [row_shard_rows(rows), D] (a parameter) looked up at the global row ids ids[0..n) of this
+// rank -> [n, D], recorded for autograd: the backward sends the gradient rows to their owners and
+// hands the shard a coalesced row-sparse gradient (local rows), scaled by 1/world. Every rank calls
+// it together. `who` names the table in errors (an id outside [0, rows) names its position).
+Tensor sharded_lookup(const std::shared_ptr<dist::Communicator>& comm, const Tensor& shard, int64_t rows,
+                      const int64_t* ids, int64_t n, const std::string& who);
+// Wall seconds this thread has spent in sharded_lookup's exchanges (forward and backward alltoallv,
+// waiting for the other ranks included): the communication figures of a sharded run.
+double sharded_lookup_seconds();
+// The whole table from every rank's shard ([local rows, ...] each, row r on rank r mod N): on rank
+// `root` a new [rows, ...] tensor, elsewhere an undefined one. Every rank calls it; the rows travel
+// in chunks (alltoallv to the root), so no rank but the root holds more than its shard and a chunk.
+Tensor gather_row_shards(dist::Communicator& comm, const Tensor& shard, int64_t rows, int root = 0);
+// This rank's rows of a whole table `full` [rows, ...] (a copy): rows rank, rank+N, ...
+Tensor row_shard_of(const Tensor& full, int rank, int world);
 
 class ShardedEmbedding : public Module {
  public:

@@ -6,6 +6,7 @@
 #
 #   flock /work/notes/bench.lock bash bench/dist/run.sh [path/to/rechub]
 #   ROWS=400000 EPOCHS=2 BATCH=2048 REPEATS=2 MODEL=mmoe  (defaults below)
+#   SHARD=1: the ranks shard the embedding tables (--shard-embeddings)
 set -euo pipefail
 rechub=${1:-build/release/examples/rechub/rechub}
 ROWS=${ROWS:-200000}
@@ -13,6 +14,8 @@ EPOCHS=${EPOCHS:-2}
 BATCH=${BATCH:-2048}
 REPEATS=${REPEATS:-2}
 MODEL=${MODEL:-mmoe}
+shard=()
+[ "${SHARD:-0}" = 1 ] && shard=(--shard-embeddings)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$rechub" synth --kind ali-ccp --rows "$ROWS" --seed 7 --out "$tmp/data" >/dev/null 2>&1
@@ -22,7 +25,7 @@ flags=(--train "$tmp/data/ali_ccp_train.csv" --tasks click,purchase --model "$MO
 "$rechub" train "${flags[@]}" --epochs 1 --batch-size "$BATCH" --out "$tmp/warm" >/dev/null 2>"$tmp/warm.txt" ||
   { cat "$tmp/warm.txt" >&2; exit 1; }
 mpirun=(mpirun --oversubscribe --allow-run-as-root -np 2 --bind-to none)
-echo "rows $ROWS (train $(($(wc -l <"$tmp/data/ali_ccp_train.csv") - 1))), $MODEL, global batch $BATCH, $EPOCHS epochs, $(nproc) cores"
+echo "rows $ROWS ${shard[*]} (train $(($(wc -l <"$tmp/data/ali_ccp_train.csv") - 1))), $MODEL, global batch $BATCH, $EPOCHS epochs, $(nproc) cores"
 for rep in $(seq 1 "$REPEATS"); do
   rm -rf "$tmp/one" "$tmp/two"
   # CPU seconds too (user + system, the ranks included: mpirun waits for them): on a shared machine
@@ -32,7 +35,7 @@ for rep in $(seq 1 "$REPEATS"); do
       2>"$tmp/one.txt" >/dev/null
   OMP_NUM_THREADS=1 /usr/bin/time -f "cpu %U + %S s, wall %e s" -o "$tmp/two.time" \
       "${mpirun[@]}" "$rechub" train "${flags[@]}" --epochs "$EPOCHS" --batch-size $((BATCH / 2)) --threads 1 \
-      --out "$tmp/two" 2>"$tmp/two.txt" >/dev/null
+      "${shard[@]}" --out "$tmp/two" 2>"$tmp/two.txt" >/dev/null
   echo "-- repeat $rep: 1 process x 2 threads ($(cat "$tmp/one.time"))"
   grep '^epoch' "$tmp/one.txt" | sed -E 's/  loss.*//'
   echo "-- repeat $rep: 2 ranks x 1 thread ($(cat "$tmp/two.time"))"

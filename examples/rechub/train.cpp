@@ -61,7 +61,7 @@ struct TrainFlags {
   std::vector<std::string> missing_label;
   double cagrad_c = 0.5;
   std::string out;
-  bool resume = false, quiet = false, no_cache = false;
+  bool resume = false, quiet = false, no_cache = false, shard_embeddings = false;
   bool hidden_given = false;  // --hidden-units on the command line (esmm has no bottom MLP without it)
 };
 
@@ -453,6 +453,10 @@ Runner add_train(CLI::App& app) {
       "Continue from --out/checkpoint.safetensors (bit-identical to an uninterrupted run, dropout included). "
       "Refused when --lr, --task-lr, --weight-decay, --optimizer, --clip-grad-norm, the learning-rate schedule, "
       "--batch-size, --seed or the training file's contents differ from the checkpoint's run");
+  c->add_flag("--shard-embeddings", f->shard_embeddings,
+              "Under mpirun: split the embedding tables by row over the ranks (row r on rank r mod N) instead of "
+              "a copy on every rank, for tables bigger than one machine; same results. The checkpoints hold the "
+              "whole tables (rechub eval, --resume with any number of ranks)");
   c->add_flag("--quiet", f->quiet, "No progress output");
   c->add_flag("--no-cache", f->no_cache, "Do not write or use binary caches next to the CSV files");
   return [f, model_flags, balance_flags, schedule_flags, es_task, es_metric, es_delta, task_types]() {
@@ -473,6 +477,11 @@ Runner add_train(CLI::App& app) {
     const std::shared_ptr<dist::Communicator> world = cli_world();
     const bool rank0 = world->rank() == 0;
     if (!rank0) f->quiet = true;
+    RECHUB_CHECK(!f->shard_embeddings || world->size() > 1,
+                 "--shard-embeddings splits the embedding tables over the ranks of an MPI job, but this process runs "
+                 "alone: start it with mpirun -np N (N > 1), or leave the flag out");
+    RECHUB_CHECK(!f->shard_embeddings || f->device == "cpu",
+                 "--shard-embeddings trains on the CPU only (--device " << f->device << ")");
     apply_threads_flag(f->threads);
     RECHUB_CHECK(f->val.empty() || f->val_fraction == 0, "--val and --val-fraction exclude each other");
     RECHUB_CHECK(f->test.empty() || f->test_fraction == 0, "--test and --test-fraction exclude each other");
@@ -491,7 +500,8 @@ Runner add_train(CLI::App& app) {
                                                  : std::vector<int64_t>{},
                               .dropout = f->dropout,
                               .seed = f->seed,
-                              .embedding_init_std = f->embed_init_std};
+                              .embedding_init_std = f->embed_init_std,
+                              .embedding_shards = f->shard_embeddings ? world : nullptr};
     trainer::TrainerOptions to{
         .optimizer_params = {.lr = f->lr,
                              .weight_decay = f->weight_decay,
@@ -559,6 +569,8 @@ Runner add_train(CLI::App& app) {
     // takes the batch a single process would.
     if (f->batch_size == 0) f->batch_size = defaults::batch_size_for(d.train->rows());
     check_model_fits(*f, fitted);
+    RECHUB_CHECK(!f->shard_embeddings || !fitted.sparse.empty(),
+                 "--shard-embeddings: the model has no sparse features, so there is no embedding table to shard");
     sizes.tower_units_per_task = parse_tower_units_per_task(f->tower_units, fitted.task_names());
     auto model = trainer::build_model(f->model, models::features_from_schema(fitted), fitted.task_names(),
                                       fitted.task_types(), sizes);
@@ -571,6 +583,12 @@ Runner add_train(CLI::App& app) {
     if (!f->quiet && world->size() > 1)
       std::cerr << "data parallel: " << world->size() << " ranks x batch " << f->batch_size << " = global batch "
                 << world->size() * f->batch_size << "\n";
+    if (!f->quiet && f->shard_embeddings) {
+      int64_t rows = 0;
+      for (size_t a = 0; a < model->embedding().arenas().size(); ++a) rows += model->embedding().arena_rows(a);
+      std::cerr << "sharded embeddings: " << rows << " rows over " << world->size() << " ranks (row r on rank r mod "
+                << world->size() << ")\n";
+    }
     trainer::MTLTrainer trainer(model, to);
     data::DataLoader train(train_rows, {.batch_size = f->batch_size, .seed = f->seed});
     std::unique_ptr<data::DataLoader> val;
@@ -579,8 +597,10 @@ Runner add_train(CLI::App& app) {
           d.val, data::LoaderOptions{.batch_size = 4096, .shuffle = false, .prefetch = 0});
     trainer.fit(train, val.get());
     const auto eval_set = d.test ? d.test : d.val;
-    if (eval_set && rank0) {
-      const auto r = metrics::evaluate_multi_task(*model, *eval_set);
+    // Sharded embeddings: every rank takes part in each lookup; rank 0 prints and writes.
+    if (eval_set && (rank0 || f->shard_embeddings)) {
+      const auto r = metrics::evaluate_multi_task(*model, *eval_set, {.quiet = !rank0});
+      if (!rank0) return 0;
       print_table(r, d.test ? "test" : "validation");
       trainer::write_file_atomic((fs::path(f->out) / (d.test ? "test_metrics.json" : "val_metrics.json")).string(),
                                  r.to_json().dump(2) + "\n");

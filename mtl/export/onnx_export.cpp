@@ -271,6 +271,10 @@ class Exporter {
     std::vector<std::string> pieces;
     if (!f.sparse.empty()) {
       const nn::EmbeddingCollection& emb = model_.embedding();
+      RECHUB_CHECK(!emb.sharded(), "ONNX export: the model's embeddings are sharded over "
+                                       << emb.shards()->size()
+                                       << " ranks (each holds every N-th row): export the checkpoint the run "
+                                          "wrote (model.safetensors, whole tables) from one process");
       std::vector<std::string> arenas;
       for (size_t a = 0; a < emb.arenas().size(); ++a) {
         const Tensor& t = emb.arenas()[a];

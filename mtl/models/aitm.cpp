@@ -31,7 +31,7 @@ AITMConfig aitm_config_from_json(const nlohmann::json& j) {
 
 AITM::AITM(const AITMConfig& c) : config_(c) {
   init_common("AITM", c.features, c.num_tasks, c.task_types, c.task_names, {}, c.embedding_init_std, c.seed,
-              c.sparse_embeddings);
+              c.sparse_embeddings, c.embedding_shards);
   for (TaskType t : task_types())
     RECHUB_CHECK(t == TaskType::binary, "AITM: every task must be binary (a conversion funnel), got a regression task");
   RECHUB_CHECK(!c.hidden_units.empty(), "AITM: hidden_units is empty (each task's bottom needs a layer)");

@@ -32,7 +32,7 @@ ESMM::ESMM(const ESMMConfig& c) : config_(c) {
   RECHUB_CHECK(c.embedding_dim >= 0,
                "ESMM: embedding_dim must be >= 0 (0: each feature's embed_dim), got " << c.embedding_dim);
   init_common("ESMM", c.features, 2, {TaskType::binary, TaskType::binary}, c.task_names, {"ctr", "ctcvr"},
-              c.embedding_init_std, c.seed, c.sparse_embeddings, c.embedding_dim);
+              c.embedding_init_std, c.seed, c.sparse_embeddings, c.embedding_shards, c.embedding_dim);
   ops::activation_from_name(c.activation, "ESMM.activation");
   fused_ = c.fused;
   Generator init(c.seed);

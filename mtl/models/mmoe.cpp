@@ -32,7 +32,7 @@ MMoEConfig mmoe_config_from_json(const nlohmann::json& j, const std::string& kin
 MMoE::MMoE(const MMoEConfig& c, bool one_gate) : config_(c), one_gate_(one_gate) {
   const std::string k = one_gate ? "OMoE" : "MMoE";
   init_common(k, c.features, c.num_tasks, c.task_types, c.task_names, {}, c.embedding_init_std, c.seed,
-              c.sparse_embeddings);
+              c.sparse_embeddings, c.embedding_shards);
   RECHUB_CHECK(c.num_experts >= 1, k << ": num_experts must be at least 1, got " << c.num_experts);
   RECHUB_CHECK(!c.expert_units.empty(), k << ": expert_units is empty (each expert needs at least one layer)");
   RECHUB_CHECK(c.gate_activation == "softmax",

@@ -61,7 +61,8 @@ Tensor ModelOutput::prediction_matrix() const {
 void MultiTaskModel::init_common(const std::string& kind, const Features& features, int64_t num_tasks,
                                  const std::vector<TaskType>& task_types, const std::vector<std::string>& task_names,
                                  const std::vector<std::string>& default_names, double embedding_init_std,
-                                 uint64_t seed, bool sparse_embeddings, int64_t embedding_dim_override) {
+                                 uint64_t seed, bool sparse_embeddings,
+                                 std::shared_ptr<dist::Communicator> embedding_shards, int64_t embedding_dim_override) {
   kind_ = kind;
   features_ = features;
   RECHUB_CHECK(!features.sparse.empty() || !features.dense.empty(),
@@ -112,10 +113,11 @@ void MultiTaskModel::init_common(const std::string& kind, const Features& featur
       else
         specs.push_back({s.name, 0, 0, s.shared_with});
     }
-    embedding_ = register_module(
-        "embedding",
-        std::make_shared<nn::EmbeddingCollection>(
-            specs, nn::EmbeddingOptions{.init_std = embedding_init_std, .seed = seed, .sparse = sparse_embeddings}));
+    embedding_ = register_module("embedding", std::make_shared<nn::EmbeddingCollection>(
+                                                  specs, nn::EmbeddingOptions{.init_std = embedding_init_std,
+                                                                              .seed = seed,
+                                                                              .sparse = sparse_embeddings,
+                                                                              .shards = std::move(embedding_shards)}));
     emb_dim = embedding_->output_dim();
   }
   input_dim_ = emb_dim + static_cast<int64_t>(features.dense.size());

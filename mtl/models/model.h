@@ -15,6 +15,10 @@
 // Parameter names follow torch-rechub's modules (nn::MLP's "mlp.<k>" numbering), so a PyTorch
 // state_dict of the same model maps name for name; only the embeddings differ: one arena per
 // width ("embedding.arena_d16"; see nn/embedding.h for the per-feature rows).
+//
+// Under MPI every config's embedding_shards (a communicator) row-shards the arenas over the ranks
+// (nn/embedding.h): each rank holds every N-th row, and the model must run forward and backward
+// on every rank together (MTLTrainer with the same TrainerOptions::communicator does).
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -95,6 +99,8 @@ class MultiTaskModel : public nn::Module {
   const std::vector<TaskType>& task_types() const { return task_types_; }
   const Features& features() const { return features_; }
   const nn::EmbeddingCollection& embedding() const { return *embedding_; }
+  // Whether the embedding arenas are row-sharded over several ranks (the configs' embedding_shards).
+  bool embeddings_sharded() const { return embedding_ && embedding_->sharded(); }
 
   // Which task a parameter (by its dotted name) belongs to; -1 for shared parameters.
   virtual int64_t task_of(const std::string& parameter_name) const = 0;
@@ -114,7 +120,8 @@ class MultiTaskModel : public nn::Module {
   void init_common(const std::string& kind, const Features& features, int64_t num_tasks,
                    const std::vector<TaskType>& task_types, const std::vector<std::string>& task_names,
                    const std::vector<std::string>& default_names, double embedding_init_std, uint64_t seed,
-                   bool sparse_embeddings, int64_t embedding_dim_override = 0);
+                   bool sparse_embeddings, std::shared_ptr<dist::Communicator> embedding_shards,
+                   int64_t embedding_dim_override = 0);
   // [B, sum of embed dims + n_dense]: the embeddings, then the dense values.
   Tensor embed_inputs(const Tensor& sparse, const Tensor& dense) const;
   int64_t input_dim() const { return input_dim_; }

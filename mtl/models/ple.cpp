@@ -32,7 +32,7 @@ PLEConfig ple_config_from_json(const nlohmann::json& j) {
 
 PLE::PLE(const PLEConfig& c) : config_(c) {
   init_common("PLE", c.features, c.num_tasks, c.task_types, c.task_names, {}, c.embedding_init_std, c.seed,
-              c.sparse_embeddings);
+              c.sparse_embeddings, c.embedding_shards);
   RECHUB_CHECK(c.num_layers >= 1, "PLE: num_layers must be at least 1, got " << c.num_layers);
   RECHUB_CHECK(c.num_experts >= 1,
                "PLE: num_experts (task-specific experts per task) must be at least 1, got " << c.num_experts);

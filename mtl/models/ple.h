@@ -42,6 +42,9 @@ struct PLEConfig {
   uint64_t seed = defaults::seed;
   double embedding_init_std = defaults::embedding_init_std;
   bool sparse_embeddings = true;
+  // Row-shard the embedding arenas over these ranks (nn/embedding.h; size 1 or null: not sharded).
+  // A runtime setting, not part of to_json: a sharded model's checkpoint loads unsharded.
+  std::shared_ptr<dist::Communicator> embedding_shards{};
 };
 nlohmann::json to_json(const PLEConfig& c);
 PLEConfig ple_config_from_json(const nlohmann::json& j);

@@ -28,7 +28,7 @@ SharedBottomConfig shared_bottom_config_from_json(const nlohmann::json& j) {
 
 SharedBottom::SharedBottom(const SharedBottomConfig& c) : config_(c) {
   init_common("SharedBottom", c.features, c.num_tasks, c.task_types, c.task_names, {}, c.embedding_init_std, c.seed,
-              c.sparse_embeddings);
+              c.sparse_embeddings, c.embedding_shards);
   RECHUB_CHECK(!c.hidden_units.empty(), "SharedBottom: hidden_units is empty (the shared bottom needs a layer)");
   ops::activation_from_name(c.activation, "SharedBottom.activation");
   fused_ = c.fused;

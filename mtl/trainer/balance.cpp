@@ -156,18 +156,33 @@ void set_combined_grads(const std::vector<std::vector<Tensor>>& g, const std::ve
   }
 }
 
+// Whether parameter t's gradient holds this rank's rows only (BalanceParams::sharded).
+bool is_sharded(const BalanceParams& p, const Tensor& t) { return p.shards && p.sharded.count(t.impl()) > 0; }
+// v summed over the ranks of p.shards (in place; nothing without sharded parameters).
+void sum_over_shards(const BalanceParams& p, std::vector<double>& v) {
+  if (p.shards && !p.sharded.empty() && !v.empty()) p.shards->allreduce(v.data(), static_cast<int64_t>(v.size()));
+}
+
 // The Gram matrix (row-major) of the tasks `tasks` on the shared parameters (as one vector).
 std::vector<double> shared_gram(const std::vector<std::vector<Tensor>>& g, const std::vector<size_t>& tasks,
                                 const BalanceParams& p) {
   const size_t m = tasks.size();
-  std::vector<double> M(m * m, 0.0);
+  std::vector<double> M(m * m, 0.0), S(p.sharded.empty() ? 0 : m * m, 0.0);
   for (size_t a = 0; a < m; ++a)
     for (size_t b = a; b < m; ++b) {
-      double s = 0;
-      for (size_t k = 0; k < p.params.size(); ++k)
-        if (p.shared[k]) s += grad_dot(g[tasks[a]][k], g[tasks[b]][k]);
+      double s = 0, sh = 0;
+      for (size_t k = 0; k < p.params.size(); ++k) {
+        if (!p.shared[k]) continue;
+        if (is_sharded(p, p.params[k]))
+          sh += grad_dot(g[tasks[a]][k], g[tasks[b]][k]);
+        else
+          s += grad_dot(g[tasks[a]][k], g[tasks[b]][k]);
+      }
       M[a * m + b] = M[b * m + a] = s;
+      if (!S.empty()) S[a * m + b] = S[b * m + a] = sh;
     }
+  sum_over_shards(p, S);  // the sharded rows of every rank
+  for (size_t i = 0; i < S.size(); ++i) M[i] += S[i];
   return M;
 }
 
@@ -239,14 +254,19 @@ class GradNorm : public TaskBalancer {
       return;
     }
     // ‖∇_W L_i‖ for each task, W all tensors of the last shared layer as one vector.
-    std::vector<double> gnorm(n, 0.0);
+    std::vector<double> gnorm(n, 0.0), sq(n, 0.0), sq_sharded(n, 0.0);
     for (size_t i = 0; i < n; ++i) {
       if (!on[i]) continue;
       const auto g = rechub::grad({losses[i]}, p.last_shared, {}, {.retain_graph = true, .allow_unused = true});
-      double s = 0;
-      for (const Tensor& t : g) s += grad_sq_norm(t);
-      gnorm[i] = std::sqrt(s);
+      for (size_t k = 0; k < g.size(); ++k)
+        (is_sharded(p, p.last_shared[k]) ? sq_sharded : sq)[i] += grad_sq_norm(g[k]);
     }
+    for (size_t k = 0; k < p.last_shared.size(); ++k)
+      if (is_sharded(p, p.last_shared[k])) {  // W holds sharded rows: their squares over every rank
+        sum_over_shards(p, sq_sharded);
+        break;
+      }
+    for (size_t i = 0; i < n; ++i) gnorm[i] = std::sqrt(sq[i] + sq_sharded[i]);
     std::vector<double> G(n, 0.0), Lhat(n, 0.0);
     double meanG = 0, meanL = 0;
     for (size_t i = 0; i < n; ++i) {
@@ -312,13 +332,28 @@ class MetaBalance : public TaskBalancer {
     RECHUB_CHECK(norms_.size() == np,
                  "metabalance: the state holds " << norms_.size() << " parameters, the model " << np);
     if (warned_.size() != np) warned_.assign(np, false);
+    // ‖g_i‖² of each shared parameter; a sharded one's squares summed over the ranks (one allreduce).
+    std::vector<double> sq(np * n, 0.0), sq_sharded;
+    std::vector<size_t> sharded_k;
+    for (size_t k = 0; k < np; ++k) {
+      if (!p.shared[k]) continue;
+      for (size_t i = 0; i < n; ++i) sq[k * n + i] = g[i][k].defined() ? grad_sq_norm(g[i][k]) : 0.0;
+      if (is_sharded(p, p.params[k])) {
+        sharded_k.push_back(k);
+        sq_sharded.insert(sq_sharded.end(), sq.begin() + static_cast<std::ptrdiff_t>(k * n),
+                          sq.begin() + static_cast<std::ptrdiff_t>((k + 1) * n));
+      }
+    }
+    sum_over_shards(p, sq_sharded);
+    for (size_t j = 0; j < sharded_k.size(); ++j)
+      for (size_t i = 0; i < n; ++i) sq[sharded_k[j] * n + i] = sq_sharded[j * n + i];
     for (size_t k = 0; k < np; ++k) {
       Tensor sum;
       if (p.shared[k]) {
         // An unlabelled task's gradient is undefined here, so its moving norm does not decay.
         for (size_t i = 0; i < n; ++i) {
           if (!g[i][k].defined()) continue;
-          norms_[k][i] = beta_ * norms_[k][i] + (1 - beta_) * std::sqrt(grad_sq_norm(g[i][k]));
+          norms_[k][i] = beta_ * norms_[k][i] + (1 - beta_) * std::sqrt(sq[k * n + i]);
         }
         const double m_main = norms_[k][main_];
         // The main task has never sent a gradient here: leave the auxiliary gradients unscaled
@@ -460,10 +495,19 @@ class PCGrad : public TaskBalancer {
     std::vector<size_t> shared_idx;
     for (size_t k = 0; k < np; ++k)
       if (p.shared[k]) shared_idx.push_back(k);
+    bool any_sharded = false;
+    for (size_t k : shared_idx) any_sharded = any_sharded || is_sharded(p, p.params[k]);
     auto dot = [&](const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
       double s = 0;
-      for (size_t k : shared_idx) s += grad_dot(a[k], b[k]);
-      return s;
+      std::vector<double> sh(any_sharded ? 1 : 0, 0.0);
+      for (size_t k : shared_idx) {
+        if (any_sharded && is_sharded(p, p.params[k]))
+          sh[0] += grad_dot(a[k], b[k]);
+        else
+          s += grad_dot(a[k], b[k]);
+      }
+      sum_over_shards(p, sh);  // every rank's rows: the same value, and decision, on every rank
+      return any_sharded ? s + sh[0] : s;
     };
     std::vector<double> sq(n);
     for (size_t j = 0; j < n; ++j) sq[j] = dot(g[j], g[j]);

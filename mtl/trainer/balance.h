@@ -74,9 +74,11 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
+#include "rechub/core/dist/communicator.h"
 #include "rechub/core/rng.h"
 #include "rechub/core/tensor.h"
 #include "rechub/mtl/data/schema.h"
@@ -90,6 +92,12 @@ struct BalanceParams {
   std::vector<bool> shared{};         // per entry of params
   std::vector<Tensor> last_shared{};  // GradNorm's W (one or more tensors, as one vector)
   std::vector<std::string> names{};   // per entry of params (warnings); may be empty
+  // Row-sharded parameters (sharded embeddings, nn/embedding.h): each rank's gradient holds its own
+  // rows only, so the dot products and norms the strategies take over them are summed over the
+  // ranks of `shards` (one allreduce per Gram matrix, per PCGrad projection test, per GradNorm
+  // step and per MetaBalance step); every rank gets the unsharded run's values. Null: none.
+  std::shared_ptr<dist::Communicator> shards{};
+  std::unordered_set<const TensorImpl*> sharded{};
 };
 
 struct BalanceOptions {

@@ -32,7 +32,8 @@ std::shared_ptr<models::MultiTaskModel> build_model(const std::string& kind, con
                                    .task_names = names,
                                    .dropout = s.dropout,
                                    .seed = s.seed,
-                                   .embedding_init_std = s.embedding_init_std});
+                                   .embedding_init_std = s.embedding_init_std,
+                                   .embedding_shards = s.embedding_shards});
   if (kind == "mmoe" || kind == "omoe") {
     models::MMoEConfig c{.features = features,
                          .expert_units = s.expert_units,
@@ -44,7 +45,8 @@ std::shared_ptr<models::MultiTaskModel> build_model(const std::string& kind, con
                          .tower_units_per_task = s.tower_units_per_task,
                          .dropout = s.dropout,
                          .seed = s.seed,
-                         .embedding_init_std = s.embedding_init_std};
+                         .embedding_init_std = s.embedding_init_std,
+                         .embedding_shards = s.embedding_shards};
     if (kind == "omoe") return std::make_shared<models::OMoE>(c);
     return std::make_shared<models::MMoE>(c);
   }
@@ -61,7 +63,8 @@ std::shared_ptr<models::MultiTaskModel> build_model(const std::string& kind, con
                                                            .tower_units_per_task = s.tower_units_per_task,
                                                            .dropout = s.dropout,
                                                            .seed = s.seed,
-                                                           .embedding_init_std = s.embedding_init_std});
+                                                           .embedding_init_std = s.embedding_init_std,
+                                                           .embedding_shards = s.embedding_shards});
   if (kind == "aitm")
     return std::make_shared<models::AITM>(models::AITMConfig{.features = features,
                                                              .hidden_units = s.hidden_units,
@@ -72,7 +75,8 @@ std::shared_ptr<models::MultiTaskModel> build_model(const std::string& kind, con
                                                              .task_names = names,
                                                              .dropout = s.dropout,
                                                              .seed = s.seed,
-                                                             .embedding_init_std = s.embedding_init_std});
+                                                             .embedding_init_std = s.embedding_init_std,
+                                                             .embedding_shards = s.embedding_shards});
   if (kind == "esmm") {
     RECHUB_CHECK(T == 2 && types[0] == data::TaskType::binary && types[1] == data::TaskType::binary,
                  "esmm needs exactly two binary tasks (click, then click-and-purchase), got " << T);
@@ -83,7 +87,8 @@ std::shared_ptr<models::MultiTaskModel> build_model(const std::string& kind, con
                                                              .task_names = names,
                                                              .dropout = s.dropout,
                                                              .seed = s.seed,
-                                                             .embedding_init_std = s.embedding_init_std});
+                                                             .embedding_init_std = s.embedding_init_std,
+                                                             .embedding_shards = s.embedding_shards});
   }
   RECHUB_FAIL("unknown model '" << kind << "' (expected shared_bottom, esmm, mmoe, omoe, ple or aitm)");
 }

@@ -27,6 +27,8 @@ struct ModelSizes {
   double dropout = defaults::dropout;
   uint64_t seed = defaults::seed;
   double embedding_init_std = defaults::embedding_init_std;  // N(0, std^2) for every embedding row
+  // Row-shard the embedding arenas over these ranks (the configs' embedding_shards; null: not sharded).
+  std::shared_ptr<dist::Communicator> embedding_shards{};
 };
 
 // kind: shared_bottom | esmm | mmoe | omoe | ple | aitm. ESMM needs exactly two binary tasks

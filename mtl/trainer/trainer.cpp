@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <unordered_set>
 
 #include "rechub/core/autograd.h"
 #include "rechub/core/error.h"
@@ -21,12 +22,47 @@
 #include "rechub/nn/checkpoint.h"
 #include "rechub/nn/data_parallel.h"
 #include "rechub/nn/dropout.h"
+#include "rechub/nn/optim.h"
+#include "rechub/nn/sharded_embedding.h"
 
 namespace rechub::trainer {
 
 namespace fs = std::filesystem;
 
 namespace {
+
+// clip_grad_norm (nn/optim.h) with row-sharded parameters: their squares are summed over the
+// ranks, so every rank scales by the unsharded run's coefficient.
+void clip_grad_norm_sharded(const BalanceParams& p, double max_norm) {
+  NoGradGuard ng;
+  std::vector<Tensor> values;
+  std::vector<double> acc{0.0, 0.0};  // the replicated parameters', the sharded ones' (this rank's rows)
+  for (const Tensor& param : p.params) {
+    Tensor g = param.grad();
+    if (!g.defined()) continue;
+    if (g.is_sparse()) {
+      g = nn::coalesce_sparse_grad(g);
+      Tensor(param).set_grad(g);
+      g = g.sparse_values();
+    }
+    RECHUB_CHECK(g.dtype() == DType::f32 && g.device().is_cpu(), "clip_grad_norm: f32 gradients on the CPU only");
+    const float* d = g.data<float>();
+    double s = 0;
+    for (int64_t i = 0; i < g.numel(); ++i) s += static_cast<double>(d[i]) * static_cast<double>(d[i]);
+    acc[p.sharded.count(param.impl()) ? 1 : 0] += s;
+    values.push_back(g);
+  }
+  p.shards->allreduce(&acc[1], 1);
+  const double total = std::sqrt(acc[0] + acc[1]);
+  const double coef = std::min(1.0, max_norm / (total + 1e-6));
+  if (coef >= 1.0 && std::isfinite(total)) return;
+  const float c = static_cast<float>(coef);
+  for (Tensor& g : values) {
+    float* d = g.data<float>();
+    for (int64_t i = 0; i < g.numel(); ++i) d[i] *= c;
+    g.bump_version();
+  }
+}
 
 std::vector<nn::Dropout*> dropouts(models::MultiTaskModel& m) {
   std::vector<nn::Dropout*> d;
@@ -240,6 +276,18 @@ MTLTrainer::MTLTrainer(std::shared_ptr<models::MultiTaskModel> model, TrainerOpt
             opts_.earlystop_metric == "mae",
         "MTLTrainer: earlystop_metric must be auc, logloss, mse or mae, got '" << opts_.earlystop_metric << "'");
 
+  if (model_->embeddings_sharded()) {
+    const auto& sh = model_->embedding().shards();
+    const auto& c = opts_.communicator;
+    RECHUB_CHECK(c && c->size() == sh->size() && c->rank() == sh->rank(),
+                 "MTLTrainer: the model's embeddings are sharded over "
+                     << sh->size() << " ranks, but TrainerOptions::communicator is "
+                     << (c ? "a world of " + std::to_string(c->size()) + " ranks" : std::string("not set"))
+                     << ": pass the communicator the model was built with");
+    RECHUB_CHECK(opts_.device.is_cpu(),
+                 "MTLTrainer: sharded embeddings train on the CPU only, not " << opts_.device.str());
+    row_shards_ = {.comm = c, .rows = model_->embedding().row_shards("embedding.")};
+  }
   // The model moves before the optimizer exists, so its state is created on the device.
   if (model_->device() != opts_.device) {
     try {
@@ -250,6 +298,10 @@ MTLTrainer::MTLTrainer(std::shared_ptr<models::MultiTaskModel> model, TrainerOpt
   }
   build_optimizer();
   for (size_t g = 0; g < optimizer_->num_groups(); ++g) base_lrs_.push_back(optimizer_->lr(g));
+  if (row_shards_.active()) {
+    balance_params_.shards = row_shards_.comm;
+    for (const Tensor& a : model_->embedding().arenas()) balance_params_.sharded.insert(a.impl());
+  }
   {
     const std::string& k = opts_.lr_schedule;
     RECHUB_CHECK(k == "constant" || k == "cosine" || k == "step",
@@ -397,7 +449,9 @@ nlohmann::json MTLTrainer::model_metadata() const {
   return j;
 }
 
-void MTLTrainer::save_model(const std::string& p) const { nn::save_checkpoint(p, *model_, nullptr, model_metadata()); }
+void MTLTrainer::save_model(const std::string& p) const {
+  nn::save_checkpoint(p, *model_, nullptr, model_metadata(), row_shards_);
+}
 
 nlohmann::json MTLTrainer::trainer_state(int64_t epochs_done) const {
   nlohmann::json hist = nlohmann::json::array();
@@ -445,6 +499,24 @@ nlohmann::json MTLTrainer::run_settings() const {
 }
 
 void MTLTrainer::check_finite(int64_t epoch, int64_t batch, int64_t step, bool grads) const {
+  if (!row_shards_.active()) return check_finite_here(epoch, batch, step, grads);
+  // Each rank scans its own rows of the sharded arenas: every rank stops when one finds a bad value.
+  std::string mine;
+  try {
+    check_finite_here(epoch, batch, step, grads);
+  } catch (const Error& e) {
+    mine = e.what();
+  }
+  const int64_t bad =
+      row_shards_.comm->allreduce_one<int64_t>(mine.empty() ? -1 : row_shards_.comm->rank(), dist::ReduceOp::max);
+  if (!mine.empty()) RECHUB_FAIL(mine);
+  RECHUB_CHECK(bad < 0, "training stopped: the model diverged: epoch "
+                            << epoch + 1 << ", batch " << batch << " (step " << step << "): rank " << bad
+                            << " found a non-finite value in its rows of the sharded embeddings (its message names "
+                               "the parameter)");
+}
+
+void MTLTrainer::check_finite_here(int64_t epoch, int64_t batch, int64_t step, bool grads) const {
   NoGradGuard ng;
   std::string keep;
   if (!opts_.out_dir.empty())
@@ -483,13 +555,13 @@ void MTLTrainer::check_finite(int64_t epoch, int64_t batch, int64_t step, bool g
 void MTLTrainer::save_checkpoint(int64_t epochs_done) {
   nlohmann::json md = model_metadata();
   md["trainer"] = trainer_state(epochs_done);
-  nn::save_checkpoint(path("checkpoint.safetensors"), *model_, optimizer_.get(), md);
+  nn::save_checkpoint(path("checkpoint.safetensors"), *model_, optimizer_.get(), md, row_shards_);
 }
 
 bool MTLTrainer::load_checkpoint() {
   const std::string p = path("checkpoint.safetensors");
   if (!fs::exists(p)) return false;
-  const nlohmann::json md = nn::load_checkpoint(p, *model_, optimizer_.get());
+  const nlohmann::json md = nn::load_checkpoint(p, *model_, optimizer_.get(), row_shards_);
   RECHUB_CHECK(md.contains("trainer"), p << ": not a trainer checkpoint (no 'trainer' record)");
   const auto& st = md.at("trainer");
   RECHUB_CHECK(st.at("strategy").get<std::string>() == balancer_->name(),
@@ -527,7 +599,11 @@ bool MTLTrainer::load_checkpoint() {
   if (best_epoch_ >= 0 && fs::exists(path("best.safetensors"))) {
     best_state_.clear();
     const auto contents = nn::read_checkpoint(path("best.safetensors"));
-    for (const auto& [name, t] : contents.tensors) best_state_.emplace_back(name, t);
+    for (const auto& [name, t] : contents.tensors) {
+      const bool rows = row_shards_.active() && row_shards_.rows.count(name) > 0;  // this rank's rows of it
+      best_state_.emplace_back(name,
+                               rows ? nn::row_shard_of(t, row_shards_.comm->rank(), row_shards_.comm->size()) : t);
+    }
   }
   return true;
 }
@@ -638,8 +714,8 @@ void MTLTrainer::snapshot_best() {
   best_state_.clear();
   for (auto& [n, t] : model_->named_parameters()) best_state_.emplace_back(n, t.to(Device::cpu()).clone());
   for (auto& [n, t] : model_->named_buffers()) best_state_.emplace_back(n, t.to(Device::cpu()).clone());
-  if (!opts_.out_dir.empty() && writer())
-    nn::save_checkpoint(path("best.safetensors"), *model_, nullptr, model_metadata());
+  if (!opts_.out_dir.empty() && (writer() || row_shards_.active()))
+    nn::save_checkpoint(path("best.safetensors"), *model_, nullptr, model_metadata(), row_shards_);
 }
 
 void MTLTrainer::restore_best() {
@@ -730,11 +806,17 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
   std::unique_ptr<nn::DataParallel> dp;
   std::vector<std::pair<std::string, Tensor>> synced;  // parameters and buffers kept equal on every rank
   if (comm) {
-    synced = model_->named_parameters();
+    // The sharded arenas are each rank's own rows: neither copied from rank 0 nor averaged.
+    std::unordered_set<const TensorImpl*> own;
+    if (row_shards_.active())
+      for (const Tensor& a : model_->embedding().arenas()) own.insert(a.impl());
+    for (auto& p : model_->named_parameters())
+      if (!own.count(p.second.impl())) synced.push_back(p);
     for (auto& b : model_->named_buffers()) synced.push_back(b);
     nn::broadcast_tensors(*comm, synced);  // rank 0's initial (or resumed) weights everywhere
-    dp = std::make_unique<nn::DataParallel>(opts_.communicator, model_->named_parameters());
+    dp = std::make_unique<nn::DataParallel>(opts_.communicator, model_->named_parameters(), int64_t{1} << 22, own);
   }
+  const double emb_seconds_at_start = nn::sharded_lookup_seconds();
   // Every rank runs the same number of steps (collectives pair up step by step).
   const int64_t steps_per_epoch =
       comm ? comm->allreduce_one<int64_t>(train.num_batches(), dist::ReduceOp::min) : INT64_MAX;
@@ -795,7 +877,12 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
         std::cerr << "warning: " << w << "\n";
         warnings_.push_back(w);
       }
-      if (opts_.clip_grad_norm > 0) nn::clip_grad_norm(balance_params_.params, opts_.clip_grad_norm);
+      if (opts_.clip_grad_norm > 0) {
+        if (row_shards_.active())
+          clip_grad_norm_sharded(balance_params_, opts_.clip_grad_norm);
+        else
+          nn::clip_grad_norm(balance_params_.params, opts_.clip_grad_norm);
+      }
       const bool scan = opts_.finite_check_every > 0 && (batches_run_ + 1) % opts_.finite_check_every == 0;
       if (scan) check_finite(epoch, b + 1, batches_run_ + 1, true);
       optimizer_->step();
@@ -842,8 +929,13 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
       for (const auto& w : rec.val.warnings) warnings_.push_back("epoch " + std::to_string(epoch + 1) + ": " + w);
     }
     if (opts_.gate_diagnostics) {
+      // Without validation data, the first training rows of each rank; with sharded embeddings
+      // every rank runs the same number of batches (each lookup is collective).
+      const int64_t gate_rows = row_shards_.active() ? row_shards_.comm->allreduce_one<int64_t>(
+                                                           std::min<int64_t>(train.rows(), 20000), dist::ReduceOp::min)
+                                                     : 20000;
       const metrics::GateReport g = val ? metrics::gate_statistics(*model_, val->source(), 4096)
-                                        : metrics::gate_statistics(*model_, train.source(), 4096, 20000);
+                                        : metrics::gate_statistics(*model_, train.source(), 4096, gate_rows);
       if (!g.gates.empty()) {
         rec.gates = g.to_json().at("gates");
         for (const auto& w : g.warnings) {
@@ -867,6 +959,7 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     }
     history_.push_back(rec);
     progress.end_epoch(rec);
+    if (!opts_.out_dir.empty() && row_shards_.active() && !writer()) save_checkpoint(epoch + 1);  // its rows
     if (!opts_.out_dir.empty() && writer()) {
       save_checkpoint(epoch + 1);
       write_file_atomic(path("metrics.jsonl"), metrics_jsonl(history_, tasks));
@@ -881,17 +974,21 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     // Where a data-parallel step's time went (this rank; waiting for a slower rank counts as communication).
     const nn::DataParallel::Stats s = dp->stats();
     const double steps = static_cast<double>(std::max<int64_t>(1, batches_run_));
-    const double comm_s = s.seconds + s.loss_seconds + s.batchnorm_seconds;
+    const double emb_s = nn::sharded_lookup_seconds() - emb_seconds_at_start;
+    const double comm_s = s.seconds + s.loss_seconds + s.batchnorm_seconds + emb_s;
     std::fprintf(stderr,
                  "data parallel: %d ranks, %.2f ms/step in communication (gradients %.2f, BatchNorm %.2f, losses "
                  "%.2f), %.1f KB of gradients sent per step in %lld allreduces\n",
                  comm->size(), 1e3 * comm_s / steps, 1e3 * s.seconds / steps, 1e3 * s.batchnorm_seconds / steps,
                  1e3 * s.loss_seconds / steps, static_cast<double>(s.bytes) / 1024.0 / steps,
                  static_cast<long long>(s.allreduces));
+    if (row_shards_.active())
+      std::fprintf(stderr, "sharded embeddings: %.2f ms/step in their alltoallv exchanges (included above)\n",
+                   1e3 * emb_s / steps);
   }
   if (early) restore_best();
   model_->eval();
-  if (!opts_.out_dir.empty() && writer()) save_model(path("model.safetensors"));
+  if (!opts_.out_dir.empty() && (writer() || row_shards_.active())) save_model(path("model.safetensors"));
 }
 
 }  // namespace rechub::trainer

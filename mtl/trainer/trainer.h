@@ -44,6 +44,7 @@
 #include "rechub/mtl/models/model.h"
 #include "rechub/mtl/trainer/balance.h"
 #include "rechub/mtl/trainer/report.h"
+#include "rechub/nn/checkpoint.h"
 #include "rechub/nn/lr_scheduler.h"
 #include "rechub/nn/optim.h"
 
@@ -143,6 +144,13 @@ struct TrainerOptions {
   // smallest per-rank batch count (rows of a trailing partial batch on some ranks may be skipped).
   // Rank 0 alone prints progress and writes out_dir; every rank reads the checkpoint to resume,
   // which may have been written by any number of ranks. CPU only.
+  // Sharded embeddings: build the model with embedding_shards = this communicator (its config,
+  // or trainer::ModelSizes::embedding_shards) and every rank holds every N-th row of the arenas
+  // instead of a copy of them (nn/embedding.h); their gradients go to the rows' owners instead of
+  // being averaged, the balancers sum their norms and dot products over the ranks, and the
+  // checkpoints hold the whole arenas (gathered on rank 0; resume with any number of ranks,
+  // sharded or not). The results equal the unsharded data-parallel run's (within float rounding).
+  // A model sharded over other ranks than this communicator's is refused.
   std::shared_ptr<dist::Communicator> communicator{};
   // MetaBalance's choice of the auxiliary gradients it adapts: all | reduce | enlarge (balance.h).
   std::string metabalance_strategy = "all";
@@ -177,7 +185,8 @@ class MTLTrainer {
 
   // The checkpoint metadata record of this model (kind, config, tasks, preprocessor).
   nlohmann::json model_metadata() const;
-  // Writes the model (no optimizer) with model_metadata() to `path`.
+  // Writes the model (no optimizer) with model_metadata() to `path`. With sharded embeddings every
+  // rank calls it (the arenas are gathered on rank 0, which writes).
   void save_model(const std::string& path) const;
 
  private:
@@ -189,6 +198,7 @@ class MTLTrainer {
   nlohmann::json trainer_state(int64_t epochs_done) const;
   nlohmann::json run_settings() const;
   void check_finite(int64_t epoch, int64_t batch, int64_t step, bool grads) const;
+  void check_finite_here(int64_t epoch, int64_t batch, int64_t step, bool grads) const;
   std::string path(const char* file) const;
   double metric_of(const metrics::EvalResult& r, bool& higher_better) const;
   // Before training: refuses a task with no label on any training row, and early stopping on an
@@ -216,7 +226,8 @@ class MTLTrainer {
   int64_t batches_run_ = 0;
   const data::LoaderOptions* train_loader_ = nullptr;  // during fit
   std::vector<std::string> warnings_;
-  int64_t train_rows_ = 0;  // all ranks' rows
+  int64_t train_rows_ = 0;    // all ranks' rows
+  nn::RowShards row_shards_;  // the sharded embedding arenas (inactive without)
   bool writer() const { return !opts_.communicator || opts_.communicator->rank() == 0; }
 };
 

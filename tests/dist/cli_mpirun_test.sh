@@ -5,6 +5,9 @@
 #   resume      1 epoch on 2 ranks, then --resume to 2 epochs in one process, then to 3 on 2 ranks
 #   killed      a rank killed with SIGKILL mid-run ends the job: non-zero exit, a message, no hang
 #   error       a bad input stops every rank with the error and a non-zero exit
+#   sharded     --shard-embeddings: the same test metrics as the replicated 2-rank run, its checkpoint
+#               evaluated by one process gives the run's metrics, resume 2 sharded ranks -> 1 process
+#               -> 2 sharded ranks, and the flag's refusals (one process, --device cuda)
 set -u
 case_name=$1
 rechub=$2
@@ -96,6 +99,41 @@ error)
   "${mpirun[@]}" "$rechub" train "${common[@]}" --epochs 1 --task-lr nosuchtask=1e-3 --out "$tmp/run" \
       >/dev/null 2>"$tmp/err.txt" && fail "a bad --task-lr was accepted"
   grep -q "nosuchtask" "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "the error does not name the bad task"; }
+  ;;
+sharded)
+  "${mpirun[@]}" "$rechub" train "${common[@]}" --test "$D/ali_ccp_test.csv" --epochs 2 --balance metabalance \
+      --out "$tmp/rep" >/dev/null 2>"$tmp/err_rep.txt" || { cat "$tmp/err_rep.txt"; fail "replicated run"; }
+  "${mpirun[@]}" "$rechub" train "${common[@]}" --test "$D/ali_ccp_test.csv" --epochs 2 --balance metabalance \
+      --shard-embeddings --out "$tmp/run" >"$tmp/out.txt" 2>"$tmp/err.txt" || { cat "$tmp/err.txt"; fail "sharded run"; }
+  grep -q '^sharded embeddings: .* over 2 ranks' "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "no sharded-embeddings line"; }
+  [ "$(grep -c '^test metrics' "$tmp/out.txt")" = 1 ] || { cat "$tmp/out.txt"; fail "the test table was not printed exactly once"; }
+  "$rechub" eval --model "$tmp/run/model.safetensors" --data "$D/ali_ccp_test.csv" --json \
+      >"$tmp/eval.json" 2>"$tmp/eval.err" || { cat "$tmp/eval.err"; fail "eval"; }
+  "$py" - "$tmp/run/test_metrics.json" "$tmp/eval.json" "$tmp/rep/test_metrics.json" <<'PY' || fail "metrics differ"
+import json, sys
+run, ev, rep = (json.load(open(p)) for p in sys.argv[1:4])
+assert run["rows"] == ev["rows"] == rep["rows"] and run["rows"] > 0
+for t, m in run["tasks"].items():
+    for k in ("auc", "logloss"):
+        x, y, z = m[k], ev["tasks"][t][k], rep["tasks"][t][k]
+        assert abs(x - y) <= 1e-9 * max(1.0, abs(y)), ("one-process eval", t, k, x, y)
+        assert abs(x - z) <= 1e-4 * max(1.0, abs(z)), ("replicated run", t, k, x, z)
+print("sharded", run["tasks"], "replicated", rep["tasks"])
+PY
+  "$rechub" train "${common[@]}" --epochs 3 --balance metabalance --resume --out "$tmp/run" >/dev/null 2>"$tmp/err2.txt" ||
+      { cat "$tmp/err2.txt"; fail "1-process resume of a sharded 2-rank checkpoint"; }
+  "${mpirun[@]}" "$rechub" train "${common[@]}" --epochs 4 --balance metabalance --resume --shard-embeddings \
+      --out "$tmp/run" >/dev/null 2>"$tmp/err3.txt" || { cat "$tmp/err3.txt"; fail "sharded resume of a 1-process checkpoint"; }
+  [ "$(wc -l <"$tmp/run/metrics.jsonl")" = 4 ] || { cat "$tmp/run/metrics.jsonl"; fail "metrics.jsonl does not hold 4 epochs"; }
+  grep -q '^epoch 4/4' "$tmp/err3.txt" || { cat "$tmp/err3.txt"; fail "the sharded resume did not train epoch 4"; }
+  # Refusals: a single process, and a device other than the CPU.
+  "$rechub" train "${common[@]}" --epochs 1 --shard-embeddings --out "$tmp/alone" >/dev/null 2>"$tmp/err4.txt" &&
+      fail "--shard-embeddings was accepted in a single process"
+  grep -q -- '--shard-embeddings .*runs alone: start it with mpirun -np N' "$tmp/err4.txt" || { cat "$tmp/err4.txt"; fail "refusal (alone)"; }
+  [ ! -e "$tmp/alone" ] || fail "the refused run created its --out"
+  "${mpirun[@]}" "$rechub" train "${common[@]}" --epochs 1 --shard-embeddings --device cuda --out "$tmp/cuda" \
+      >/dev/null 2>"$tmp/err5.txt" && fail "--shard-embeddings --device cuda was accepted"
+  grep -q -- '--shard-embeddings trains on the CPU only' "$tmp/err5.txt" || { cat "$tmp/err5.txt"; fail "refusal (cuda)"; }
   ;;
 *)
   fail "unknown case $case_name"
