@@ -124,7 +124,6 @@ class MultiTaskModel : public nn::Module {
   Tensor predict(int64_t t, const Tensor& logit) const;
   // Fills logits/predictions from per-task logits.
   ModelOutput outputs_from_logits(const std::vector<Tensor>& logits) const;
-  nlohmann::json common_json() const;
 
   bool fused_ = true;
 
