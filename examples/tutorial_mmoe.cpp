@@ -16,7 +16,6 @@ int main() {
                                                                  .num_experts = 4,
                                                                  .task_names = schema.task_names(),
                                                                  .expert_activation = "relu",
-                                                                 .gate_activation = "softmax",
                                                                  .tower_units = {16}});
   trainer::MTLTrainer t(model, {.optimizer_params = {.lr = 2e-3}, .n_epochs = 2});
   data::DataLoader train(data.train, {.batch_size = 512, .seed = 1});

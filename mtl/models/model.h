@@ -3,7 +3,7 @@
 //
 //   auto f = models::Features{.sparse = schema.sparse, .dense = schema.dense};
 //   models::MMoE m({.features = f, .expert_units = {256, 128}, .num_experts = 8, .num_tasks = 2,
-//                   .expert_activation = "relu", .gate_activation = "softmax", .tower_units = {64, 32}});
+//                   .expert_activation = "relu", .tower_units = {64, 32}});
 //   models::ModelOutput out = m.forward(batch.sparse, batch.dense);   // or m.forward(batch)
 //   std::vector<Tensor> losses = m.loss(out, batch.labels);           // one scalar per task
 //
