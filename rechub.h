@@ -1,6 +1,8 @@
 #pragma once
 // The whole public API in one include: `#include <rechub/rechub.h>`, link `rechub::rechub`.
 // Each header below can also be included on its own (<rechub/mtl/models/mmoe.h>, ...).
+// Generated data (data::AliCcpSynth, MmoeSynth, ali_ccp_example_data) is a library of its own:
+// `#include <rechub/mtl/data/synth/synthetic.h>` and link `rechub::synth`.
 
 // Tensors, autograd and ops.
 #include "rechub/core/autograd.h"
@@ -25,7 +27,7 @@
 #include "rechub/nn/safetensors.h"
 #include "rechub/nn/sequential.h"
 
-// Data: schemas, CSV files, preprocessing, loaders, generated data.
+// Data: schemas, CSV files, preprocessing, loaders.
 #include "rechub/mtl/data/csv.h"
 #include "rechub/mtl/data/dataset.h"
 #include "rechub/mtl/data/infer.h"
@@ -33,7 +35,6 @@
 #include "rechub/mtl/data/loader.h"
 #include "rechub/mtl/data/preprocessor.h"
 #include "rechub/mtl/data/schema.h"
-#include "rechub/mtl/data/synthetic.h"
 
 // Models, training, metrics and serving.
 #include "rechub/mtl/metrics/evaluate.h"

@@ -1,7 +1,7 @@
 // Tutorial: MMoE — experts share the input; one softmax gate per task mixes them.
 #include <cstdio>
 
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/mmoe.h"
 #include "rechub/mtl/trainer/trainer.h"

@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "rechub/core/autograd.h"
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/data/vocabulary.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/mmoe.h"

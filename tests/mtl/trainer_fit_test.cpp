@@ -15,7 +15,7 @@
 #include "rechub/core/autograd.h"
 #include "rechub/core/error.h"
 #include "rechub/mtl/data/load.h"
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/metrics/metrics.h"
 #include "rechub/mtl/trainer/model_builder.h"
