@@ -8,8 +8,10 @@
 //   h_t = sum_e g_t(x)_e f_e(x);  logit_t = tower_t(h_t);  y_t = sigmoid(logit_t) | logit_t
 //
 // The experts run as one fused expert block (ops::experts_forward) and each gate with its weighted
-// sum as one ops::gate_mix. Names (torch-rechub's): "experts.<e>.mlp.<k>.*", "gates.<t>.weight",
-// "gates.<t>.bias" (OMoE: "gate.weight", "gate.bias"), "towers.<t>.mlp.<k>.*".
+// sum as one ops::gate_mix. Names: "experts.<e>.mlp.<k>.*" and "towers.<t>.mlp.<k>.*" as in
+// torch-rechub; "gates.<t>.weight", "gates.<t>.bias" (OMoE: "gate.weight", "gate.bias"), where
+// torch-rechub's gate is an MLP (Linear "gates.<t>.mlp.0", BatchNorm "gates.<t>.mlp.1", softmax)
+// and has no OMoE (docs/STATE_DICT.md).
 // Shared: embedding, experts (and OMoE's gate); task t: gates.<t>, towers.<t>.
 // last_shared_parameters(): the last Linear (weight, bias) of every expert.
 #include "rechub/mtl/models/mlp_list.h"

@@ -12,9 +12,13 @@
 // sparse features with one EmbeddingCollection (registered as "embedding") and concatenates the
 // dense values after the embeddings, as torch-rechub's EmbeddingLayer does.
 //
-// Parameter names follow torch-rechub's modules (nn::MLP's "mlp.<k>" numbering), so a PyTorch
-// state_dict of the same model maps name for name; only the embeddings differ: one arena per
-// width ("embedding.arena_d16"; see nn/embedding.h for the per-feature rows).
+// Parameter names follow torch-rechub's modules (nn::MLP's "mlp.<k>" numbering), so most names
+// are torch-rechub's state_dict keys. The differences: the embeddings (one arena per width,
+// "embedding.arena_d16"; nn/embedding.h gives the per-feature rows), the gates of MMoE and PLE
+// (a Linear here, "gates.<t>.weight"; torch-rechub's gate MLP adds a BatchNorm and names its
+// Linear "gates.<t>.mlp.0"), OMoE's gate, ESMM's optional bottom and PLE's tower output layer.
+// docs/STATE_DICT.md lists them; tests/mtl/models_state_dict_test.cpp checks the list against
+// torch-rechub's modules.
 #include <cstdint>
 #include <map>
 #include <memory>
