@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "rechub/mtl/data/load.h"
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/trainer/model_builder.h"
 #include "rechub/mtl/trainer/trainer.h"

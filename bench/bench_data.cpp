@@ -25,7 +25,7 @@
 #include "rechub/mtl/data/csv.h"
 #include "rechub/mtl/data/loader.h"
 #include "rechub/mtl/data/preprocessor.h"
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 
 namespace rd = rechub::data;
 namespace fs = std::filesystem;

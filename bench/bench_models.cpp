@@ -28,7 +28,7 @@
 #include "rechub/core/ops.h"
 #include "rechub/core/storage.h"
 #include "rechub/kernels/cpu/isa.h"
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/models/mmoe.h"
 #include "rechub/mtl/models/ple.h"
 #include "rechub/mtl/models/shared_bottom.h"

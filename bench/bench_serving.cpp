@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "rechub/core/rng.h"
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/models/mmoe.h"
 #include "rechub/mtl/models/ple.h"
 #include "rechub/mtl/predictor/predictor.h"

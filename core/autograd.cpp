@@ -194,7 +194,6 @@ void seed(Engine& e, const std::vector<Tensor>& outputs, const std::vector<Tenso
 
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
                          const std::vector<Tensor>& grad_outputs, GradOptions opts) {
-  RECHUB_CHECK(!opts.create_graph, "grad: create_graph=true (higher-order gradients) is not supported");
   std::unordered_set<TensorImpl*> targets;
   for (size_t i = 0; i < inputs.size(); ++i) {
     RECHUB_CHECK(

@@ -46,12 +46,13 @@ bool any_requires_grad(std::initializer_list<const Tensor*> ts);
 
 struct GradOptions {
   bool retain_graph = false;  // keep the saved tensors so a second pass can run
-  bool create_graph = false;  // higher-order gradients: not supported (throws)
   bool allow_unused = false;  // an input unreachable from the outputs gives an undefined Tensor
 };
 
 // Gradients of sum_i <grad_outputs[i], outputs[i]> with respect to `inputs`, without touching
 // any `.grad`. grad_outputs may be empty when every output has one element (then 1 is used).
+// The backward pass records no graph: the gradients returned are constants (there are no
+// higher-order gradients; torch's create_graph has no counterpart here).
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
                          const std::vector<Tensor>& grad_outputs = {}, GradOptions opts = {});
 

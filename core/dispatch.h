@@ -50,9 +50,7 @@ T* mptr(Tensor t) {
   return t.defined() ? t.template data<T>() : nullptr;
 }
 
-// Every tensor defined, dense, floating point, same dtype and on the CPU.
-void check_float_inputs(const char* op, std::initializer_list<const Tensor*> ts);
-// The same for ops that also run on CUDA: all on one device; on a CUDA device f32 only.
+// Every tensor defined, dense, floating point, of one dtype and on one device; on a CUDA device f32 only.
 void check_float_operands(const char* op, std::initializer_list<const Tensor*> ts);
 void check_defined(const char* op, const Tensor& t, const char* arg);
 // Integer index tensor (i32 or i64) on the CPU or a CUDA device; returns it as i64.

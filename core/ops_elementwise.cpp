@@ -14,21 +14,6 @@ void check_defined(const char* op, const Tensor& t, const char* arg) {
   RECHUB_CHECK(t.defined(), op << ": argument '" << arg << "' is an undefined tensor");
 }
 
-void check_float_inputs(const char* op, std::initializer_list<const Tensor*> ts) {
-  const Tensor* first = nullptr;
-  for (const Tensor* t : ts) {
-    RECHUB_CHECK(t->defined(), op << ": an input is an undefined tensor");
-    RECHUB_CHECK(!t->is_sparse(), op << ": row-sparse tensors are not accepted (call to_dense() first)");
-    RECHUB_CHECK(is_floating(t->dtype()),
-                 op << ": expected a floating-point tensor (f32 or f64), got " << dtype_name(t->dtype()));
-    RECHUB_CHECK(t->device().is_cpu(), op << ": tensor on " << t->device().str()
-                                          << " but this op runs on the CPU backend only in this build");
-    if (!first) first = t;
-    RECHUB_CHECK(t->dtype() == first->dtype(), op << ": inputs have different dtypes (" << dtype_name(first->dtype())
-                                                  << " and " << dtype_name(t->dtype()) << "); convert with to()");
-  }
-}
-
 void check_float_operands(const char* op, std::initializer_list<const Tensor*> ts) {
   const Tensor* first = nullptr;
   for (const Tensor* t : ts) {

@@ -1,7 +1,5 @@
 #include "rechub/core/storage.h"
 
-#include <sys/mman.h>
-
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +9,7 @@
 #include <vector>
 
 #include "rechub/core/error.h"
+#include "rechub/core/huge_pages.h"
 #ifdef RECHUB_WITH_CUDA
 #include "rechub/kernels/cuda/runtime.h"
 #endif
@@ -21,42 +20,25 @@ namespace {
 
 // Size classes: four per power of two (2^k, 1.25, 1.5, 1.75 * 2^k), 64-byte multiples, so a
 // block wastes at most ~25 % and a steady training step reuses the same blocks every time.
-constexpr size_t kHugePage = size_t(2) << 20;
 // Blocks from this size on get transparent huge pages: embedding tables and their optimizer
 // moments, whose rows are read and written scattered (a TLB miss per row on 4 KiB pages; sparse
 // Adam ~10 % faster). Smaller blocks (activations, streamed in order) keep 4 KiB pages: with
 // 2 MiB alignment, several of them alias in the caches (PLE at batch 1024 lost ~4 %).
 constexpr size_t kHugeFrom = size_t(8) << 20;
 
-// A huge-page block is a mapping of its own, 2 MiB aligned, never memory that malloc manages:
-// madvise(MADV_HUGEPAGE) on blocks from std::aligned_alloc (inside malloc's heap) made the
-// 4 KiB-page activation blocks around them 3-5x slower to stream on our CI host (unfused MMoE and
-// PLE training steps at batch 4096 on one thread; bench/RESULTS.md, "Huge pages").
-void* map_huge(size_t c) {
-  const size_t len = c + kHugePage;  // room to align the start
-  void* m = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED) return nullptr;
-  const auto base = reinterpret_cast<uintptr_t>(m);
-  const uintptr_t p = (base + kHugePage - 1) / kHugePage * kHugePage;
-  if (p > base) munmap(m, p - base);  // unmap the slack on both sides: the block is [p, p + c)
-  if (base + len > p + c) munmap(reinterpret_cast<void*>(p + c), base + len - (p + c));
-#ifdef MADV_HUGEPAGE
-  madvise(reinterpret_cast<void*>(p), c, MADV_HUGEPAGE);  // advice only: failure changes nothing
-#endif
-  return reinterpret_cast<void*>(p);
-}
+// A huge-page block is a mapping of its own (core/huge_pages.h), never memory that malloc manages.
 bool is_huge(size_t c) { return c >= kHugeFrom; }
-void* allocate_block(size_t c) { return is_huge(c) ? map_huge(c) : std::aligned_alloc(64, c); }
+void* allocate_block(size_t c) { return is_huge(c) ? map_huge_pages(c) : std::aligned_alloc(64, c); }
 void free_block(void* p, size_t c) {
   if (is_huge(c))
-    munmap(p, c);
+    unmap_huge_pages(p, c);
   else
     std::free(p);
 }
 
 size_t size_class(size_t n) {
   if (n <= 256) return (n + 63) / 64 * 64;
-  if (n >= kHugeFrom) n = (n + kHugePage - 1) / kHugePage * kHugePage;  // whole huge pages
+  if (n >= kHugeFrom) n = huge_pages_size(n);  // whole huge pages
   size_t p = 1;
   while (p * 2 <= n) p *= 2;
   const size_t step = p / 4;

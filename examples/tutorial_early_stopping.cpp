@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/mmoe.h"
 #include "rechub/mtl/trainer/trainer.h"

@@ -2,7 +2,7 @@
 // on the entire space (click and click-and-purchase labels). Evaluation adds CVR on clicked rows.
 #include <cstdio>
 
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/esmm.h"
 #include "rechub/mtl/trainer/trainer.h"

@@ -2,7 +2,7 @@
 // definitions), GAUC with a group column, and the single metrics are plain functions.
 #include <cstdio>
 
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/metrics/metrics.h"
 #include "rechub/mtl/models/mmoe.h"

@@ -1,7 +1,7 @@
 // Tutorial: fixed task weights — the loss is Σ w_i L_i (here click 1.0, purchase 0.5).
 #include <cstdio>
 
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/shared_bottom.h"
 #include "rechub/mtl/trainer/trainer.h"

@@ -2,7 +2,7 @@
 // rescaled toward the main task's gradient norm (relax factor r, moving-average factor beta).
 #include <cstdio>
 
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/ple.h"
 #include "rechub/mtl/trainer/trainer.h"

@@ -1,7 +1,7 @@
 // Tutorial: MMoE — experts share the input; one softmax gate per task mixes them.
 #include <cstdio>
 
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/mmoe.h"
 #include "rechub/mtl/trainer/trainer.h"
@@ -16,7 +16,6 @@ int main() {
                                                                  .num_experts = 4,
                                                                  .task_names = schema.task_names(),
                                                                  .expert_activation = "relu",
-                                                                 .gate_activation = "softmax",
                                                                  .tower_units = {16}});
   trainer::MTLTrainer t(model, {.optimizer_params = {.lr = 2e-3}, .n_epochs = 2});
   data::DataLoader train(data.train, {.batch_size = 512, .seed = 1});

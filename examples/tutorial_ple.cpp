@@ -1,7 +1,7 @@
 // Tutorial: PLE — progressive layers of task-specific and shared experts (CGC levels).
 #include <cstdio>
 
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/ple.h"
 #include "rechub/mtl/trainer/trainer.h"

@@ -1,7 +1,7 @@
 // Tutorial: SharedBottom — one shared MLP over the embeddings, one tower per task.
 #include <cstdio>
 
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/shared_bottom.h"
 #include "rechub/mtl/trainer/trainer.h"

@@ -2,7 +2,7 @@
 // shares (embeddings, experts) and which belong to one task (gates, towers).
 #include <cstdio>
 
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/mmoe.h"
 

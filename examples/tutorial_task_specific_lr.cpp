@@ -2,7 +2,7 @@
 // their own optimizer group with their own rate; shared layers use the base rate.
 #include <cstdio>
 
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/mmoe.h"
 #include "rechub/mtl/trainer/trainer.h"

@@ -24,7 +24,7 @@
 #include "examples/rechub/cli.h"
 #include "rechub/core/error.h"
 #include "rechub/mtl/data/csv.h"
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/metrics/gates.h"
 #include "rechub/mtl/predictor/predictor.h"

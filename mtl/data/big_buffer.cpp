@@ -1,29 +1,30 @@
 #include "rechub/mtl/data/big_buffer.h"
 
-#include <sys/mman.h>
-
 #include <cstdlib>
+
+#include "rechub/core/huge_pages.h"
 
 namespace rechub::data {
 
 namespace {
-constexpr size_t kHuge = size_t(2) << 20;
-constexpr size_t kThreshold = size_t(2) << 20;
+// Arrays from this size on are huge-page mappings of their own (core/huge_pages.h), the same
+// blocks the CPU storage allocator uses; smaller ones come from malloc.
+constexpr size_t kThreshold = kHugePageBytes;
 }  // namespace
 
 void* big_allocate(size_t bytes) {
   if (bytes == 0) bytes = 1;
-  void* p = nullptr;
-  if (bytes >= kThreshold) {
-    p = std::aligned_alloc(kHuge, (bytes + kHuge - 1) / kHuge * kHuge);
-    if (p) ::madvise(p, (bytes + kHuge - 1) / kHuge * kHuge, MADV_HUGEPAGE);  // a hint: failure is harmless
-  } else {
-    p = std::malloc(bytes);
-  }
+  void* p = bytes >= kThreshold ? map_huge_pages(bytes) : std::malloc(bytes);
   if (!p) throw std::bad_alloc();
   return p;
 }
 
-void big_free(void* p) noexcept { std::free(p); }
+void big_free(void* p, size_t bytes) noexcept {
+  if (bytes == 0) bytes = 1;
+  if (bytes >= kThreshold)
+    unmap_huge_pages(p, bytes);
+  else
+    std::free(p);
+}
 
 }  // namespace rechub::data

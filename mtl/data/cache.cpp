@@ -418,8 +418,6 @@ ColumnTable read_cache_bytes(std::string_view bytes, const std::string& name, bo
 
 std::string file_content_xxh64(const std::string& path) { return content_hash(path); }
 
-std::string read_cache_key(const std::string& path) { return open_cache_file(path, false).key; }
-
 ColumnTable load_csv(const std::string& path, const Schema& schema, const CsvOptions& csv, const CacheOptions& cache) {
   validate_schema(schema);
   validate_csv_options(csv);

@@ -62,7 +62,5 @@ void write_cache(const ColumnTable& table, const std::string& path, bool compres
 ColumnTable read_cache(const std::string& path, bool verify_checksum = true);
 // The same over bytes in memory (copied), for tests and fuzzing.
 ColumnTable read_cache_bytes(std::string_view bytes, const std::string& name, bool verify_checksum = true);
-// The key stored in a cache file (empty when it has none).
-std::string read_cache_key(const std::string& path);
 
 }  // namespace rechub::data

@@ -15,7 +15,6 @@ void mmoe_fields(C& c, V& v) {
   v("num_tasks", c.num_tasks);
   v("task_types", c.task_types);
   v("expert_activation", c.expert_activation);
-  v("gate_activation", c.gate_activation);
   v("tower_units", c.tower_units);
   v("tower_units_per_task", c.tower_units_per_task);
   v("tower_activation", c.tower_activation);
@@ -26,6 +25,16 @@ nlohmann::json to_json(const MMoEConfig& c) {
 }
 
 MMoEConfig mmoe_config_from_json(const nlohmann::json& j, const std::string& kind) {
+  // Configs written before the field was dropped (checkpoints of rechub 0.1) carry
+  // "gate_activation": "softmax", the only value it ever accepted. It is read and checked, not kept.
+  if (j.is_object() && j.contains("gate_activation")) {
+    const nlohmann::json& g = j.at("gate_activation");
+    RECHUB_CHECK(g.is_string() && g.get<std::string>() == "softmax",
+                 kind << " config: 'gate_activation' = " << g.dump() << " is not supported: the gate is a softmax");
+    nlohmann::json rest = j;
+    rest.erase("gate_activation");
+    return detail::read_config<MMoEConfig>(rest, kind, mmoe_fields<MMoEConfig, detail::ConfigReader>);
+  }
   return detail::read_config<MMoEConfig>(j, kind, mmoe_fields<MMoEConfig, detail::ConfigReader>);
 }
 
@@ -35,8 +44,6 @@ MMoE::MMoE(const MMoEConfig& c, bool one_gate) : config_(c), one_gate_(one_gate)
               c.sparse_embeddings, c.embedding_shards);
   RECHUB_CHECK(c.num_experts >= 1, k << ": num_experts must be at least 1, got " << c.num_experts);
   RECHUB_CHECK(!c.expert_units.empty(), k << ": expert_units is empty (each expert needs at least one layer)");
-  RECHUB_CHECK(c.gate_activation == "softmax",
-               k << ": gate_activation '" << c.gate_activation << "' is not supported: the gate is a softmax");
   ops::activation_from_name(c.expert_activation, k + ".expert_activation");
   ops::activation_from_name(c.tower_activation, k + ".tower_activation");
   fused_ = c.fused;

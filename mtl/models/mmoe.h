@@ -3,12 +3,15 @@
 // Mixture-of-Experts", KDD 2018) and OMoE (the same with One gate shared by all tasks).
 //
 //   x = [embeddings, dense];  f_e(x) = expert MLP e (Linear -> BatchNorm -> act -> Dropout per layer)
-//   g_t(x) = softmax(W_t x + b_t)  (one gate per task; OMoE: one gate g for every task)
+//   g_t(x) = softmax(W_t x + b_t)  (one gate per task; OMoE: one gate g for every task; always a
+//            softmax: the mixture needs weights that sum to 1, so there is no gate activation to set)
 //   h_t = sum_e g_t(x)_e f_e(x);  logit_t = tower_t(h_t);  y_t = sigmoid(logit_t) | logit_t
 //
 // The experts run as one fused expert block (ops::experts_forward) and each gate with its weighted
-// sum as one ops::gate_mix. Names (torch-rechub's): "experts.<e>.mlp.<k>.*", "gates.<t>.weight",
-// "gates.<t>.bias" (OMoE: "gate.weight", "gate.bias"), "towers.<t>.mlp.<k>.*".
+// sum as one ops::gate_mix. Names: "experts.<e>.mlp.<k>.*" and "towers.<t>.mlp.<k>.*" as in
+// torch-rechub; "gates.<t>.weight", "gates.<t>.bias" (OMoE: "gate.weight", "gate.bias"), where
+// torch-rechub's gate is an MLP (Linear "gates.<t>.mlp.0", BatchNorm "gates.<t>.mlp.1", softmax)
+// and has no OMoE (docs/STATE_DICT.md).
 // Shared: embedding, experts (and OMoE's gate); task t: gates.<t>, towers.<t>.
 // last_shared_parameters(): the last Linear (weight, bias) of every expert.
 #include "rechub/mtl/defaults.h"
@@ -26,7 +29,6 @@ struct MMoEConfig {
   std::vector<TaskType> task_types{};     // empty: all binary
   std::vector<std::string> task_names{};  // empty: task0, task1, ...
   std::string expert_activation = "relu";
-  std::string gate_activation = "softmax";  // the only gate activation (a mixture needs weights summing to 1)
   std::vector<int64_t> tower_units = defaults::tower_units;
   // One tower per task with its own hidden widths, in task order (torch-rechub's tower_params_list);
   // empty: tower_units for every task.

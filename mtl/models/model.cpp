@@ -246,13 +246,6 @@ ModelOutput MultiTaskModel::outputs_from_logits(const std::vector<Tensor>& logit
   return out;
 }
 
-nlohmann::json MultiTaskModel::common_json() const {
-  std::vector<std::string> types;
-  for (TaskType t : task_types_) types.push_back(data::task_type_name(t));
-  return {
-      {"features", features_to_json(features_)}, {"task_names", task_names_}, {"task_types", types}, {"fused", fused_}};
-}
-
 SharedTaskLayers shared_task_layers(const MultiTaskModel& model) {
   SharedTaskLayers s;
   const int64_t T = model.num_tasks();

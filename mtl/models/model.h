@@ -3,7 +3,7 @@
 //
 //   auto f = models::Features{.sparse = schema.sparse, .dense = schema.dense};
 //   models::MMoE m({.features = f, .expert_units = {256, 128}, .num_experts = 8, .num_tasks = 2,
-//                   .expert_activation = "relu", .gate_activation = "softmax", .tower_units = {64, 32}});
+//                   .expert_activation = "relu", .tower_units = {64, 32}});
 //   models::ModelOutput out = m.forward(batch.sparse, batch.dense);   // or m.forward(batch)
 //   std::vector<Tensor> losses = m.loss(out, batch.labels);           // one scalar per task
 //
@@ -12,9 +12,13 @@
 // sparse features with one EmbeddingCollection (registered as "embedding") and concatenates the
 // dense values after the embeddings, as torch-rechub's EmbeddingLayer does.
 //
-// Parameter names follow torch-rechub's modules (nn::MLP's "mlp.<k>" numbering), so a PyTorch
-// state_dict of the same model maps name for name; only the embeddings differ: one arena per
-// width ("embedding.arena_d16"; see nn/embedding.h for the per-feature rows).
+// Parameter names follow torch-rechub's modules (nn::MLP's "mlp.<k>" numbering), so most names
+// are torch-rechub's state_dict keys. The differences: the embeddings (one arena per width,
+// "embedding.arena_d16"; nn/embedding.h gives the per-feature rows), the gates of MMoE and PLE
+// (a Linear here, "gates.<t>.weight"; torch-rechub's gate MLP adds a BatchNorm and names its
+// Linear "gates.<t>.mlp.0"), OMoE's gate, ESMM's optional bottom and PLE's tower output layer.
+// docs/STATE_DICT.md lists them; tests/mtl/models_state_dict_test.cpp checks the list against
+// torch-rechub's modules.
 //
 // Under MPI every config's embedding_shards (a communicator) row-shards the arenas over the ranks
 // (nn/embedding.h): each rank holds every N-th row, and the model must run forward and backward
@@ -131,7 +135,6 @@ class MultiTaskModel : public nn::Module {
   Tensor predict(int64_t t, const Tensor& logit) const;
   // Fills logits/predictions from per-task logits.
   ModelOutput outputs_from_logits(const std::vector<Tensor>& logits) const;
-  nlohmann::json common_json() const;
 
   bool fused_ = true;
 

@@ -10,9 +10,11 @@
 //
 // Each group of experts (one task's, the shared ones) is one fused expert block; each gate with
 // its weighted sum one ops::gate_mix over the groups it sees, without concatenating them.
-// Names (torch-rechub's): "cgc_layers.<l>.experts_specific.<t*num_experts+i>.mlp.<k>.*",
-// "cgc_layers.<l>.experts_shared.<i>.mlp.<k>.*", "cgc_layers.<l>.gates_specific.<t>.{weight,bias}",
-// "cgc_layers.<l>.gate_shared.{weight,bias}", "towers.<t>.mlp.<k>.*".
+// Names: "cgc_layers.<l>.experts_specific.<t*num_experts+i>.mlp.<k>.*",
+// "cgc_layers.<l>.experts_shared.<i>.mlp.<k>.*", "towers.<t>.mlp.<k>.*" as in torch-rechub (but
+// for the tower's output Linear, which torch-rechub's PLE towers lack);
+// "cgc_layers.<l>.gates_specific.<t>.{weight,bias}", "cgc_layers.<l>.gate_shared.{weight,bias}",
+// where torch-rechub's gate MLP names its Linear "mlp.0" and adds a BatchNorm (docs/STATE_DICT.md).
 // Shared: embedding, shared experts, shared gates; task t: its specific experts, gates, tower.
 // last_shared_parameters(): the last Linear of every shared expert of the last level.
 #include "rechub/mtl/defaults.h"

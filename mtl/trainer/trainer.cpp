@@ -845,8 +845,6 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
     while (b < steps_per_epoch) {
       auto batch = next_batch();
       if (!batch) break;
-      if (opts_.stop_after_batches >= 0 && batches_run_ >= opts_.stop_after_batches)
-        RECHUB_FAIL("training stopped after " << batches_run_ << " batches (stop_after_batches)");
       const models::ModelOutput out = model_->forward(*batch);
       if (may_miss) {
         masks = models::mask_missing_labels(batch->labels, model_->device());

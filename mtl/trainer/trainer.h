@@ -120,9 +120,6 @@ struct TrainerOptions {
   // checkpoint); a bad one stops training with an Error naming the step and the parameter, and
   // the last checkpoint (which passed the scan) is kept. 0: only before checkpoints.
   int64_t finite_check_every = 50;
-  // Stops after this many batches of the run (counting from the start of fit; -1: never) by
-  // throwing an Error, as if the process were killed: tests of resume use it.
-  int64_t stop_after_batches = -1;
   // Where the model trains: the trainer moves the model there (Module::to) before building the
   // optimizer. On a CUDA device each batch's dense values and labels go up through pinned host
   // buffers on a copy stream, one batch ahead, so the copy overlaps the previous step's compute

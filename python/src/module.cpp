@@ -27,7 +27,7 @@
 #include "rechub/mtl/data/loader.h"
 #include "rechub/mtl/data/preprocessor.h"
 #include "rechub/mtl/data/schema.h"
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/aitm.h"
 #include "rechub/mtl/models/esmm.h"

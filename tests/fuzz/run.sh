@@ -22,7 +22,10 @@ lib_targets=()
 mkdir -p "$out/obj" "$out/corpus/csv" "$out/corpus/cache" "$out/crashes"
 for t in "${lib_targets[@]}"; do mkdir -p "$out/corpus/${t%_fuzz}"; done
 
-srcs=(big_buffer checksum column_table csv_reader csv_records dictionary input_stream schema cache infer)
+# Source files under the repository root, without .cpp (big_buffer takes its huge-page blocks from
+# core/huge_pages.cpp).
+srcs=(mtl/data/big_buffer mtl/data/checksum mtl/data/column_table mtl/data/csv_reader mtl/data/csv_records
+      mtl/data/dictionary mtl/data/input_stream mtl/data/schema mtl/data/cache mtl/data/infer core/huge_pages)
 # The library is included as "rechub/<layer>/..." (see CMakeLists.txt): $out/include/rechub -> $root.
 mkdir -p "$out/include"
 [[ -e "$out/include/rechub" ]] || ln -s "$root" "$out/include/rechub"
@@ -41,14 +44,14 @@ echo "fuzz: building with $cxx into $out"
 pids=()
 fail=0
 for s in "${srcs[@]}"; do
-  compile "$root/mtl/data/$s.cpp" "$out/obj/$s.o" -fsanitize=fuzzer-no-link &
+  compile "$root/$s.cpp" "$out/obj/${s##*/}.o" -fsanitize=fuzzer-no-link &
   pids+=($!)
   if (( ${#pids[@]} >= jobs )); then wait "${pids[0]}" || fail=1; pids=("${pids[@]:1}"); fi
 done
 for p in "${pids[@]}"; do wait "$p" || fail=1; done
 if (( fail )); then echo "fuzz: build failed" >&2; exit 1; fi
 objs=()
-for s in "${srcs[@]}"; do objs+=("$out/obj/$s.o"); done
+for s in "${srcs[@]}"; do objs+=("$out/obj/${s##*/}.o"); done
 libs=(-lz -lzstd -lpthread)
 for t in csv_fuzz cache_fuzz; do
   "$cxx" "${common[@]}" "${san[@]}" -fsanitize=fuzzer "$root/tests/fuzz/$t.cpp" "${objs[@]}" "${libs[@]}" -o "$out/$t" ||

@@ -8,6 +8,34 @@ execute_process(COMMAND ${prefix}/bin/rechub --help RESULT_VARIABLE rc OUTPUT_VA
 if(NOT rc EQUAL 0 OR NOT out MATCHES "train")
   message(FATAL_ERROR "the installed command ${prefix}/bin/rechub --help failed (${rc}): ${out}${err}")
 endif()
+# Only the public headers are installed, the umbrella includes every one of them (but the header of
+# rechub::synth), and nothing internal came along.
+set(include_root ${prefix}/include/rechub)
+file(GLOB_RECURSE installed RELATIVE ${include_root} ${include_root}/*)
+file(READ ${include_root}/rechub.h umbrella)
+set(missing "")
+foreach(h ${installed})
+  if(h STREQUAL "rechub.h" OR h STREQUAL "mtl/data/synth/synthetic.h")
+    continue()
+  endif()
+  string(FIND "${umbrella}" "#include \"rechub/${h}\"" at)
+  if(at EQUAL -1)
+    list(APPEND missing ${h})
+  endif()
+endforeach()
+if(missing)
+  message(FATAL_ERROR "installed headers missing from the umbrella <rechub/rechub.h>: ${missing}")
+endif()
+foreach(internal kernels/cpu/gemm.h core/dispatch.h core/ops_fused_internal.h mtl/data/csv_tokenizer.h
+                 mtl/models/config_io.h)
+  if(EXISTS ${include_root}/${internal})
+    message(FATAL_ERROR "the internal header ${internal} was installed")
+  endif()
+endforeach()
+if(NOT EXISTS ${include_root}/mtl/data/synth/synthetic.h OR NOT EXISTS ${include_root}/mtl/trainer/trainer.h)
+  message(FATAL_ERROR "public headers are missing from ${include_root}")
+endif()
+
 set(tutorial_dir "")
 if(TUTORIALS)
   set(tutorial_dir ${WORK_DIR}/tutorials)
@@ -17,7 +45,7 @@ endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/build -DCMAKE_PREFIX_PATH=${prefix}
                         -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_BUILD_TYPE=${BUILD_TYPE}
                         -DCMAKE_DISABLE_FIND_PACKAGE_CUDAToolkit=${HIDE_CUDA}
-                        -DTUTORIAL_DIR=${tutorial_dir}
+                        -DTUTORIAL_DIR=${tutorial_dir} -DHEADER_CHECK=ON
                 RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "configuring the consumer against the installed package failed (${rc})")

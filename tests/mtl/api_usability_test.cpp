@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "rechub/core/autograd.h"
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/data/vocabulary.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/models/mmoe.h"
@@ -228,10 +228,10 @@ TEST(TrainerSchedules, ResumeContinuesTheScheduleExactly) {
   trainer::MTLTrainer(whole, opts(a.path)).fit(train);
   auto cut = small_mmoe({"ctr", "ctcvr"});
   auto o = opts(b.path);
-  o.stop_after_batches = train.num_batches() + 2;  // dies in the second epoch; epoch 1's checkpoint stays
+  o.on_batch = testing::stop_after_batches(train.num_batches() + 2);  // dies in epoch 2; epoch 1's checkpoint stays
   EXPECT_NE(error_of([&] { trainer::MTLTrainer(cut, o).fit(train); }), "<no error>");
   auto resumed = small_mmoe({"ctr", "ctcvr"});
-  o.stop_after_batches = -1;
+  o.on_batch = nullptr;
   o.resume = true;
   trainer::MTLTrainer(resumed, o).fit(train);
   const auto want = whole->named_parameters();

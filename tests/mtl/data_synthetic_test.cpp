@@ -10,7 +10,7 @@
 #include "rechub/core/error.h"
 #include "rechub/mtl/data/csv.h"
 #include "rechub/mtl/data/preprocessor.h"
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 
 namespace rechub::data {
 namespace {

@@ -183,7 +183,6 @@ TEST(Models, DesignatedInitialisersFollowTheTutorial) {
              .num_experts = 4,
              .num_tasks = 2,
              .expert_activation = "relu",
-             .gate_activation = "softmax",
              .tower_units = {8, 4}});
   SharedBottom sb({.features = f,
                    .hidden_units = {16},
@@ -290,7 +289,6 @@ TEST(Models, BadConfigurationsGiveClearErrors) {
   expect_error([&] { MMoE m({.features = f, .num_tasks = 0}); }, "num_tasks");
   expect_error([&] { MMoE m({.features = f, .task_names = {"a", "a"}}); }, "distinct");
   expect_error([&] { MMoE m({.features = f, .expert_activation = "swish"}); }, "MMoE.expert_activation");
-  expect_error([&] { MMoE m({.features = f, .gate_activation = "sigmoid"}); }, "gate_activation");
   expect_error([&] { MMoE m({.features = f, .expert_units = {}}); }, "expert_units");
   expect_error([&] { SharedBottom m({.features = f, .hidden_units = {}}); }, "hidden_units");
   expect_error([&] { AITM m({.features = f, .task_types = {TaskType::binary, TaskType::regression}}); }, "binary");
@@ -308,6 +306,23 @@ TEST(Models, BadConfigurationsGiveClearErrors) {
       },
       "unknown key 'num_expert'");
   expect_error([&] { make_model("ple", {{"features", features_to_json(f)}, {"num_layers", "two"}}); }, "'num_layers'");
+  // gate_activation is no field any more: a config written before (always "softmax") still reads,
+  // any other value is refused, and no other model takes the key.
+  EXPECT_EQ(make_model("mmoe", {{"features", features_to_json(f)}, {"gate_activation", "softmax"}})->config_json(),
+            make_model("mmoe", {{"features", features_to_json(f)}})->config_json());
+  EXPECT_FALSE(make_model("omoe", {{"features", features_to_json(f)}, {"gate_activation", "softmax"}})
+                   ->config_json()
+                   .contains("gate_activation"));
+  expect_error(
+      [&] {
+        make_model("mmoe", {{"features", features_to_json(f)}, {"gate_activation", "sigmoid"}});
+      },
+      "mmoe config: 'gate_activation' = \"sigmoid\" is not supported");
+  expect_error(
+      [&] {
+        make_model("ple", {{"features", features_to_json(f)}, {"gate_activation", "softmax"}});
+      },
+      "unknown key 'gate_activation'");
   // Inputs.
   MMoE m({.features = f, .expert_units = {4}, .num_experts = 2, .tower_units = {2}});
   Inputs in = inputs(4, 2);

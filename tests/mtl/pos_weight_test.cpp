@@ -13,7 +13,7 @@
 #include "rechub/core/autograd.h"
 #include "rechub/core/ops.h"
 #include "rechub/mtl/data/load.h"
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/trainer/model_builder.h"
 #include "rechub/mtl/trainer/trainer.h"
 #include "rechub/nn/optim.h"

@@ -15,12 +15,13 @@
 #include "rechub/core/autograd.h"
 #include "rechub/core/error.h"
 #include "rechub/mtl/data/load.h"
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/metrics/metrics.h"
 #include "rechub/mtl/trainer/model_builder.h"
 #include "rechub/mtl/trainer/trainer.h"
 #include "rechub/nn/checkpoint.h"
+#include "support/test_util.h"
 
 namespace rechub::trainer {
 namespace {
@@ -212,7 +213,7 @@ TEST(MTLTrainer, ResumeEqualsUninterruptedBitForBit) {
       auto m2 = small_model(kind, 0.1);
       TrainerOptions o2 = o;
       o2.out_dir = b.string();
-      o2.stop_after_batches = 6 + 3;  // 6 batches an epoch: stops in epoch 2
+      o2.on_batch = testing::stop_after_batches(6 + 3);  // 6 batches an epoch: stops in epoch 2
       MTLTrainer t(m2, o2);
       data::DataLoader train(small_train, {.batch_size = 1024, .seed = 4, .prefetch = 0});
       data::DataLoader val(d.val, {.batch_size = 4096, .shuffle = false, .prefetch = 0});

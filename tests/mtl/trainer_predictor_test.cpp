@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "rechub/mtl/data/load.h"
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
 #include "rechub/mtl/predictor/predictor.h"
 #include "rechub/mtl/trainer/model_builder.h"

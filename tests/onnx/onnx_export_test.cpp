@@ -19,7 +19,7 @@
 #include "rechub/core/autograd.h"
 #include "rechub/mtl/data/csv.h"
 #include "rechub/mtl/data/load.h"
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/predictor/predictor.h"
 #include "rechub/mtl/trainer/model_builder.h"
 #include "rechub/mtl/trainer/trainer.h"

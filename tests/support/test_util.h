@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "rechub/core/error.h"
@@ -46,6 +47,16 @@ inline std::string error_of(const std::function<void()>& f) {
     return e.what();
   }
   return "<no error>";
+}
+
+// A TrainerOptions::on_batch hook that stops training once `n` batches of the run are done, by
+// throwing an Error from fit as if the process were killed there (the checkpoint of the last
+// finished epoch stays): the resume tests use it.
+inline std::function<void(int64_t, int64_t, int64_t)> stop_after_batches(int64_t n) {
+  auto done = std::make_shared<int64_t>(0);
+  return [done, n](int64_t, int64_t, int64_t) {
+    if (++*done >= n) RECHUB_FAIL("training stopped after " << *done << " batches (testing::stop_after_batches)");
+  };
 }
 
 // A fresh directory per test (named after the process and the test), removed with its contents.

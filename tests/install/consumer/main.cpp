@@ -1,6 +1,8 @@
 // A product embedding rechub through the installed package, as a user would write it: only
-// the umbrella <rechub/rechub.h> (nothing of rechub's source tree), one autograd check, then an MMoE trained
-// for an epoch on generated click/purchase data and scored; the run fails unless the model learned.
+// the umbrella <rechub/rechub.h> and the generated data of rechub::synth (nothing of rechub's source
+// tree), one autograd check, then an MMoE trained for an epoch on generated click/purchase data and
+// scored; the run fails unless the model learned.
+#include <rechub/mtl/data/synth/synthetic.h>
 #include <rechub/rechub.h>
 
 #include <cmath>

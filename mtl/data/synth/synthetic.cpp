@@ -1,4 +1,4 @@
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 
 #include <unistd.h>
 
