@@ -5,6 +5,8 @@
 #   resume      1 epoch on 2 ranks, then --resume to 2 epochs in one process, then to 3 on 2 ranks
 #   killed      a rank killed with SIGKILL mid-run ends the job: non-zero exit, a message, no hang
 #   error       a bad input stops every rank with the error and a non-zero exit
+#   stream      --stream: rank 0 builds the cache, every rank reads its rows of it; the run's
+#               checkpoint, evaluated by one process, gives the run's test metrics
 set -u
 case_name=$1
 rechub=$2
@@ -96,6 +98,27 @@ error)
   "${mpirun[@]}" "$rechub" train "${common[@]}" --epochs 1 --task-lr nosuchtask=1e-3 --out "$tmp/run" \
       >/dev/null 2>"$tmp/err.txt" && fail "a bad --task-lr was accepted"
   grep -q "nosuchtask" "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "the error does not name the bad task"; }
+  ;;
+stream)
+  cp "$D"/ali_ccp_*.csv "$tmp/" || fail "copy"
+  "${mpirun[@]}" "$rechub" train --train "$tmp/ali_ccp_train.csv" --val "$tmp/ali_ccp_val.csv" \
+      --test "$tmp/ali_ccp_test.csv" --tasks click,purchase --model mmoe --expert-units 16,8 --num-experts 2 \
+      --tower-units 8 --embed-dim 4 --batch-size 128 --threads 1 --epochs 2 --stream --shuffle-window 1000 \
+      --out "$tmp/run" >"$tmp/out.txt" 2>"$tmp/err.txt" || { cat "$tmp/err.txt"; fail "mpirun train --stream exited $?"; }
+  [ "$(grep -c '^epoch 2/2' "$tmp/err.txt")" = 1 ] || { cat "$tmp/err.txt"; fail "progress was not printed exactly once"; }
+  ls "$tmp"/ali_ccp_train.csv.*.rhcache >/dev/null 2>&1 || fail "no cache of the training file was written"
+  "$rechub" eval --model "$tmp/run/model.safetensors" --data "$D/ali_ccp_test.csv" --json \
+      >"$tmp/eval.json" 2>"$tmp/eval.err" || { cat "$tmp/eval.err"; fail "eval"; }
+  "$py" - "$tmp/run/test_metrics.json" "$tmp/eval.json" <<'PY' || fail "eval metrics differ from the run's"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+assert a["rows"] == b["rows"] and a["rows"] > 0, (a["rows"], b["rows"])
+for t, m in a["tasks"].items():
+    for k in ("auc", "logloss"):
+        x, y = m[k], b["tasks"][t][k]
+        assert abs(x - y) <= 1e-9 * max(1.0, abs(y)), (t, k, x, y)
+print("eval of the 2-rank --stream checkpoint in one process:", b["tasks"])
+PY
   ;;
 *)
   fail "unknown case $case_name"
