@@ -73,9 +73,7 @@ void DataLoader::begin_blocks(Shuffle& s, int64_t epoch) const {
   const int64_t n = source_->rows(), K = opts_.shuffle_block;
   const int64_t nb = (n + K - 1) / K;
   s.epoch = epoch;
-  s.window = -1;
-  s.rows.reset();
-  s.serve.clear();
+  s.window = -1;  // the window buffer (s.rows) is kept for reuse
   s.blocks.resize(static_cast<size_t>(nb));
   std::iota(s.blocks.begin(), s.blocks.end(), int64_t(0));
   // Its own stream (not the full shuffle's): the block order of (seed, epoch).
@@ -102,20 +100,26 @@ std::vector<int64_t> DataLoader::window_rows(const Shuffle& s, int64_t w) const 
   return rows;
 }
 
-std::vector<int64_t> DataLoader::window_order(int64_t epoch, int64_t w, int64_t n) const {
-  std::vector<int64_t> p(static_cast<size_t>(n));
+void DataLoader::window_order(int64_t epoch, int64_t w, int64_t n, std::vector<int64_t>& p) const {
+  p.resize(static_cast<size_t>(n));
   std::iota(p.begin(), p.end(), int64_t(0));
   Generator gen(splitmix64(opts_.seed ^ splitmix64(static_cast<uint64_t>(epoch) + 0x3c6ef372fe94f82bULL) ^
                            splitmix64(static_cast<uint64_t>(w) + 0x1f83d9abfb41bd6bULL)));
   for (size_t i = p.size(); i > 1; --i) std::swap(p[i - 1], p[gen.randint(i)]);
-  return p;
 }
 
 void DataLoader::load_window(Shuffle& s, int64_t w) const {
   const int64_t n = source_->rows(), K = opts_.shuffle_block, nb = static_cast<int64_t>(s.blocks.size());
-  s.rows.reset();  // the old window goes before the new one comes: one window in memory
   const int64_t count = s.window_start[static_cast<size_t>(w) + 1] - s.window_start[static_cast<size_t>(w)];
-  auto ds = std::make_shared<Dataset>(source_->schema(), count);
+  // Windows of one size reuse one buffer (every row is overwritten): memory stays flat over an
+  // epoch instead of depending on how the allocator reuses freed blocks. Otherwise the old window
+  // goes before the new one comes: one window in memory.
+  std::shared_ptr<Dataset> ds = std::move(s.rows);
+  s.window = -1;
+  if (!ds || ds->rows() != count) {
+    ds.reset();
+    ds = std::make_shared<Dataset>(source_->schema(), count);
+  }
   const auto ns = static_cast<size_t>(source_->num_sparse()), nd = static_cast<size_t>(source_->num_dense()),
              nt = static_cast<size_t>(source_->num_tasks());
   // The next window's blocks are asked for ahead, so a file-backed source reads them meanwhile.
@@ -131,7 +135,7 @@ void DataLoader::load_window(Shuffle& s, int64_t w) const {
                         ds->label_data() + at * nt);
     at += static_cast<size_t>(len);
   }
-  s.serve = window_order(s.epoch, w, count);
+  window_order(s.epoch, w, count, s.serve);
   s.rows = std::move(ds);
   s.window = w;
 }
@@ -177,8 +181,9 @@ std::vector<int64_t> DataLoader::order(int64_t epoch) const {
     o.clear();
     for (size_t w = 0; w + 1 < s.window_start.size(); ++w) {
       const std::vector<int64_t> rows = window_rows(s, static_cast<int64_t>(w));
-      for (const int64_t k : window_order(epoch, static_cast<int64_t>(w), static_cast<int64_t>(rows.size())))
-        o.push_back(rows[static_cast<size_t>(k)]);
+      std::vector<int64_t> serve;
+      window_order(epoch, static_cast<int64_t>(w), static_cast<int64_t>(rows.size()), serve);
+      for (const int64_t k : serve) o.push_back(rows[static_cast<size_t>(k)]);
     }
     return o;
   }

@@ -139,7 +139,7 @@ class DataLoader {
   void begin_blocks(Shuffle& s, int64_t epoch) const;
   // The source rows of window w in buffer order, and the serving permutation of its positions.
   std::vector<int64_t> window_rows(const Shuffle& s, int64_t w) const;
-  std::vector<int64_t> window_order(int64_t epoch, int64_t w, int64_t n) const;
+  void window_order(int64_t epoch, int64_t w, int64_t n, std::vector<int64_t>& out) const;
   void load_window(Shuffle& s, int64_t w) const;
   Batch build_blocks(int64_t begin, int64_t end, Shuffle& s) const;
   void start_worker();
