@@ -2,8 +2,10 @@
 #include <omp.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "examples/rechub/cli.h"
@@ -33,6 +35,8 @@ std::string int_list_text(const std::vector<int64_t>& v) {
 struct TrainFlags {
   std::string train, val, test, schema, sparse, dense, tasks, task_types, separator = ",", missing;
   double val_fraction = 0, test_fraction = 0;
+  bool stream = false;
+  int64_t shuffle_window = int64_t(1) << 20;
   std::string model = "mmoe";
   std::string device = "cpu";
   // Every default is the API's (rechub/mtl/defaults.h), so `rechub train` and a program that keeps
@@ -64,6 +68,16 @@ struct TrainFlags {
   bool resume = false, quiet = false, no_cache = false, shard_embeddings = false;
   bool hidden_given = false;  // --hidden-units on the command line (esmm has no bottom MLP without it)
 };
+
+// Rank 0's string on every rank.
+void broadcast_string(dist::Communicator& world, std::string& s) {
+  int64_t n = static_cast<int64_t>(s.size());
+  world.broadcast(&n, 1, 0);
+  std::vector<int64_t> words(static_cast<size_t>((n + 7) / 8), 0);
+  if (world.rank() == 0 && n > 0) std::memcpy(words.data(), s.data(), static_cast<size_t>(n));
+  world.broadcast(words.data(), static_cast<int64_t>(words.size()), 0);
+  s.assign(reinterpret_cast<const char*>(words.data()), static_cast<size_t>(n));
+}
 
 data::Schema make_schema(const TrainFlags& f, const data::CsvOptions& csv) {
   if (!f.schema.empty()) {
@@ -452,13 +466,25 @@ Runner add_train(CLI::App& app) {
       "--resume", f->resume,
       "Continue from --out/checkpoint.safetensors (bit-identical to an uninterrupted run, dropout included). "
       "Refused when --lr, --task-lr, --weight-decay, --optimizer, --clip-grad-norm, the learning-rate schedule, "
-      "--batch-size, --seed or the training file's contents differ from the checkpoint's run");
+      "--batch-size, --seed, the shuffle (--stream, --shuffle-window) or the training file's contents differ from the "
+      "checkpoint's run");
   c->add_flag("--shard-embeddings", f->shard_embeddings,
               "Under mpirun: split the embedding tables by row over the ranks (row r on rank r mod N) instead of "
               "a copy on every rank, for tables bigger than one machine; same results. The checkpoints hold the "
               "whole tables (rechub eval, --resume with any number of ranks)");
   c->add_flag("--quiet", f->quiet, "No progress output");
   c->add_flag("--no-cache", f->no_cache, "Do not write or use binary caches next to the CSV files");
+  c->add_flag("--stream", f->stream,
+              "Train from the binary cache read in blocks instead of holding the training rows in memory (data "
+              "larger than memory; README 'What a run guarantees'): resident memory stays at the model, the optimizer "
+              "state, the validation/test sets and one shuffle window, whatever --train's size. The shuffle is by "
+              "blocks of 65536 consecutive rows, --shuffle-window rows at a time, so the row order differs from the "
+              "in-memory path's. Needs the cache (not with --no-cache) and --val/--test files (not --val-fraction "
+              "or --test-fraction). Under mpirun each rank reads only its own rows of the cache");
+  c->add_option("--shuffle-window", f->shuffle_window,
+                "With --stream: rows shuffled together, in whole blocks of 65536 (rounded up); more mixes better "
+                "and costs about 130 bytes of memory per row")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
   return [f, model_flags, balance_flags, schedule_flags, es_task, es_metric, es_delta, task_types]() {
     refuse_unused(model_flags, "--model", f->model);
     refuse_unused(schedule_flags, "--lr-schedule", f->lr_schedule);
@@ -485,6 +511,10 @@ Runner add_train(CLI::App& app) {
     apply_threads_flag(f->threads);
     RECHUB_CHECK(f->val.empty() || f->val_fraction == 0, "--val and --val-fraction exclude each other");
     RECHUB_CHECK(f->test.empty() || f->test_fraction == 0, "--test and --test-fraction exclude each other");
+    RECHUB_CHECK(!f->stream || !f->no_cache, "--stream reads the training rows from the binary cache: drop --no-cache");
+    RECHUB_CHECK(!f->stream || (f->val_fraction == 0 && f->test_fraction == 0),
+                 "--stream takes validation and test rows from their own files (--val, --test): --val-fraction and "
+                 "--test-fraction draw random rows of the whole training set, which --stream does not hold");
     // Everything the options decide is checked before any data is read.
     const Device device = parse_device_flag(f->device);
     trainer::ModelSizes sizes{.embed_dim = f->embed_dim,
@@ -546,8 +576,11 @@ Runner add_train(CLI::App& app) {
     // Held from before any data is read until the process ends: two runs into one --out would
     // overwrite each other's checkpoints and both report success.
     std::unique_ptr<const OutDirLock> lock = rank0 ? std::make_unique<const OutDirLock>(f->out) : nullptr;
-    // The training file by content, not path: a data folder that moved still resumes.
-    to.run_identity = {{"train_xxh64", data::file_content_xxh64(f->train)}};
+    // The training file by content, not path: a data folder that moved still resumes. Under
+    // mpirun rank 0 hashes it and tells the others (no rank but 0 reads the whole file).
+    std::string train_hash = rank0 ? data::file_content_xxh64(f->train) : std::string(16, '0');
+    if (world->size() > 1) broadcast_string(*world, train_hash);
+    to.run_identity = {{"train_xxh64", train_hash}};
     data::CsvOptions csv{.separator = f->separator};
     // Rank 0 reads the files first (and writes the binary caches); the others then read the caches.
     if (!rank0) world->barrier();
@@ -557,17 +590,43 @@ Runner add_train(CLI::App& app) {
         .csv = csv, .val_fraction = f->val_fraction, .test_fraction = f->test_fraction, .split_seed = f->seed};
     dopt.cache.enabled = !f->no_cache;
     dopt.preprocess.normalization = data::normalization_from_name(f->normalize);
-    auto d = data::load_data({.train = f->train, .val = f->val, .test = f->test}, schema, dopt);
+    dopt.stream = f->stream;
+    data::LoadedData d;
+    // --stream under mpirun: rank 0 alone parses --train (into the cache) and fits the
+    // preprocessor; the other ranks take both from it and read only their own rows of the cache.
+    if (rank0 || !f->stream) d = data::load_data({.train = f->train, .val = f->val, .test = f->test}, schema, dopt);
     if (rank0 && world->size() > 1) world->barrier();
+    if (f->stream && world->size() > 1) {
+      std::string prep = rank0 ? d.preprocessor->to_json().dump() : std::string();
+      std::string cache_path = rank0 ? d.train_cache->path() : std::string();
+      broadcast_string(*world, prep);
+      broadcast_string(*world, cache_path);
+      if (!rank0) {
+        // Rank 0 built or checked the cache a moment ago: its checksum is not hashed again here.
+        d.train_cache = data::CacheFile::open(cache_path, /*verify_checksum=*/false);
+        d.preprocessor = std::make_shared<data::Preprocessor>(
+            data::Preprocessor::from_json(nlohmann::json::parse(prep), "rank 0's preprocessor"));
+        d.train_source = d.preprocessor->stream(d.train_cache);
+        // The validation/test rows, whole on every rank, encoded as rank 0 encodes them.
+        auto encode_file = [&](const std::string& path) -> std::shared_ptr<const data::Dataset> {
+          if (path.empty()) return nullptr;
+          return std::make_shared<const data::Dataset>(
+              d.preprocessor->transform(data::load_csv(path, schema, csv, dopt.cache)));
+        };
+        d.val = encode_file(f->val);
+        d.test = encode_file(f->test);
+      }
+    }
     to.preprocessor = d.preprocessor;
     to.communicator = world;
-    // This rank's contiguous share of the training rows (all of them in a single process).
-    std::shared_ptr<const data::BatchSource> train_rows = d.train;
-    if (world->size() > 1) train_rows = data::rank_rows(d.train, world->rank(), world->size());
+    // This rank's contiguous share of the training rows (all of them in a single process). With
+    // --stream it reads only these rows of the cache.
+    std::shared_ptr<const data::BatchSource> train_rows = d.train_source;
+    if (world->size() > 1) train_rows = data::rank_rows(d.train_source, world->rank(), world->size());
     const auto& fitted = d.preprocessor->schema();
     // --batch-size 0: chosen from all the training rows, so that every rank of a data-parallel run
     // takes the batch a single process would.
-    if (f->batch_size == 0) f->batch_size = defaults::batch_size_for(d.train->rows());
+    if (f->batch_size == 0) f->batch_size = defaults::batch_size_for(d.train_source->rows());
     check_model_fits(*f, fitted);
     RECHUB_CHECK(!f->shard_embeddings || !fitted.sparse.empty(),
                  "--shard-embeddings: the model has no sparse features, so there is no embedding table to shard");
@@ -575,7 +634,7 @@ Runner add_train(CLI::App& app) {
     auto model = trainer::build_model(f->model, models::features_from_schema(fitted), fitted.task_names(),
                                       fitted.task_types(), sizes);
     if (!f->quiet)
-      std::cerr << model->kind() << ": " << model->parameter_count() << " parameters, " << d.train->rows()
+      std::cerr << model->kind() << ": " << model->parameter_count() << " parameters, " << d.train_source->rows()
                 << " training rows, tasks";
     if (!f->quiet)
       for (const auto& t : model->task_names()) std::cerr << " " << t;
@@ -590,7 +649,15 @@ Runner add_train(CLI::App& app) {
                 << world->size() << ")\n";
     }
     trainer::MTLTrainer trainer(model, to);
-    data::DataLoader train(train_rows, {.batch_size = f->batch_size, .seed = f->seed});
+    data::LoaderOptions lopt{.batch_size = f->batch_size, .seed = f->seed};
+    if (f->stream) {
+      lopt.shuffle_block = data::ColumnTable::kGroupRows;
+      lopt.shuffle_window = (f->shuffle_window + lopt.shuffle_block - 1) / lopt.shuffle_block;
+      // Batches ready ahead cover the pause while the loader reads and encodes the next window
+      // (about 150 ms for 1M rows; 8 batches of 4096 take longer to train).
+      lopt.prefetch = 8;
+    }
+    data::DataLoader train(train_rows, lopt);
     std::unique_ptr<data::DataLoader> val;
     if (d.val)
       val = std::make_unique<data::DataLoader>(

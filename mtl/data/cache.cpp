@@ -1,6 +1,7 @@
 #include "rechub/mtl/data/cache.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "rechub/core/error.h"
 #include "rechub/mtl/data/checksum.h"
@@ -219,10 +221,8 @@ struct OwnedCells {
   std::vector<BigVector<uint32_t>> groups;
 };
 
-// Checks and opens a cache image. Every field is checked before use: any byte sequence gives a
-// table or a rechub::Error, never a crash.
-OpenedCache open_image(std::shared_ptr<const void> keep, const char* data, size_t size, const std::string& name,
-                       bool verify) {
+// The header's own checks (`size`: the whole file's bytes).
+Header check_header(const char* data, uint64_t size, const std::string& name) {
   const std::string bad = name + ": corrupt cache: ";
   if (size < kHeaderSize)
     throw Error(bad + "the file is " + std::to_string(size) + " bytes, shorter than the 64-byte header");
@@ -247,23 +247,36 @@ OpenedCache open_image(std::shared_ptr<const void> keep, const char* data, size_
     throw Error(bad + "truncated: " + std::to_string(h.rows) + " rows x " + std::to_string(h.ncols) + " columns need " +
                 std::to_string(cells_bytes) + " bytes of cells, the file has " +
                 std::to_string(h.footer_offset - kHeaderSize));
-  if (verify) {
-    const uint64_t body = xxh64(data + kHeaderSize, size - kHeaderSize);
-    if (header_checksum(h, body) != h.checksum)
-      throw Error(bad + "checksum mismatch (the file was modified or damaged)");
-  }
+  return h;
+}
 
-  ByteReader r(data + h.footer_offset, h.footer_size, name);
-  OpenedCache out;
-  out.key = r.str();
+std::vector<int64_t> group_sizes(uint64_t rows) {
+  constexpr uint64_t G = ColumnTable::kGroupRows;
+  std::vector<int64_t> out;
+  for (uint64_t g = 0; g * G < rows; ++g) out.push_back(static_cast<int64_t>(std::min(G, rows - g * G)));
+  return out;
+}
+
+struct Footer {
+  std::string key;
   LoadReport rep;
+  std::vector<ColumnSpec> specs;
+  std::vector<std::shared_ptr<const Dictionary>> dicts;
+  std::vector<std::pair<uint64_t, uint64_t>> frames;  // compressed: offset and size per group
+};
+
+// The footer's fields, each checked before use.
+Footer parse_footer(const Header& h, const char* footer, const std::string& name) {
+  const std::string bad = name + ": corrupt cache: ";
+  ByteReader r(footer, h.footer_size, name);
+  Footer out;
+  out.key = r.str();
+  LoadReport& rep = out.rep;
   rep.source = r.str();
   rep.skipped_rows = static_cast<int64_t>(r.u64() & 0x7fffffffffffffffULL);
   const uint32_t nex = r.u32();
   if (nex > r.left() / 4) throw Error(bad + "the footer ends early");
   for (uint32_t i = 0; i < nex; ++i) rep.skipped_examples.push_back(r.str());
-  std::vector<ColumnSpec> specs;
-  std::vector<std::shared_ptr<const Dictionary>> dicts;
   for (uint32_t c = 0; c < h.ncols; ++c) {
     ColumnSpec s;
     s.name = r.str();
@@ -285,50 +298,77 @@ OpenedCache open_image(std::shared_ptr<const void> keep, const char* data, size_
                     detail::display_value(v) + "' twice");
       d->set_count(code, static_cast<int64_t>(count & 0x7fffffffffffffffULL));
     }
-    specs.push_back(std::move(s));
-    dicts.push_back(std::move(d));
+    out.specs.push_back(std::move(s));
+    out.dicts.push_back(std::move(d));
   }
-
-  constexpr uint64_t G = ColumnTable::kGroupRows;
-  const uint64_t ngroups = (h.rows + G - 1) / G;
-  std::vector<const uint32_t*> groups;
-  std::vector<int64_t> group_rows;
-  std::shared_ptr<const void> backing = keep;
-  for (uint64_t g = 0; g < ngroups; ++g) group_rows.push_back(static_cast<int64_t>(std::min(G, h.rows - g * G)));
-  if (!zstd) {
-    const char* cells = data + kHeaderSize;
-    for (uint64_t g = 0; g < ngroups; ++g)
-      groups.push_back(reinterpret_cast<const uint32_t*>(cells + g * G * h.ncols * 4));
-  } else {
+  if ((h.flags & kFlagZstd) != 0) {
+    const uint64_t ngroups = group_sizes(h.rows).size();
     const uint64_t nframes = r.u64();
     if (nframes != ngroups)
       throw Error(bad + std::to_string(nframes) + " compressed groups listed, " + std::to_string(ngroups) +
                   " expected for " + std::to_string(h.rows) + " rows");
-    auto owned = std::make_shared<OwnedCells>();
-    owned->source = keep;
     for (uint64_t g = 0; g < ngroups; ++g) {
       const uint64_t off = r.u64();
       const uint64_t len = r.u64();
       if (off < kHeaderSize || off > h.footer_offset || len > h.footer_offset - off)
         throw Error(bad + "compressed group " + std::to_string(g) + " lies outside the file");
+      out.frames.emplace_back(off, len);
+    }
+  }
+  if (r.left() != 0) throw Error(bad + std::to_string(r.left()) + " unexpected bytes after the footer");
+  return out;
+}
+
+// One compressed group into `cells` (want bytes), checked.
+void decompress_group(const char* frame, uint64_t len, uint64_t want, uint32_t* cells, int64_t g,
+                      const std::string& name) {
+  const std::string bad = name + ": corrupt cache: ";
+  const unsigned long long content = ZSTD_getFrameContentSize(frame, len);
+  if (content != want)
+    throw Error(bad + "compressed group " + std::to_string(g) + " does not hold " + std::to_string(want) + " bytes");
+  const size_t got = ZSTD_decompress(cells, want, frame, len);
+  if (ZSTD_isError(got) || got != want)
+    throw Error(bad + "compressed group " + std::to_string(g) + ": " +
+                (ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size"));
+}
+
+// Checks and opens a cache image. Every field is checked before use: any byte sequence gives a
+// table or a rechub::Error, never a crash.
+OpenedCache open_image(std::shared_ptr<const void> keep, const char* data, size_t size, const std::string& name,
+                       bool verify) {
+  const std::string bad = name + ": corrupt cache: ";
+  const Header h = check_header(data, size, name);
+  if (verify) {
+    const uint64_t body = xxh64(data + kHeaderSize, size - kHeaderSize);
+    if (header_checksum(h, body) != h.checksum)
+      throw Error(bad + "checksum mismatch (the file was modified or damaged)");
+  }
+  Footer f = parse_footer(h, data + h.footer_offset, name);
+  OpenedCache out;
+  out.key = std::move(f.key);
+  std::vector<int64_t> group_rows = group_sizes(h.rows);
+  const uint64_t ngroups = group_rows.size();
+  std::vector<const uint32_t*> groups;
+  std::shared_ptr<const void> backing = keep;
+  if (f.frames.empty()) {
+    constexpr uint64_t G = ColumnTable::kGroupRows;
+    const char* cells = data + kHeaderSize;
+    for (uint64_t g = 0; g < ngroups; ++g)
+      groups.push_back(reinterpret_cast<const uint32_t*>(cells + g * G * h.ncols * 4));
+  } else {
+    auto owned = std::make_shared<OwnedCells>();
+    owned->source = keep;
+    for (uint64_t g = 0; g < ngroups; ++g) {
       const uint64_t want = static_cast<uint64_t>(group_rows[g]) * h.ncols * 4;
-      const unsigned long long content = ZSTD_getFrameContentSize(data + off, len);
-      if (content != want)
-        throw Error(bad + "compressed group " + std::to_string(g) + " does not hold " + std::to_string(want) +
-                    " bytes");
       BigVector<uint32_t> cells(want / 4);
-      const size_t got = ZSTD_decompress(cells.data(), want, data + off, len);
-      if (ZSTD_isError(got) || got != want)
-        throw Error(bad + "compressed group " + std::to_string(g) + ": " +
-                    (ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size"));
+      decompress_group(data + f.frames[g].first, f.frames[g].second, want, cells.data(), static_cast<int64_t>(g), name);
       owned->groups.push_back(std::move(cells));
     }
     for (const auto& cells : owned->groups) groups.push_back(cells.data());
     backing = owned;
   }
-  if (r.left() != 0) throw Error(bad + std::to_string(r.left()) + " unexpected bytes after the footer");
-  out.table = ColumnTable(std::move(specs), std::move(dicts), std::move(groups), std::move(group_rows),
-                          std::move(backing), std::move(rep));
+  out.table = ColumnTable(std::move(f.specs), std::move(f.dicts), std::move(groups), std::move(group_rows),
+                          std::move(backing), std::move(f.rep));
   return out;
 }
 
@@ -359,10 +399,24 @@ std::string source_key(const std::string& path, const Schema& schema, const CsvO
 // mtime restored (cp -p, rsync -t, touch -r) must not bring back the old rows. Hashing a mapped
 // file runs at memory speed, far below the cost of parsing it.
 std::string content_hash(const std::string& path) {
-  const auto file = MappedFile::open(path);
+  // Read in pieces, not mapped: the streaming path must not take the file's size in address space.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   Xxh64 h;
-  constexpr size_t kStep = size_t(64) << 20;
-  for (size_t at = 0; at < file->size(); at += kStep) h.update(file->data() + at, std::min(kStep, file->size() - at));
+  std::vector<char> buf(size_t(4) << 20);
+  for (;;) {
+    const ssize_t got = ::read(fd, buf.data(), buf.size());
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      const std::string e = std::strerror(errno);
+      ::close(fd);
+      throw Error(path + ": cannot read: " + e);
+    }
+    if (got == 0) break;
+    h.update(buf.data(), static_cast<size_t>(got));
+  }
+  ::close(fd);
   return hex64(h.digest());
 }
 
@@ -418,87 +472,251 @@ ColumnTable read_cache_bytes(std::string_view bytes, const std::string& name, bo
 
 std::string file_content_xxh64(const std::string& path) { return content_hash(path); }
 
+namespace {
+
+// Where load_csv and open_csv_cache stand after looking for a cache.
+struct CachePlan {
+  std::string cpath, key, content;
+  FileStamp st;
+  CacheStatus status = CacheStatus::built;
+  std::string message;
+  bool valid = false;  // the existing cache holds these exact rows
+};
+
+// Looks for a valid cache. `open(cpath)` opens an existing one and returns its key and columns
+// (throwing rechub::Error for a corrupt one); a stale or corrupt one is logged.
+template <class Open>
+CachePlan find_cache(const std::string& path, const Schema& schema, const CsvOptions& csv, const CacheOptions& cache,
+                     const std::function<void(const std::string&)>& log, Open open) {
+  CachePlan p;
+  p.st = file_stamp(path);
+  p.cpath = cache_path_for(path, schema, csv, cache);
+  p.content = content_hash(path);
+  p.key = full_key(source_key(path, schema, csv), p.st, p.content);
+  if (!file_exists(p.cpath)) return p;
+  const auto specs = column_specs(schema);
+  try {
+    const auto [key, have] = open(p.cpath);
+    if (key == p.key && have.size() == specs.size()) {
+      bool same = true;
+      for (size_t c = 0; c < specs.size(); ++c)
+        same = same && have[c].name == specs[c].name && have[c].role == specs[c].role;
+      if (same) {
+        p.status = CacheStatus::loaded;
+        p.valid = true;
+        return p;
+      }
+    }
+    p.status = CacheStatus::rebuilt_stale;
+    const std::string was_size = key_field(key, "size"), was_content = key_field(key, "content_xxh64");
+    if (was_size != std::to_string(p.st.size) || was_content != p.content)
+      p.message = "cache " + p.cpath + " is stale: the source changed (size " + was_size + " -> " +
+                  std::to_string(p.st.size) + " bytes, content XXH64 " + was_content + " -> " + p.content +
+                  "); rebuilding";
+    else
+      p.message = "cache " + p.cpath + " is stale: it was built with other parse options or columns; rebuilding";
+  } catch (const Error& e) {
+    p.status = CacheStatus::rebuilt_corrupt;
+    p.message = std::string(e.what()) + "; rebuilding " + p.cpath;
+  }
+  log(p.message);
+  return p;
+}
+
+// Parses the CSV into a new cache at plan.cpath (streaming: a row group at a time). Throws
+// CacheWriteError when the cache cannot be written, rechub::Error for bad data.
+void build_cache(const std::string& path, const Schema& schema, const CsvOptions& csv, const CacheOptions& cache,
+                 const CachePlan& plan) {
+  const auto specs = column_specs(schema);
+  if (!cache.dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(cache.dir, ec);  // a failure shows up when the file is created
+  }
+  CacheWriter writer(plan.cpath, specs.size(), cache.compress, cache.level);
+  auto in = open_input(path);
+  detail::ParseOutput out = detail::parse_csv_stream(*in, path, specs, schema.columns, csv, writer);
+  LoadReport rep;
+  rep.source = path;
+  rep.skipped_rows = out.skipped_rows;
+  rep.skipped_examples = out.skipped_examples;
+  std::vector<const Dictionary*> dicts;
+  for (const auto& d : out.dicts) dicts.push_back(d.get());
+  writer.commit(specs, dicts, rep, plan.key);
+}
+
+}  // namespace
+
 ColumnTable load_csv(const std::string& path, const Schema& schema, const CsvOptions& csv, const CacheOptions& cache) {
   validate_schema(schema);
   validate_csv_options(csv);
   if (!cache.enabled) return read_csv(path, schema, csv);
   const auto log = cache.log ? cache.log : std::function<void(const std::string&)>(default_log);
-  const FileStamp st = file_stamp(path);
-  const std::string cpath = cache_path_for(path, schema, csv, cache);
-  const std::string content = content_hash(path);
-  const std::string key = full_key(source_key(path, schema, csv), st, content);
-  const auto specs = column_specs(schema);
-
-  CacheStatus status = CacheStatus::built;
-  std::string message;
-  if (file_exists(cpath)) {
+  std::optional<OpenedCache> found;
+  const CachePlan plan = find_cache(path, schema, csv, cache, log, [&](const std::string& cpath) {
+    found = open_cache_file(cpath, cache.verify_checksum);
+    return std::pair<std::string, std::vector<ColumnSpec>>(found->key, found->table.specs());
+  });
+  if (!plan.valid) {
     try {
-      OpenedCache oc = open_cache_file(cpath, cache.verify_checksum);
-      if (oc.key == key && oc.table.specs().size() == specs.size()) {
-        bool same = true;
-        for (size_t c = 0; c < specs.size(); ++c)
-          same = same && oc.table.spec(static_cast<int>(c)).name == specs[c].name &&
-                 oc.table.spec(static_cast<int>(c)).role == specs[c].role;
-        if (same) {
-          oc.table.report().cache = CacheStatus::loaded;
-          oc.table.report().cache_path = cpath;
-          oc.table.report().source = path;
-          return std::move(oc.table);
-        }
-      }
-      status = CacheStatus::rebuilt_stale;
-      const std::string was_size = key_field(oc.key, "size"), was_content = key_field(oc.key, "content_xxh64");
-      if (was_size != std::to_string(st.size) || was_content != content)
-        message = "cache " + cpath + " is stale: the source changed (size " + was_size + " -> " +
-                  std::to_string(st.size) + " bytes, content XXH64 " + was_content + " -> " + content + "); rebuilding";
-      else
-        message = "cache " + cpath + " is stale: it was built with other parse options or columns; rebuilding";
-    } catch (const Error& e) {
-      status = CacheStatus::rebuilt_corrupt;
-      message = std::string(e.what()) + "; rebuilding " + cpath;
+      build_cache(path, schema, csv, cache, plan);
+    } catch (const CacheWriteError& e) {
+      ColumnTable t = read_csv(path, schema, csv);
+      t.report().cache = CacheStatus::unwritable;
+      t.report().cache_message = std::string("cache not written: ") + e.what();
+      log(path + ": " + t.report().cache_message);
+      return t;
     }
-    log(message);
+    found = open_cache_file(plan.cpath, false);
   }
+  found->table.report().cache = plan.status;
+  found->table.report().cache_path = plan.cpath;
+  found->table.report().cache_message = plan.message;
+  found->table.report().source = path;
+  return std::move(found->table);
+}
 
-  std::unique_ptr<CacheWriter> writer;
-  try {
-    if (!cache.dir.empty()) {
-      std::error_code ec;
-      std::filesystem::create_directories(cache.dir, ec);  // a failure shows up when the file is created
+std::shared_ptr<const CacheFile> open_csv_cache(const std::string& path, const Schema& schema, const CsvOptions& csv,
+                                                const CacheOptions& cache, LoadReport* report) {
+  validate_schema(schema);
+  validate_csv_options(csv);
+  if (!cache.enabled)
+    throw Error(path + ": streaming reads the training rows from the binary cache, and caching is off");
+  const auto log = cache.log ? cache.log : std::function<void(const std::string&)>(default_log);
+  std::shared_ptr<const CacheFile> found;
+  const CachePlan plan = find_cache(path, schema, csv, cache, log, [&](const std::string& cpath) {
+    found = CacheFile::open(cpath, cache.verify_checksum);
+    return std::pair<std::string, std::vector<ColumnSpec>>(found->key(), found->header().specs());
+  });
+  if (!plan.valid) {
+    try {
+      build_cache(path, schema, csv, cache, plan);
+    } catch (const CacheWriteError& e) {
+      throw Error(path + ": streaming reads the training rows from the binary cache, which cannot be written: " +
+                  e.what() + " (give a writable cache directory)");
     }
-    writer = std::make_unique<CacheWriter>(cpath, specs.size(), cache.compress, cache.level);
-  } catch (const CacheWriteError& e) {
-    ColumnTable t = read_csv(path, schema, csv);
-    t.report().cache = CacheStatus::unwritable;
-    t.report().cache_message = std::string("cache not written: ") + e.what();
-    log(path + ": " + t.report().cache_message);
-    return t;
+    found = CacheFile::open(plan.cpath, false);
   }
-  try {
-    auto in = open_input(path);
-    detail::ParseOutput out = detail::parse_csv_stream(*in, path, specs, schema.columns, csv, *writer);
-    LoadReport rep;
-    rep.source = path;
-    rep.skipped_rows = out.skipped_rows;
-    rep.skipped_examples = out.skipped_examples;
-    std::vector<const Dictionary*> dicts;
-    for (const auto& d : out.dicts) dicts.push_back(d.get());
-    writer->commit(specs, dicts, rep, key);
-  } catch (const CacheWriteError& e) {
-    writer.reset();
-    ColumnTable t = read_csv(path, schema, csv);
-    t.report().cache = CacheStatus::unwritable;
-    t.report().cache_message = std::string("cache not written: ") + e.what();
-    log(path + ": " + t.report().cache_message);
-    return t;
+  if (report) {
+    *report = found->header().report();
+    report->rows = found->rows();
+    report->cache = plan.status;
+    report->cache_path = plan.cpath;
+    report->cache_message = plan.message;
+    report->source = path;
   }
-  writer.reset();
-  OpenedCache oc = open_cache_file(cpath, false);
-  oc.table.report().cache = status;
-  oc.table.report().cache_path = cpath;
-  oc.table.report().cache_message = message;
-  oc.table.report().source = path;
-  return std::move(oc.table);
+  return found;
+}
+
+// CacheFile
+
+std::shared_ptr<const CacheFile> CacheFile::open(const std::string& path, bool verify_checksum) {
+  std::shared_ptr<CacheFile> f(new CacheFile());
+  f->path_ = path;
+  f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f->fd_ < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(f->fd_, &st) != 0) throw Error(path + ": cannot stat: " + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) throw Error(path + ": is a directory, not a file");
+  const auto size = static_cast<uint64_t>(st.st_size);
+  char head[kHeaderSize] = {};
+  if (size >= kHeaderSize) f->pread_all(head, kHeaderSize, 0);
+  const Header h = check_header(head, size, path);
+  if (verify_checksum) {
+    ::posix_fadvise(f->fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
+    Xxh64 body;
+    std::vector<char> buf(size_t(1) << 20);
+    for (uint64_t at = kHeaderSize; at < size;) {
+      const uint64_t n = std::min<uint64_t>(buf.size(), size - at);
+      f->pread_all(buf.data(), n, at);
+      body.update(buf.data(), n);
+      at += n;
+    }
+    if (header_checksum(h, body.digest()) != h.checksum)
+      throw Error(path + ": corrupt cache: checksum mismatch (the file was modified or damaged)");
+  }
+  std::vector<char> footer(h.footer_size);
+  f->pread_all(footer.data(), h.footer_size, h.footer_offset);
+  Footer ft = parse_footer(h, footer.data(), path);
+  f->rows_ = static_cast<int64_t>(h.rows);
+  f->ncols_ = h.ncols;
+  f->zstd_ = (h.flags & kFlagZstd) != 0;
+  f->frames_ = std::move(ft.frames);
+  f->key_ = std::move(ft.key);
+  ft.rep.rows = f->rows_;
+  f->header_ = ColumnTable(std::move(ft.specs), std::move(ft.dicts), {}, {}, nullptr, std::move(ft.rep));
+  f->bytes_read_ = 0;
+  return f;
+}
+
+CacheFile::~CacheFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void CacheFile::pread_all(void* dst, uint64_t n, uint64_t off) const {
+  auto* p = static_cast<char*>(dst);
+  while (n > 0) {
+    const ssize_t got = ::pread(fd_, p, n, static_cast<off_t>(off));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) throw Error(path_ + ": cannot read: " + std::strerror(errno));
+    if (got == 0) throw Error(path_ + ": corrupt cache: the file ends early (truncated while in use?)");
+    p += got;
+    off += static_cast<uint64_t>(got);
+    n -= static_cast<uint64_t>(got);
+  }
+}
+
+void CacheFile::read(int64_t begin, int64_t n, const std::vector<int>& cols, uint32_t* out) const {
+  RECHUB_CHECK(begin >= 0 && n >= 0 && begin + n <= rows_,
+               path_ << ": rows [" << begin << ", " << begin + n << ") are outside the cache's " << rows_ << " rows");
+  for (const int c : cols) RECHUB_CHECK(c >= 0 && static_cast<uint32_t>(c) < ncols_, path_ << ": no column " << c);
+  constexpr int64_t G = ColumnTable::kGroupRows;
+  const auto nc = static_cast<uint64_t>(ncols_);
+  for (int64_t at = begin; at < begin + n;) {
+    const int64_t g = at / G, in_group = at - g * G;
+    const int64_t grows = std::min(G, rows_ - g * G);
+    const int64_t m = std::min(begin + n - at, grows - in_group);
+    const auto o = static_cast<size_t>(at - begin);
+    if (!zstd_) {
+      const uint64_t base = kHeaderSize + static_cast<uint64_t>(g) * static_cast<uint64_t>(G) * nc * 4;
+      for (size_t k = 0; k < cols.size(); ++k) {
+        const uint64_t off =
+            base +
+            (static_cast<uint64_t>(cols[k]) * static_cast<uint64_t>(grows) + static_cast<uint64_t>(in_group)) * 4;
+        pread_all(out + k * static_cast<size_t>(n) + o, static_cast<uint64_t>(m) * 4, off);
+      }
+      bytes_read_ += static_cast<uint64_t>(m) * cols.size() * 4;
+    } else {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (cached_group_ != g) {
+        const auto [off, len] = frames_[static_cast<size_t>(g)];
+        std::vector<char> frame(len);
+        pread_all(frame.data(), len, off);
+        bytes_read_ += len;
+        cached_cells_.resize(static_cast<size_t>(grows) * nc);
+        cached_group_ = -1;
+        decompress_group(frame.data(), len, static_cast<uint64_t>(grows) * nc * 4, cached_cells_.data(), g, path_);
+        cached_group_ = g;
+      }
+      for (size_t k = 0; k < cols.size(); ++k)
+        std::memcpy(out + k * static_cast<size_t>(n) + o,
+                    cached_cells_.data() + static_cast<size_t>(cols[k]) * static_cast<size_t>(grows) +
+                        static_cast<size_t>(in_group),
+                    static_cast<size_t>(m) * 4);
+    }
+    at += m;
+  }
+}
+
+void CacheFile::will_need(int64_t begin, int64_t n) const {
+  if (zstd_ || n <= 0 || begin < 0 || begin + n > rows_) return;
+  constexpr int64_t G = ColumnTable::kGroupRows;
+  const uint64_t nc = ncols_;
+  // Whole groups: a group's columns lie one after another.
+  const int64_t g0 = begin / G, g1 = (begin + n - 1) / G;
+  const uint64_t from = kHeaderSize + static_cast<uint64_t>(g0) * G * nc * 4;
+  const uint64_t to =
+      kHeaderSize + (static_cast<uint64_t>(g1) * G + static_cast<uint64_t>(std::min(G, rows_ - g1 * G))) * nc * 4;
+  ::posix_fadvise(fd_, static_cast<off_t>(from), static_cast<off_t>(to - from), POSIX_FADV_WILLNEED);
 }
 
 }  // namespace rechub::data

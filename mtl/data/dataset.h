@@ -3,8 +3,9 @@
 //
 // BatchSource: anything that can write chosen rows as model inputs: ids, dense values, labels.
 // Dataset is the in-memory one (what Preprocessor::transform returns, what the evaluator walks in
-// order); Preprocessor::view gives one that encodes a ColumnTable (e.g. a memory-mapped cache)
-// row by row, for data larger than memory.
+// order); Preprocessor::stream gives one that reads a cache file in pieces (the streaming training
+// path, for data larger than memory), Preprocessor::view one that encodes a ColumnTable (e.g. a
+// memory-mapped cache) row by row.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -35,6 +36,12 @@ class BatchSource {
   virtual void gather(const int64_t* rows, int64_t n, int64_t* sparse, float* dense, float* labels) const = 0;
   // Rows [begin, begin + n) in order; sources override it when they have a faster path.
   virtual void copy_range(int64_t begin, int64_t n, int64_t* sparse, float* dense, float* labels) const;
+  // A hint that rows [begin, begin + n) are asked for soon (a file-backed source starts reading
+  // them ahead); no effect on what any call returns.
+  virtual void will_need(int64_t begin, int64_t n) const {
+    (void)begin;
+    (void)n;
+  }
 
   int64_t num_sparse() const { return static_cast<int64_t>(schema().sparse.size()); }
   int64_t num_dense() const { return static_cast<int64_t>(schema().dense.size()); }

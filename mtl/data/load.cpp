@@ -19,14 +19,24 @@ LoadedData load_data(const DataFiles& files, const Schema& schema, const DataOpt
   if (!files.test.empty() && o.test_fraction > 0)
     throw Error("load_data: give either a test file or test_fraction, not both");
   LoadedData out;
-  ColumnTable train = load_csv(files.train, schema, o.csv, o.cache);
-  out.reports.push_back(train.report());
-  std::optional<ColumnTable> val, test;
-  if (o.val_fraction > 0 || o.test_fraction > 0) {
-    const SplitRows s = split_rows(train.rows(), o.val_fraction, o.test_fraction, o.split_seed);
-    if (o.val_fraction > 0) val = train.select(s.val);
-    if (o.test_fraction > 0) test = train.select(s.test);
-    train = train.select(s.train);
+  std::optional<ColumnTable> train, val, test;
+  if (o.stream) {
+    if (o.val_fraction > 0 || o.test_fraction > 0)
+      throw Error(
+          "load_data: streaming takes validation and test rows from their own files; val_fraction and "
+          "test_fraction draw random rows of the whole training table (split the file first)");
+    LoadReport rep;
+    out.train_cache = open_csv_cache(files.train, schema, o.csv, o.cache, &rep);
+    out.reports.push_back(rep);
+  } else {
+    train = load_csv(files.train, schema, o.csv, o.cache);
+    out.reports.push_back(train->report());
+    if (o.val_fraction > 0 || o.test_fraction > 0) {
+      const SplitRows s = split_rows(train->rows(), o.val_fraction, o.test_fraction, o.split_seed);
+      if (o.val_fraction > 0) val = train->select(s.val);
+      if (o.test_fraction > 0) test = train->select(s.test);
+      train = train->select(s.train);
+    }
   }
   if (!files.val.empty()) {
     val = load_csv(files.val, schema, o.csv, o.cache);
@@ -37,8 +47,14 @@ LoadedData load_data(const DataFiles& files, const Schema& schema, const DataOpt
     out.reports.push_back(test->report());
   }
   out.preprocessor = std::make_shared<Preprocessor>(schema, o.preprocess, o.csv);
-  out.preprocessor->fit(train);
-  out.train = std::make_shared<const Dataset>(out.preprocessor->transform(train));
+  if (o.stream) {
+    out.preprocessor->fit(*out.train_cache);
+    out.train_source = out.preprocessor->stream(out.train_cache);
+  } else {
+    out.preprocessor->fit(*train);
+    out.train = std::make_shared<const Dataset>(out.preprocessor->transform(*train));
+    out.train_source = out.train;
+  }
   if (val) out.val = std::make_shared<const Dataset>(out.preprocessor->transform(*val));
   if (test) out.test = std::make_shared<const Dataset>(out.preprocessor->transform(*test));
   return out;

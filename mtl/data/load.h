@@ -40,14 +40,25 @@ struct DataOptions {
   double val_fraction = 0;
   double test_fraction = 0;
   uint64_t split_seed = defaults::seed;
+  // Streaming (data larger than memory): the training rows are not loaded. The CSV is parsed into
+  // the binary cache (one streaming pass, or none when a valid cache exists), the preprocessor is
+  // fitted from the cache's dictionaries and one pass over its dense columns, and
+  // LoadedData::train_source reads the cache in pieces (Preprocessor::stream); train stays null.
+  // Needs caching on, and separate validation/test files (val_fraction and test_fraction pick
+  // random rows of the whole training table: refused). Validation and test sets are loaded into
+  // memory as usual.
+  bool stream = false;
 };
 
 struct LoadedData {
   std::shared_ptr<Preprocessor> preprocessor{};
-  std::shared_ptr<const Dataset> train{};
-  std::shared_ptr<const Dataset> val{};   // null when there is none
-  std::shared_ptr<const Dataset> test{};  // null when there is none
-  std::vector<LoadReport> reports{};      // one per file read
+  std::shared_ptr<const Dataset> train{};  // null when streaming
+  // The training rows as a source: train itself, or the streamed cache (DataOptions::stream).
+  std::shared_ptr<const BatchSource> train_source{};
+  std::shared_ptr<const CacheFile> train_cache{};  // streaming only
+  std::shared_ptr<const Dataset> val{};            // null when there is none
+  std::shared_ptr<const Dataset> test{};           // null when there is none
+  std::vector<LoadReport> reports{};               // one per file read
 };
 
 LoadedData load_data(const DataFiles& files, const Schema& schema, const DataOptions& options = {});

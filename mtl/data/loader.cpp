@@ -37,6 +37,10 @@ DataLoader::DataLoader(std::shared_ptr<const BatchSource> source, LoaderOptions 
                 std::to_string(opts_.batch_size));
   if (opts_.batch_size == 0) opts_.batch_size = defaults::batch_size_for(source_->rows());
   if (opts_.prefetch < 0) throw Error("DataLoader: prefetch must be >= 0");
+  if (opts_.shuffle_block < 0)
+    throw Error("DataLoader: shuffle_block must be >= 0 (0: full shuffle), got " + std::to_string(opts_.shuffle_block));
+  if (opts_.shuffle_window < 1)
+    throw Error("DataLoader: shuffle_window must be at least 1 block, got " + std::to_string(opts_.shuffle_window));
 }
 
 DataLoader::~DataLoader() { stop_worker(); }
@@ -47,6 +51,7 @@ int64_t DataLoader::num_batches() const {
 }
 
 void DataLoader::begin_shuffle(Shuffle& s, int64_t epoch) const {
+  if (block_mode()) return begin_blocks(s, epoch);
   s.epoch = epoch;
   s.perm.resize(static_cast<size_t>(source_->rows()));
   std::iota(s.perm.begin(), s.perm.end(), int64_t(0));
@@ -66,11 +71,122 @@ void advance(BigVector<int64_t>& perm, size_t& fixed, Generator& gen, size_t lo)
 
 }  // namespace
 
+void DataLoader::begin_blocks(Shuffle& s, int64_t epoch) const {
+  const int64_t n = source_->rows(), K = opts_.shuffle_block;
+  const int64_t nb = (n + K - 1) / K;
+  s.epoch = epoch;
+  s.window = -1;  // the window buffer (s.rows) is kept for reuse
+  s.blocks.resize(static_cast<size_t>(nb));
+  std::iota(s.blocks.begin(), s.blocks.end(), int64_t(0));
+  // Its own stream (not the full shuffle's): the block order of (seed, epoch).
+  Generator gen(splitmix64(opts_.seed ^ splitmix64(static_cast<uint64_t>(epoch) + 0x3c6ef372fe94f82bULL)));
+  for (size_t i = s.blocks.size(); i > 1; --i) std::swap(s.blocks[i - 1], s.blocks[gen.randint(i)]);
+  s.window_start.assign(1, 0);
+  for (int64_t b = 0; b < nb; b += opts_.shuffle_window) {
+    int64_t rows = 0;
+    for (int64_t k = b; k < std::min(nb, b + opts_.shuffle_window); ++k) {
+      const int64_t blk = s.blocks[static_cast<size_t>(k)];
+      rows += std::min(n, (blk + 1) * K) - blk * K;
+    }
+    s.window_start.push_back(s.window_start.back() + rows);
+  }
+}
+
+std::vector<int64_t> DataLoader::window_rows(const Shuffle& s, int64_t w) const {
+  const int64_t n = source_->rows(), K = opts_.shuffle_block, nb = static_cast<int64_t>(s.blocks.size());
+  std::vector<int64_t> rows;
+  for (int64_t k = w * opts_.shuffle_window; k < std::min(nb, (w + 1) * opts_.shuffle_window); ++k) {
+    const int64_t blk = s.blocks[static_cast<size_t>(k)];
+    for (int64_t r = blk * K; r < std::min(n, (blk + 1) * K); ++r) rows.push_back(r);
+  }
+  return rows;
+}
+
+void DataLoader::window_order(int64_t epoch, int64_t w, int64_t n, std::vector<int64_t>& p) const {
+  p.resize(static_cast<size_t>(n));
+  std::iota(p.begin(), p.end(), int64_t(0));
+  Generator gen(splitmix64(opts_.seed ^ splitmix64(static_cast<uint64_t>(epoch) + 0x3c6ef372fe94f82bULL) ^
+                           splitmix64(static_cast<uint64_t>(w) + 0x1f83d9abfb41bd6bULL)));
+  for (size_t i = p.size(); i > 1; --i) std::swap(p[i - 1], p[gen.randint(i)]);
+}
+
+void DataLoader::load_window(Shuffle& s, int64_t w) const {
+  const int64_t n = source_->rows(), K = opts_.shuffle_block, nb = static_cast<int64_t>(s.blocks.size());
+  const int64_t count = s.window_start[static_cast<size_t>(w) + 1] - s.window_start[static_cast<size_t>(w)];
+  // Windows of one size reuse one buffer (every row is overwritten): memory stays flat over an
+  // epoch instead of depending on how the allocator reuses freed blocks. Otherwise the old window
+  // goes before the new one comes: one window in memory.
+  std::shared_ptr<Dataset> ds = std::move(s.rows);
+  s.window = -1;
+  if (!ds || ds->rows() != count) {
+    ds.reset();
+    ds = std::make_shared<Dataset>(source_->schema(), count);
+  }
+  const auto ns = static_cast<size_t>(source_->num_sparse()), nd = static_cast<size_t>(source_->num_dense()),
+             nt = static_cast<size_t>(source_->num_tasks());
+  // The next window's blocks are asked for ahead, so a file-backed source reads them meanwhile.
+  for (int64_t k = (w + 1) * opts_.shuffle_window; k < std::min(nb, (w + 2) * opts_.shuffle_window); ++k) {
+    const int64_t blk = s.blocks[static_cast<size_t>(k)];
+    source_->will_need(blk * K, std::min(n, (blk + 1) * K) - blk * K);
+  }
+  size_t at = 0;
+  for (int64_t k = w * opts_.shuffle_window; k < std::min(nb, (w + 1) * opts_.shuffle_window); ++k) {
+    const int64_t blk = s.blocks[static_cast<size_t>(k)];
+    const int64_t len = std::min(n, (blk + 1) * K) - blk * K;
+    source_->copy_range(blk * K, len, ds->sparse_data() + at * ns, ds->dense_data() + at * nd,
+                        ds->label_data() + at * nt);
+    at += static_cast<size_t>(len);
+  }
+  window_order(s.epoch, w, count, s.serve);
+  s.rows = std::move(ds);
+  s.window = w;
+}
+
+Batch DataLoader::build_blocks(int64_t begin, int64_t end, Shuffle& s) const {
+  const int64_t n = end - begin;
+  Batch b;
+  b.sparse = empty({n, source_->num_sparse()}, {.dtype = DType::i64});
+  b.dense = empty({n, source_->num_dense()}, {.dtype = DType::f32});
+  b.labels = empty({n, source_->num_tasks()}, {.dtype = DType::f32});
+  b.first_row = begin;
+  const auto ns = static_cast<size_t>(source_->num_sparse()), nd = static_cast<size_t>(source_->num_dense()),
+             nt = static_cast<size_t>(source_->num_tasks());
+  auto* S = static_cast<int64_t*>(b.sparse.raw_data());
+  auto* D = static_cast<float*>(b.dense.raw_data());
+  auto* L = static_cast<float*>(b.labels.raw_data());
+  for (int64_t p = begin; p < end;) {
+    // The window holding position p (windows are few: a linear search is fine).
+    const auto it = std::upper_bound(s.window_start.begin(), s.window_start.end(), p);
+    const int64_t w = static_cast<int64_t>(it - s.window_start.begin()) - 1;
+    if (s.window != w) load_window(s, w);
+    const int64_t w0 = s.window_start[static_cast<size_t>(w)], w1 = s.window_start[static_cast<size_t>(w) + 1];
+    const int64_t upto = std::min(end, w1);
+    std::vector<int64_t> rows(static_cast<size_t>(upto - p));
+    for (int64_t q = p; q < upto; ++q) rows[static_cast<size_t>(q - p)] = s.serve[static_cast<size_t>(q - w0)];
+    const auto o = static_cast<size_t>(p - begin);
+    s.rows->gather(rows.data(), upto - p, S + o * ns, D + o * nd, L + o * nt);
+    p = upto;
+  }
+  return b;
+}
+
 std::vector<int64_t> DataLoader::order(int64_t epoch) const {
   const auto n = static_cast<size_t>(source_->rows());
   std::vector<int64_t> o(n);
   if (!opts_.shuffle) {
     std::iota(o.begin(), o.end(), int64_t(0));
+    return o;
+  }
+  if (block_mode()) {
+    Shuffle s;
+    begin_blocks(s, epoch);
+    o.clear();
+    for (size_t w = 0; w + 1 < s.window_start.size(); ++w) {
+      const std::vector<int64_t> rows = window_rows(s, static_cast<int64_t>(w));
+      std::vector<int64_t> serve;
+      window_order(epoch, static_cast<int64_t>(w), static_cast<int64_t>(rows.size()), serve);
+      for (const int64_t k : serve) o.push_back(rows[static_cast<size_t>(k)]);
+    }
     return o;
   }
   Shuffle s;
@@ -85,6 +201,7 @@ Batch DataLoader::build(int64_t b, Shuffle& s) const {
   const int64_t begin = b * opts_.batch_size;
   const int64_t end = std::min(begin + opts_.batch_size, n);
   if (!opts_.shuffle) return source_->range_batch(begin, end);
+  if (block_mode()) return build_blocks(begin, end, s);
   advance(s.perm, s.fixed, s.gen, static_cast<size_t>(n - end));
   std::vector<int64_t> rows(static_cast<size_t>(end - begin));
   for (int64_t k = begin; k < end; ++k) rows[static_cast<size_t>(k - begin)] = s.perm[static_cast<size_t>(n - 1 - k)];

@@ -15,6 +15,19 @@
 // The shuffle is a Fisher-Yates pass run lazily: step i fixes position i (from the last down), so
 // the epoch is served from the last position down and a batch only waits for its own
 // batch_size swaps. A new epoch starts without an O(rows) pause.
+//
+// Block shuffle (shuffle_block > 0), for sources larger than memory (Preprocessor::stream): the
+// rows are cut into blocks of shuffle_block consecutive rows (the last may be shorter). Epoch e
+// puts the blocks in a random order (seeded from (seed, e)), takes them shuffle_window blocks at a
+// time as windows, reads a window's rows into memory (copy_range, block by block) and serves them
+// in a random order (seeded from (seed, e, window)); batches run on across window boundaries. The
+// loader then holds one window (shuffle_block x shuffle_window rows, encoded) and the batches in
+// its queue, never the whole source, and reads the source block by block. The randomness is
+// weaker than a full shuffle: two rows share a batch only when their blocks share a window, and
+// rows of one block always travel together into the same window (with blocks of 65,536 rows and
+// windows of 16 blocks, a batch draws from about 1M rows; a source sorted by time or user mixes
+// only across the blocks of a window). Every row is served exactly once per epoch, and the order
+// depends only on (seed, epoch, shuffle_block, shuffle_window), so resume stays exact.
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -39,6 +52,10 @@ struct LoaderOptions {
   uint64_t seed = defaults::seed;
   bool drop_last = false;  // drop the last, smaller batch of an epoch
   int prefetch = 2;        // batches prepared ahead by the background thread; 0: no thread
+  // Block shuffle (see above): rows per block (0: a full shuffle over all rows) and blocks per
+  // window. Ignored without shuffle (the rows are then read in order, a batch at a time).
+  int64_t shuffle_block = 0;
+  int64_t shuffle_window = 16;
 };
 
 // Where a loader stands: the next batch it hands out is batch `batch` of epoch `epoch`.
@@ -109,9 +126,23 @@ class DataLoader {
     BigVector<int64_t> perm;  // positions >= fixed hold their final rows
     size_t fixed = 0;
     Generator gen{0};
+    // Block shuffle: the epoch's block order, where each window starts (positions; one more entry
+    // than windows), the window held and its rows in serving order.
+    std::vector<int64_t> blocks;
+    std::vector<int64_t> window_start;
+    int64_t window = -1;
+    std::shared_ptr<Dataset> rows;
+    std::vector<int64_t> serve;  // window position -> row of `rows`
   };
   void begin_shuffle(Shuffle& s, int64_t epoch) const;
   Batch build(int64_t batch_index, Shuffle& s) const;
+  bool block_mode() const { return opts_.shuffle && opts_.shuffle_block > 0; }
+  void begin_blocks(Shuffle& s, int64_t epoch) const;
+  // The source rows of window w in buffer order, and the serving permutation of its positions.
+  std::vector<int64_t> window_rows(const Shuffle& s, int64_t w) const;
+  void window_order(int64_t epoch, int64_t w, int64_t n, std::vector<int64_t>& out) const;
+  void load_window(Shuffle& s, int64_t w) const;
+  Batch build_blocks(int64_t begin, int64_t end, Shuffle& s) const;
   void start_worker();
   void stop_worker();
 

@@ -218,9 +218,31 @@ std::string_view trimmed(std::string_view v, bool trim) {
 }  // namespace
 
 void Preprocessor::fit(const ColumnTable& train) {
+  fit_impl(train, [&](int c, Normalizer::Accumulator& acc) {
+    for (int64_t g = 0; g < train.num_groups(); ++g)
+      acc.add(reinterpret_cast<const float*>(train.group_column(g, c)), train.group_rows(g));
+  });
+}
+
+void Preprocessor::fit(const CacheFile& train) {
+  // The same sums in the same order as fit(ColumnTable): one row group at a time, per column.
+  std::vector<uint32_t> buf;
+  fit_impl(train.header(), [&](int c, Normalizer::Accumulator& acc) {
+    for (int64_t at = 0; at < train.rows(); at += ColumnTable::kGroupRows) {
+      const int64_t m = std::min(ColumnTable::kGroupRows, train.rows() - at);
+      buf.resize(static_cast<size_t>(m));
+      train.read(at, m, {c}, buf.data());
+      acc.add(reinterpret_cast<const float*>(buf.data()), m);
+    }
+  });
+}
+
+void Preprocessor::fit_impl(const ColumnTable& train,
+                            const std::function<void(int column, Normalizer::Accumulator& acc)>& dense_values) {
   schema_ = base_;
   vocabs_.clear();
   normalizers_.clear();
+  fitted_ = false;
   // One vocabulary per embedding table: shared features pool their training counts.
   std::map<std::string, std::vector<std::string>> members;
   for (const auto& f : base_.sparse) members[base_.table_owner(f.name)].push_back(f.name);
@@ -241,8 +263,7 @@ void Preprocessor::fit(const ColumnTable& train) {
   for (const auto& f : base_.dense) {
     const int c = column_for(train, f.name, false, "dense feature");
     Normalizer::Accumulator acc;
-    for (int64_t g = 0; g < train.num_groups(); ++g)
-      acc.add(reinterpret_cast<const float*>(train.group_column(g, c)), train.group_rows(g));
+    dense_values(c, acc);
     normalizers_.emplace(f.name, acc.finish(options_.normalization, options_.fill));
   }
   for (const auto& l : base_.labels) train.require(l.column);
@@ -271,6 +292,116 @@ Dataset Preprocessor::transform(const ColumnTable& table) const {
   for (int64_t g = 0; g < ng; ++g)
     enc.encode_group(table, g, g * ColumnTable::kGroupRows, ds.sparse_data(), ds.dense_data(), ds.label_data());
   return ds;
+}
+
+namespace {
+
+// Rows read from a cache file on demand (Preprocessor::stream): only the columns the schema uses,
+// at most one row group at a time, encoded by the same TableEncoder as transform().
+class CacheSource final : public BatchSource {
+ public:
+  CacheSource(const Schema& schema, std::shared_ptr<const CacheFile> file,
+              const std::map<std::string, Vocabulary, std::less<>>& vocabs,
+              const std::map<std::string, Normalizer, std::less<>>& norms)
+      : schema_(schema), file_(std::move(file)) {
+    const ColumnTable& h = file_->header();
+    std::vector<std::string> names;
+    for (const auto& f : schema_.sparse) names.push_back(f.name);
+    for (const auto& f : schema_.dense) names.push_back(f.name);
+    for (const auto& l : schema_.labels) names.push_back(l.column);
+    for (const auto& n : names) {
+      const int c = h.require(n);
+      if (std::find(cols_.begin(), cols_.end(), c) == cols_.end()) cols_.push_back(c);
+    }
+    // The encoder's lookup tables come from the dictionaries (copied for a moment here); the
+    // chunks it encodes later need none (empty ones keep the table well-formed).
+    std::vector<std::shared_ptr<const Dictionary>> dicts;
+    for (const int c : cols_) {
+      specs_.push_back(h.spec(c));
+      dicts.push_back(std::make_shared<const Dictionary>(h.dictionary(c)));
+    }
+    LoadReport rep;
+    rep.source = file_->path();
+    const ColumnTable sub(specs_, std::move(dicts), {}, {}, nullptr, rep);
+    enc_ = std::make_unique<TableEncoder>(schema_, vocabs, norms, sub);
+    dicts_.assign(cols_.size(), std::make_shared<const Dictionary>());
+  }
+  int64_t rows() const override { return file_->rows(); }
+  const Schema& schema() const override { return schema_; }
+
+  void copy_range(int64_t begin, int64_t n, int64_t* S, float* D, float* L) const override {
+    RECHUB_CHECK(begin >= 0 && n >= 0 && begin + n <= rows(),
+                 file_->path() << ": rows [" << begin << ", " << begin + n << ") out of range (" << rows() << " rows)");
+    const auto ns = schema_.sparse.size(), nd = schema_.dense.size(), nl = schema_.labels.size();
+    std::vector<uint32_t> buf;
+    for (int64_t at = begin; at < begin + n;) {
+      // At most 8192 rows at a time (inside one row group): the read buffer stays small.
+      const int64_t next_group = (at / ColumnTable::kGroupRows + 1) * ColumnTable::kGroupRows;
+      const int64_t m = std::min({begin + n, next_group, at + 8192}) - at;
+      const auto o = static_cast<size_t>(at - begin);
+      encode(at, m, buf, S + o * ns, D + o * nd, L + o * nl);
+      at += m;
+    }
+  }
+
+  // Rows in any order: runs of rows in one row group are read as one span, encoded, and the
+  // asked-for rows picked out (a source for ordered or block-shuffled reading, not random rows).
+  void gather(const int64_t* rows, int64_t n, int64_t* S, float* D, float* L) const override {
+    std::vector<std::pair<int64_t, int64_t>> idx(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      RECHUB_CHECK(rows[i] >= 0 && rows[i] < this->rows(),
+                   file_->path() << ": row " << rows[i] << " is out of range (" << this->rows() << " rows)");
+      idx[static_cast<size_t>(i)] = {rows[i], i};
+    }
+    std::sort(idx.begin(), idx.end());
+    const auto ns = schema_.sparse.size(), nd = schema_.dense.size(), nl = schema_.labels.size();
+    std::vector<uint32_t> buf;
+    std::vector<int64_t> s;
+    std::vector<float> d, l;
+    for (size_t a = 0; a < idx.size();) {
+      const int64_t g = idx[a].first / ColumnTable::kGroupRows;
+      size_t b = a;
+      while (b < idx.size() && idx[b].first / ColumnTable::kGroupRows == g) ++b;
+      const int64_t lo = idx[a].first, m = idx[b - 1].first - lo + 1;
+      s.resize(static_cast<size_t>(m) * ns);
+      d.resize(static_cast<size_t>(m) * nd);
+      l.resize(static_cast<size_t>(m) * nl);
+      encode(lo, m, buf, s.data(), d.data(), l.data());
+      for (size_t k = a; k < b; ++k) {
+        const auto r = static_cast<size_t>(idx[k].first - lo), i = static_cast<size_t>(idx[k].second);
+        std::copy_n(s.data() + r * ns, ns, S + i * ns);
+        std::copy_n(d.data() + r * nd, nd, D + i * nd);
+        std::copy_n(l.data() + r * nl, nl, L + i * nl);
+      }
+      a = b;
+    }
+  }
+
+  void will_need(int64_t begin, int64_t n) const override { file_->will_need(begin, n); }
+
+ private:
+  // Rows [at, at + m) inside one row group.
+  void encode(int64_t at, int64_t m, std::vector<uint32_t>& buf, int64_t* S, float* D, float* L) const {
+    buf.resize(static_cast<size_t>(m) * cols_.size());
+    file_->read(at, m, cols_, buf.data());
+    const ColumnTable chunk(specs_, dicts_, {buf.data()}, {m}, nullptr, {});
+    enc_->encode_group(chunk, 0, 0, S, D, L);
+  }
+
+  Schema schema_;
+  std::shared_ptr<const CacheFile> file_;
+  std::vector<int> cols_;  // cache columns read, in the order of specs_ / dicts_
+  std::vector<ColumnSpec> specs_;
+  std::vector<std::shared_ptr<const Dictionary>> dicts_;
+  std::unique_ptr<TableEncoder> enc_;
+};
+
+}  // namespace
+
+std::shared_ptr<const BatchSource> Preprocessor::stream(std::shared_ptr<const CacheFile> file) const {
+  require_fitted("stream");
+  if (!file) throw Error("Preprocessor::stream: no cache file");
+  return std::make_shared<CacheSource>(schema_, std::move(file), vocabs_, normalizers_);
 }
 
 std::shared_ptr<const BatchSource> Preprocessor::view(std::shared_ptr<const ColumnTable> table) const {

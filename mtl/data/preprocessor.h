@@ -9,6 +9,7 @@
 //   Dataset train = prep.transform(train_table), test = prep.transform(test_table);
 //   model_config.features = prep.schema().sparse;   // vocab_size filled in
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
@@ -16,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "rechub/mtl/data/cache.h"
 #include "rechub/mtl/data/column_table.h"
 #include "rechub/mtl/data/csv.h"
 #include "rechub/mtl/data/dataset.h"
@@ -45,6 +47,10 @@ class Preprocessor {
 
   // Fits vocabularies and normalisers on a training table (read with this schema).
   void fit(const ColumnTable& train);
+  // The same from a cache file read in pieces: vocabularies from its dictionaries' counts, the
+  // normalisers from one pass over the dense columns (a row group at a time). Equal to fit() on
+  // the table read from that cache.
+  void fit(const CacheFile& train);
   bool fitted() const { return fitted_; }
 
   // The schema with every SparseFeature::vocab_size final (after fit).
@@ -61,6 +67,11 @@ class Preprocessor {
   Dataset transform(const ColumnTable& table) const;
   // Encodes rows on demand (the table may be a memory-mapped cache larger than memory).
   std::shared_ptr<const BatchSource> view(std::shared_ptr<const ColumnTable> table) const;
+  // Reads and encodes rows from a cache file on demand (pread, a row group at a time): the training
+  // source of the streaming path, its memory bounded by what the loader asks for at once. Random
+  // rows (gather) cost a read of their row groups' spans: pair it with the DataLoader's block
+  // shuffle (LoaderOptions::shuffle_block), which reads blocks of consecutive rows.
+  std::shared_ptr<const BatchSource> stream(std::shared_ptr<const CacheFile> file) const;
   // Raw rows (strings, as in a CSV file) with their header, for prediction. Labels are encoded
   // when the header has every label column, else the batch's labels are [B, 0].
   // With `file` and `lines` (the 1-based line of each row, as RawRows::lines), errors name
@@ -75,6 +86,8 @@ class Preprocessor {
 
  private:
   void require_fitted(const char* what) const;
+  void fit_impl(const ColumnTable& train,
+                const std::function<void(int column, Normalizer::Accumulator& acc)>& dense_values);
 
   Schema base_;    // as given (vocab_size: caps)
   Schema schema_;  // fitted

@@ -17,6 +17,7 @@ class RowRange final : public BatchSource {
   const Schema& schema() const override { return source_->schema(); }
   void gather(const int64_t* rows, int64_t n, int64_t* sparse, float* dense, float* labels) const override;
   void copy_range(int64_t begin, int64_t n, int64_t* sparse, float* dense, float* labels) const override;
+  void will_need(int64_t begin, int64_t n) const override { source_->will_need(begin + begin_, n); }
   int64_t begin() const { return begin_; }
 
  private:

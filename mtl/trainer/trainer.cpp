@@ -492,6 +492,14 @@ nlohmann::json MTLTrainer::run_settings() const {
   if (train_loader_) {
     j["batch_size"] = train_loader_->batch_size;
     j["shuffle_seed"] = train_loader_->seed;
+    // The epoch's row order is a function of the seed, the epoch and this: a resume with another
+    // shuffle (in memory vs --stream, another window) would not see the batches it left off at.
+    if (!train_loader_->shuffle)
+      j["shuffle"] = "none";
+    else if (train_loader_->shuffle_block > 0)
+      j["shuffle"] = {{"block_rows", train_loader_->shuffle_block}, {"window_blocks", train_loader_->shuffle_window}};
+    else
+      j["shuffle"] = "full";
     j["train_rows"] = train_rows_;
   }
   for (auto it = opts_.run_identity.begin(); it != opts_.run_identity.end(); ++it) j[it.key()] = it.value();

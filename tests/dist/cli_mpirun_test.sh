@@ -8,6 +8,8 @@
 #   sharded     --shard-embeddings: the same test metrics as the replicated 2-rank run, its checkpoint
 #               evaluated by one process gives the run's metrics, resume 2 sharded ranks -> 1 process
 #               -> 2 sharded ranks, and the flag's refusals (one process, --device cuda)
+#   stream      --stream: rank 0 builds the cache, every rank reads its rows of it; the run's
+#               checkpoint, evaluated by one process, gives the run's test metrics
 set -u
 case_name=$1
 rechub=$2
@@ -134,6 +136,27 @@ PY
   "${mpirun[@]}" "$rechub" train "${common[@]}" --epochs 1 --shard-embeddings --device cuda --out "$tmp/cuda" \
       >/dev/null 2>"$tmp/err5.txt" && fail "--shard-embeddings --device cuda was accepted"
   grep -q -- '--shard-embeddings trains on the CPU only' "$tmp/err5.txt" || { cat "$tmp/err5.txt"; fail "refusal (cuda)"; }
+  ;;
+stream)
+  cp "$D"/ali_ccp_*.csv "$tmp/" || fail "copy"
+  "${mpirun[@]}" "$rechub" train --train "$tmp/ali_ccp_train.csv" --val "$tmp/ali_ccp_val.csv" \
+      --test "$tmp/ali_ccp_test.csv" --tasks click,purchase --model mmoe --expert-units 16,8 --num-experts 2 \
+      --tower-units 8 --embed-dim 4 --batch-size 128 --threads 1 --epochs 2 --stream --shuffle-window 1000 \
+      --out "$tmp/run" >"$tmp/out.txt" 2>"$tmp/err.txt" || { cat "$tmp/err.txt"; fail "mpirun train --stream exited $?"; }
+  [ "$(grep -c '^epoch 2/2' "$tmp/err.txt")" = 1 ] || { cat "$tmp/err.txt"; fail "progress was not printed exactly once"; }
+  ls "$tmp"/ali_ccp_train.csv.*.rhcache >/dev/null 2>&1 || fail "no cache of the training file was written"
+  "$rechub" eval --model "$tmp/run/model.safetensors" --data "$D/ali_ccp_test.csv" --json \
+      >"$tmp/eval.json" 2>"$tmp/eval.err" || { cat "$tmp/eval.err"; fail "eval"; }
+  "$py" - "$tmp/run/test_metrics.json" "$tmp/eval.json" <<'PY' || fail "eval metrics differ from the run's"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+assert a["rows"] == b["rows"] and a["rows"] > 0, (a["rows"], b["rows"])
+for t, m in a["tasks"].items():
+    for k in ("auc", "logloss"):
+        x, y = m[k], b["tasks"][t][k]
+        assert abs(x - y) <= 1e-9 * max(1.0, abs(y)), (t, k, x, y)
+print("eval of the 2-rank --stream checkpoint in one process:", b["tasks"])
+PY
   ;;
 *)
   fail "unknown case $case_name"
