@@ -17,9 +17,10 @@
 #include "rechub/mtl/data/load.h"
 #include "rechub/mtl/data/loader.h"
 #include "rechub/mtl/data/row_range.h"
-#include "rechub/mtl/data/synthetic.h"
+#include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/trainer/model_builder.h"
 #include "rechub/mtl/trainer/trainer.h"
+#include "support/test_util.h"
 
 namespace rechub::data {
 namespace {
@@ -288,12 +289,12 @@ TEST(Stream, ResumeIsExact) {
   }
   {
     o.out_dir = b.string();
-    o.stop_after_batches = 5 + 2;
+    o.on_batch = ::rechub::testing::stop_after_batches(5 + 2);  // 5 batches an epoch: stops in epoch 2
     trainer::MTLTrainer t(model(), o);
     DataLoader train(rows, lo);
     EXPECT_THROW(t.fit(train), Error);
   }
-  o.stop_after_batches = -1;
+  o.on_batch = nullptr;
   o.resume = true;
   {
     // Another window: refused, naming the shuffle.
