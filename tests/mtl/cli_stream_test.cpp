@@ -15,30 +15,20 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Shell {
-  int code = -1;
-  std::string out;
-};
+using Shell = testing::CliResult;
 
 // `rechub args` under `ulimit -v kib` (0: no limit), one thread, one malloc arena and a fixed
 // mmap threshold (so that the address space is the data's, not per-thread reservations or freed
 // blocks kept in the heap).
-[[maybe_unused]] Shell run_limited(int64_t kib, const std::string& args) {
-  Shell r;
+[[maybe_unused]] Shell run_limited([[maybe_unused]] int64_t kib, [[maybe_unused]] const std::string& args) {
 #ifdef RECHUB_CLI
   const std::string limit = kib > 0 ? "ulimit -v " + std::to_string(kib) + "; " : "";
-  const std::string cmd = "sh -c '" + limit +
-                          "OMP_NUM_THREADS=1 MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=131072 exec " + RECHUB_CLI +
-                          " " + args + "' 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = ::pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return testing::run_shell("sh -c '" + limit +
+                            "OMP_NUM_THREADS=1 MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=131072 exec " + RECHUB_CLI +
+                            " " + args + "' 2>&1");
+#else
+  return {};
 #endif
-  return r;
 }
 
 class RechubStream : public ::testing::Test {

@@ -14,11 +14,9 @@ struct CliResult {
   std::string out;  // stdout and stderr together
 };
 
-// `env`: assignments ("NAME=value ...") placed before the command; empty for none.
-inline CliResult run_cli_env([[maybe_unused]] const std::string& env, [[maybe_unused]] const std::string& args) {
+// Runs a shell command line and collects its exit and its output (give it its own 2>&1).
+inline CliResult run_shell(const std::string& cmd) {
   CliResult r;
-#ifdef RECHUB_CLI
-  const std::string cmd = (env.empty() ? std::string() : "env " + env + " ") + RECHUB_CLI + " " + args + " 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;
   char buf[4096];
@@ -27,8 +25,16 @@ inline CliResult run_cli_env([[maybe_unused]] const std::string& env, [[maybe_un
   const int st = ::pclose(p);
   r.signaled = WIFSIGNALED(st);
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-#endif
   return r;
+}
+
+// `env`: assignments ("NAME=value ...") placed before the command; empty for none.
+inline CliResult run_cli_env([[maybe_unused]] const std::string& env, [[maybe_unused]] const std::string& args) {
+#ifdef RECHUB_CLI
+  return run_shell((env.empty() ? std::string() : "env " + env + " ") + RECHUB_CLI + " " + args + " 2>&1");
+#else
+  return {};
+#endif
 }
 
 inline CliResult run_cli(const std::string& args) { return run_cli_env("", args); }
