@@ -72,7 +72,8 @@ command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S "$root" -B "$out/lib" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" "${launcher[@]}" \
       -DCMAKE_CXX_FLAGS="-fno-omit-frame-pointer ${san[*]} -fsanitize=fuzzer-no-link" \
-      -DRECHUB_CUDA=OFF -DRECHUB_BUILD_TESTS=OFF -DRECHUB_BUILD_BENCH=OFF -DRECHUB_BUILD_EXAMPLES=OFF > "$out/lib.log" 2>&1 &&
+      -DRECHUB_CUDA=OFF -DRECHUB_MPI=OFF -DRECHUB_ONNX=OFF -DRECHUB_PYTHON_PACKAGE=OFF -DRECHUB_BUILD_TESTS=OFF \
+      -DRECHUB_BUILD_BENCH=OFF -DRECHUB_BUILD_EXAMPLES=OFF > "$out/lib.log" 2>&1 &&
   cmake --build "$out/lib" -j"$jobs" --target rechub >> "$out/lib.log" 2>&1 ||
   { echo "fuzz: cannot build the library (log: $out/lib.log)" >&2; tail -30 "$out/lib.log" >&2; exit 1; }
 lib_link=("$out/lib/librechub.a" -fopenmp -lz -lzstd -lpthread)
