@@ -295,7 +295,8 @@ json read_json_file(const std::string& path) {
   ss << in.rdbuf();
   try {
     return json::parse(ss.str());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error for bad syntax, out_of_range for a number that does not fit (say 1e99999).
     throw Error(path + ": not valid JSON: " + e.what());
   }
 }

@@ -86,6 +86,10 @@ for t in "${lib_targets[@]}" make_model_seeds; do
 done
 "$out/make_model_seeds" "$out/corpus" || { echo "fuzz: model seed writer failed" >&2; exit 1; }
 fi
+# Inputs that once crashed a target (tests/fuzz/regressions/<corpus>/) start every run again.
+for d in "$root"/tests/fuzz/regressions/*/; do
+  [[ -d $d ]] && mkdir -p "$out/corpus/$(basename "$d")" && cp "$d"* "$out/corpus/$(basename "$d")/"
+done
 
 status=0
 for t in csv_fuzz cache_fuzz "${lib_targets[@]}"; do

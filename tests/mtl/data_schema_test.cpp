@@ -127,6 +127,18 @@ TEST(Schema, JsonShorthandAndErrorsNameTheOrigin) {
             std::string::npos);
 }
 
+TEST(Schema, AFileThatIsNotJsonIsAnErrorNamingIt) {
+  // Found by vocabulary_fuzz: a number too large for a double is nlohmann's out_of_range, not a
+  // parse_error; both must become a rechub::Error naming the file, never std::terminate.
+  const std::string path = ::testing::TempDir() + "rechub_schema_bad_" + std::to_string(::getpid()) + ".json";
+  for (const char* text : {"69898069898576525e576525e}", "{\"sparse\": [", "1e99999"}) {
+    std::ofstream(path) << text;
+    const std::string e = error_of([&] { load_schema(path); });
+    EXPECT_NE(e.find(path + ": not valid JSON"), std::string::npos) << text << " -> " << e;
+  }
+  fs::remove(path);
+}
+
 TEST(Schema, PredicateLabelsSurviveJsonOnlyAsARefusal) {
   const Schema s{
       .sparse = {{.name = "a"}},
