@@ -3,7 +3,9 @@
 #include <zlib.h>
 
 #include <cstdio>
+#include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <tuple>
@@ -77,7 +79,9 @@ void check_integrity(const SafetensorsFile& st, bool with_data, std::vector<std:
   }
   if (with_data) {
     auto d = md.find(kDataSumKey);
-    const std::string got = crc_str(crc32_update(0, st.data(), st.data_size()));
+    uint32_t crc = 0;
+    st.for_each_data_piece([&](const char* p, size_t n) { crc = crc32_update(crc, p, n); });
+    const std::string got = crc_str(crc);
     if (d == md.end())
       problems.push_back("the data checksum ('" + std::string(kDataSumKey) + "') is missing");
     else if (d->second != got)
@@ -101,9 +105,10 @@ nlohmann::json parse_record(const SafetensorsFile& st, const char* key, bool req
   }
 }
 
-SafetensorsFile open_checkpoint(const std::string& path, bool with_data) {
+// The header parsed and the file kept open: the data is read from it in pieces or a tensor at a time.
+SafetensorsFile open_checkpoint(const std::string& path) {
   try {
-    return with_data ? read_safetensors_file(path) : read_safetensors_header(path);
+    return read_safetensors_header(path);
   } catch (const Error& e) {
     RECHUB_FAIL("cannot load checkpoint: " << e.what());
   }
@@ -126,24 +131,32 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
                      const nlohmann::json& metadata, const RowShards& shards) {
   const bool sharded = shards.active();
   const bool writes = !sharded || shards.comm->rank() == 0;
-  // A sharded parameter (or its per-row optimizer state) whole, on rank 0; every rank takes part.
-  auto whole = [&](const std::string& param, const Tensor& t) {
-    if (!sharded || t.dim() == 0) return t;
-    auto it = shards.rows.find(param);
-    if (it == shards.rows.end()) return t;
-    return gather_row_shards(*shards.comm, t, it->second, 0);
+  // What goes into the file, in order: a tensor whole, or (rows >= 0) this rank's row shard of a
+  // table of `rows` rows, which every rank streams to rank 0 in blocks (for_each_gathered_rows).
+  struct Item {
+    std::string name;
+    Tensor t;
+    int64_t rows = -1;
   };
-  NamedTensorList tensors;
+  std::vector<Item> items;
+  auto add = [&](const std::string& name, const std::string& param, const Tensor& t) {
+    int64_t rows = -1;
+    if (sharded && t.dim() >= 1) {
+      auto it = shards.rows.find(param);
+      if (it != shards.rows.end()) rows = it->second;
+    }
+    items.push_back({name, t.device().is_cpu() ? t : t.to(Device::cpu()), rows});
+  };
   nlohmann::json pnames = nlohmann::json::array();
   for (const auto& [name, t] : model.named_parameters()) {
-    tensors.emplace_back(name, whole(name, t.detach()));
+    add(name, name, t.detach());
     pnames.push_back(name);
   }
-  for (const auto& [name, t] : model.named_buffers()) tensors.emplace_back(name, t);
-  for (const auto& [name, t] : tensors)
-    RECHUB_CHECK(name.rfind(kOptimPrefix, 0) != 0, "save_checkpoint: model tensor '"
-                                                       << name << "' starts with '" << kOptimPrefix
-                                                       << "', which is reserved for optimizer state");
+  for (const auto& [name, t] : model.named_buffers()) add(name, name, t);
+  for (const auto& it : items)
+    RECHUB_CHECK(it.name.rfind(kOptimPrefix, 0) != 0, "save_checkpoint: model tensor '"
+                                                          << it.name << "' starts with '" << kOptimPrefix
+                                                          << "', which is reserved for optimizer state");
   std::map<std::string, std::string> md;
   md["format"] = "pt";
   md["rechub.format"] = "rechub-checkpoint";
@@ -153,18 +166,58 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
   if (optimizer) {
     const ParamNames names = param_names(model);
     md[kOptimKey] = optimizer->config_json(&names).dump();
-    for (auto& [name, t] : optimizer->state_tensors(&names))
-      tensors.emplace_back(kOptimPrefix + name, whole(state_owner(name), t));
+    for (auto& [name, t] : optimizer->state_tensors(&names)) add(kOptimPrefix + name, state_owner(name), t);
   }
-  if (!writes) return;
-  // CPU copies once, so the checksum and the file see the same bytes.
-  for (auto& [name, t] : tensors)
-    if (!t.device().is_cpu()) t = t.to(Device::cpu());
+  std::vector<SafetensorsSpec> specs;
+  for (const auto& it : items) {
+    Shape s = it.t.shape();
+    if (it.rows >= 0) s[0] = it.rows;
+    specs.push_back({it.name, it.t.dtype(), s});
+  }
+  // The header's checksum leaves both checksum entries out, so it is known now; the data's is
+  // written over its placeholder (same length) once the data has gone through.
+  md[kDataSumKey] = crc_str(0);
+  md[kHeaderSumKey] = crc_str(header_crc(safetensors_header(specs, md)));
+  // Rank 0 streams the tensors into the file; a failure there (a full disk, say) is kept until
+  // every rank has finished its part of the gathers, so that no rank is left waiting in one.
+  std::unique_ptr<SafetensorsWriter> w;
+  std::string failure;
   uint32_t data_crc = 0;
-  for (const auto& [name, t] : tensors) data_crc = crc32_update(data_crc, t.raw_data(), t.nbytes());
-  md[kHeaderSumKey] = crc_str(header_crc(safetensors_header(tensors, md)));
-  md[kDataSumKey] = crc_str(data_crc);
-  write_safetensors(path, tensors, md);
+  auto guarded = [&](const std::function<void()>& f) {
+    if (!writes || !failure.empty()) return;
+    try {
+      f();
+    } catch (const Error& e) {
+      failure = e.what();
+    }
+  };
+  guarded([&] { w = std::make_unique<SafetensorsWriter>(path, specs, md); });
+  auto sink = [&](const void* p, size_t n) {
+    guarded([&] {
+      w->append(p, n);
+      data_crc = crc32_update(data_crc, p, n);
+    });
+  };
+  for (const auto& it : items) {
+    if (it.rows < 0)
+      sink(it.t.raw_data(), it.t.nbytes());
+    else
+      for_each_gathered_rows(*shards.comm, it.t, it.rows, 0, [&](const char* bytes, int64_t, int64_t n) {
+        sink(bytes, static_cast<size_t>(n) * (it.t.nbytes() / static_cast<size_t>(std::max<int64_t>(1, it.t.size(0)))));
+      });
+  }
+  guarded([&] {
+    w->set_metadata(kDataSumKey, crc_str(data_crc));
+    w->commit();
+  });
+  w.reset();  // an uncommitted temporary file is removed here
+  if (sharded) {
+    int64_t ok = failure.empty() ? 1 : 0;
+    shards.comm->broadcast(&ok, 1, 0);
+    RECHUB_CHECK(writes || ok == 1,
+                 "save_checkpoint: rank 0 could not write '" << path << "' (its error ends the run)");
+  }
+  if (!failure.empty()) throw Error(failure);
 }
 
 nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer* optimizer) {
@@ -180,7 +233,9 @@ nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer
     auto it = shards.rows.find(param);
     return it == shards.rows.end() ? -1 : it->second;
   };
-  const SafetensorsFile st = open_checkpoint(path, true);
+  // The header, then the data read from the open file: once for its checksum and once into the
+  // tensors, a piece or a tensor at a time, so that a sharded table is never whole in memory.
+  const SafetensorsFile st = open_checkpoint(path);
   std::vector<std::string> problems;
   check_integrity(st, true, problems);
   nlohmann::json record = parse_record(st, kRecordKey, true, problems);
@@ -192,23 +247,19 @@ nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer
   auto expect = [&](const std::string& name, const Tensor& local, const char* what) {
     expected.insert(name);
     const int64_t rows = whole_rows(name);
-    Tensor t = local;
-    if (rows >= 0) {  // the file holds the whole table
-      Shape s = local.shape();
-      s[0] = rows;
-      t = empty(s, {.dtype = local.dtype()});
-    }
+    Shape shape = local.shape();
+    if (rows >= 0) shape[0] = rows;  // the file holds the whole table
     auto it = in_file.find(name);
     if (it == in_file.end()) {
-      problems.push_back(std::string("missing ") + what + " '" + name + "' " + shape_str(t.shape()) + " " +
-                         dtype_name(t.dtype()));
+      problems.push_back(std::string("missing ") + what + " '" + name + "' " + shape_str(shape) + " " +
+                         dtype_name(local.dtype()));
       return;
     }
     const auto& e = st.entries[it->second];
-    if (e.shape != t.shape() || e.dtype != t.dtype()) {
+    if (e.shape != shape || e.dtype != local.dtype()) {
       problems.push_back(std::string(what) + " '" + name + "': the checkpoint has " + shape_str(e.shape) + " " +
-                         dtype_name(e.dtype) + ", the model expects " + shape_str(t.shape()) + " " +
-                         dtype_name(t.dtype()));
+                         dtype_name(e.dtype) + ", the model expects " + shape_str(shape) + " " +
+                         dtype_name(local.dtype()));
       return;
     }
     copies.emplace_back(local, it->second, rows >= 0);
@@ -232,10 +283,10 @@ nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer
       for (size_t i = 0; i < st.entries.size(); ++i)
         if (st.entries[i].name.rfind(kOptimPrefix, 0) == 0) {
           const std::string name = st.entries[i].name.substr(std::string(kOptimPrefix).size());
-          Tensor t = st.tensor(i);
+          const auto& e = st.entries[i];
           const int64_t rows = whole_rows(state_owner(name));
-          if (rows >= 0 && t.dim() >= 1 && t.size(0) == rows) t = row_shard_of(t, rank, world);  // this rank's rows
-          optim_state.emplace_back(name, t);
+          const bool of_rows = rows >= 0 && !e.shape.empty() && e.shape[0] == rows;
+          optim_state.emplace_back(name, of_rows ? st.rows(i, rank, world) : st.tensor(i));  // this rank's rows
         }
       try {
         for (auto& p : optimizer->check_state(optim_state, optim_record, &names)) problems.push_back(p);
@@ -252,7 +303,14 @@ nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer
     NoGradGuard ng;
     for (auto& [t, i, rows_of] : copies) {
       Tensor dst = t;
-      dst.copy_(rows_of ? row_shard_of(st.tensor(i), rank, world) : st.tensor(i));
+      if (dst.device().is_cpu()) {  // straight into the model's tensor: no second copy of a table
+        if (rows_of)
+          st.rows_into(i, rank, world, dst);
+        else
+          st.tensor_into(i, dst);
+      } else {
+        dst.copy_(st.tensor(i));
+      }
     }
   }
   if (optimizer) optimizer->load_state(optim_state, optim_record, &names);
@@ -260,7 +318,7 @@ nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer
 }
 
 nlohmann::json read_checkpoint_metadata(const std::string& path) {
-  const SafetensorsFile st = open_checkpoint(path, false);
+  const SafetensorsFile st = open_checkpoint(path);
   std::vector<std::string> problems;
   check_integrity(st, false, problems);
   nlohmann::json record = parse_record(st, kRecordKey, true, problems);
@@ -268,8 +326,8 @@ nlohmann::json read_checkpoint_metadata(const std::string& path) {
   return record;
 }
 
-CheckpointContents read_checkpoint(const std::string& path) {
-  const SafetensorsFile st = open_checkpoint(path, true);
+CheckpointContents read_checkpoint(const std::string& path, const RowShards& shards) {
+  const SafetensorsFile st = open_checkpoint(path);
   std::vector<std::string> problems;
   check_integrity(st, true, problems);
   CheckpointContents c;
@@ -280,12 +338,24 @@ CheckpointContents read_checkpoint(const std::string& path) {
   if (pn.is_array())
     for (const auto& n : pn)
       if (n.is_string()) c.parameter_names.push_back(n.get<std::string>());
+  // A table in shards.rows (or its optimizer state) as this rank's rows: read row by row.
+  auto read = [&](size_t i, const std::string& param) {
+    const auto& e = st.entries[i];
+    if (shards.active()) {
+      auto it = shards.rows.find(param);
+      if (it != shards.rows.end() && !e.shape.empty() && e.shape[0] == it->second)
+        return st.rows(i, shards.comm->rank(), shards.comm->size());
+    }
+    return st.tensor(i);
+  };
   for (size_t i = 0; i < st.entries.size(); ++i) {
     const std::string& n = st.entries[i].name;
-    if (n.rfind(kOptimPrefix, 0) == 0)
-      c.optimizer_state.emplace_back(n.substr(std::string(kOptimPrefix).size()), st.tensor(i));
-    else
-      c.tensors.emplace_back(n, st.tensor(i));
+    if (n.rfind(kOptimPrefix, 0) == 0) {
+      const std::string name = n.substr(std::string(kOptimPrefix).size());
+      c.optimizer_state.emplace_back(name, read(i, state_owner(name)));
+    } else {
+      c.tensors.emplace_back(n, read(i, n));
+    }
   }
   return c;
 }

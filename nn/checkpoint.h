@@ -49,16 +49,20 @@ struct RowShards {
 void save_checkpoint(const std::string& path, const Module& model, const Optimizer* optimizer = nullptr,
                      const nlohmann::json& metadata = nlohmann::json::object());
 // With active shards every rank calls it: the sharded parameters and their optimizer state
-// (exp_avg, exp_avg_sq, sum, momentum_buffer) are gathered on rank 0 (in chunks:
-// nn::gather_row_shards), which alone writes the file. The other tensors are rank 0's.
+// (exp_avg, exp_avg_sq, sum, momentum_buffer) are streamed to rank 0 in blocks of rows
+// (nn::for_each_gathered_rows), which alone writes the file, block by block: no rank ever holds a
+// whole table. The other tensors are rank 0's. A failure to write on rank 0 throws there and, after
+// the gathers, on every other rank too. (Without shards too, the file is written tensor by tensor,
+// never serialised whole in memory.)
 void save_checkpoint(const std::string& path, const Module& model, const Optimizer* optimizer,
                      const nlohmann::json& metadata, const RowShards& shards);
 
 // Restores the model (and the optimizer when given: then the file must hold its state) and
 // returns the metadata record.
 nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer* optimizer = nullptr);
-// With active shards each rank reads the whole file and keeps its rows of the sharded parameters
-// and of their optimizer state (the file holds them whole, as every checkpoint does).
+// With active shards each rank reads only its rows of the sharded parameters and of their
+// optimizer state (the file holds them whole, as every checkpoint does), a piece of at most 16 MiB
+// at a time; the data checksum is computed over the file in pieces as well.
 nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer* optimizer, const RowShards& shards);
 
 // The metadata record alone: reads only the header, checks the format version and the header
@@ -74,6 +78,8 @@ struct CheckpointContents {
   nlohmann::json optimizer;         // the optimizer record (null when absent)
   std::vector<std::string> parameter_names;
 };
-CheckpointContents read_checkpoint(const std::string& path);
+// With active shards, a table named in shards.rows (and its optimizer state) comes as this rank's
+// rows, read without the whole table in memory; every other tensor whole.
+CheckpointContents read_checkpoint(const std::string& path, const RowShards& shards = {});
 
 }  // namespace rechub::nn

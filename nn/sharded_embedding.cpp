@@ -112,28 +112,25 @@ Tensor sharded_lookup(const std::shared_ptr<dist::Communicator>& comm_ptr, const
                 });
 }
 
-Tensor gather_row_shards(dist::Communicator& comm, const Tensor& shard_in, int64_t rows, int root) {
+void for_each_gathered_rows(dist::Communicator& comm, const Tensor& shard, int64_t rows, int root,
+                            const std::function<void(const char*, int64_t, int64_t)>& emit) {
   const int N = comm.size(), rank = comm.rank();
-  RECHUB_CHECK(shard_in.device().is_cpu() && shard_in.dim() >= 1 && shard_in.size(0) == row_shard_rows(rows, rank, N),
-               "gather_row_shards: rank " << rank << " holds " << shard_in.size(0) << " rows of a " << rows
+  RECHUB_CHECK(shard.device().is_cpu() && shard.dim() >= 1 && shard.size(0) == row_shard_rows(rows, rank, N),
+               "gather_row_shards: rank " << rank << " holds " << shard.size(0) << " rows of a " << rows
                                           << "-row table; expected " << row_shard_rows(rows, rank, N));
-  RECHUB_CHECK(shard_in.dtype() == DType::f32 || shard_in.dtype() == DType::f64 || shard_in.dtype() == DType::i64,
+  RECHUB_CHECK(shard.dtype() == DType::f32 || shard.dtype() == DType::f64 || shard.dtype() == DType::i64,
                "gather_row_shards: f32, f64 or i64 rows only");
-  const Tensor& shard = shard_in;
   const dist::Elem e = shard.dtype() == DType::f32   ? dist::Elem::f32
                        : shard.dtype() == DType::f64 ? dist::Elem::f64
                                                      : dist::Elem::i64;
   const size_t es = dist::elem_size(e);
   const int64_t width = rows > 0 ? shard.numel() / std::max<int64_t>(1, shard.size(0)) : 0;
-  Shape full_shape = shard.shape();
-  full_shape[0] = rows;
-  Tensor full;
-  if (rank == root) full = empty(full_shape, {.dtype = shard.dtype()});
-  // Chunks of K local rows per rank (global rows [c·N, (c+K)·N)), K·width at most 2^24 elements.
-  const int64_t K = std::max<int64_t>(1, (int64_t{1} << 24) / std::max<int64_t>(1, width));
+  const size_t row_bytes = static_cast<size_t>(width) * es;
+  // Chunks of K local rows per rank (global rows [c·N, (c+K)·N)), K·width at most 2^20 elements.
+  const int64_t K = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, width));
   const int64_t local_max = row_shard_rows(rows, 0, N);
   const auto* mine = static_cast<const char*>(shard.raw_data());
-  std::vector<char> buf;
+  std::vector<char> buf, block;
   for (int64_t c = 0; c < local_max; c += K) {
     std::vector<int64_t> send(static_cast<size_t>(N), 0), recv(static_cast<size_t>(N), 0);
     auto take = [&](int q) { return std::max<int64_t>(0, std::min(c + K, row_shard_rows(rows, q, N)) - c); };
@@ -143,17 +140,33 @@ Tensor gather_row_shards(dist::Communicator& comm, const Tensor& shard_in, int64
     int64_t total = 0;
     for (int64_t x : recv) total += x;
     buf.resize(static_cast<size_t>(total) * es);
-    comm.alltoallv_raw(mine + static_cast<size_t>(c * width) * es, send, buf.data(), recv, e);
+    comm.alltoallv_raw(mine + static_cast<size_t>(c) * row_bytes, send, buf.data(), recv, e);
     if (rank != root) continue;
-    auto* out = static_cast<char*>(full.raw_data());
+    // Global rows [c·N, c·N + n): rank q's local row c + i is global row (c + i)·N + q.
+    const int64_t first = c * N, n = std::min(rows, (c + K) * N) - first;
+    block.resize(static_cast<size_t>(n) * row_bytes);
     size_t at = 0;
     for (int q = 0; q < N; ++q)
       for (int64_t i = 0; i < take(q); ++i) {
-        const int64_t global = (c + i) * N + q;
-        std::memcpy(out + static_cast<size_t>(global * width) * es, buf.data() + at, static_cast<size_t>(width) * es);
-        at += static_cast<size_t>(width) * es;
+        std::memcpy(block.data() + static_cast<size_t>(i * N + q) * row_bytes, buf.data() + at, row_bytes);
+        at += row_bytes;
       }
+    emit(block.data(), first, n);
   }
+}
+
+Tensor gather_row_shards(dist::Communicator& comm, const Tensor& shard, int64_t rows, int root) {
+  Tensor full;
+  if (comm.rank() == root) {
+    Shape full_shape = shard.shape();
+    full_shape[0] = rows;
+    full = empty(full_shape, {.dtype = shard.dtype()});
+  }
+  const size_t row_bytes = full.defined() && rows > 0 ? full.nbytes() / static_cast<size_t>(rows) : 0;
+  for_each_gathered_rows(comm, shard, rows, root, [&](const char* bytes, int64_t first, int64_t n) {
+    std::memcpy(static_cast<char*>(full.raw_data()) + static_cast<size_t>(first) * row_bytes, bytes,
+                static_cast<size_t>(n) * row_bytes);
+  });
   return full;
 }
 

@@ -24,6 +24,7 @@
 // The models' embedding arenas are sharded with the same pieces (EmbeddingCollection with
 // EmbeddingOptions::shards, nn/embedding.h; `rechub train --shard-embeddings`).
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "rechub/core/dist/communicator.h"
@@ -48,6 +49,12 @@ double sharded_lookup_seconds();
 // `root` a new [rows, ...] tensor, elsewhere an undefined one. Every rank calls it; the rows travel
 // in chunks (alltoallv to the root), so no rank but the root holds more than its shard and a chunk.
 Tensor gather_row_shards(dist::Communicator& comm, const Tensor& shard, int64_t rows, int root = 0);
+// The same rows without the whole table anywhere: on `root`, emit(bytes, first_row, n_rows) is
+// called with consecutive blocks of the table's rows in order (rows [first_row, first_row +
+// n_rows), each block at most 2^20 elements per rank); every rank calls it. What save_checkpoint
+// streams into the file.
+void for_each_gathered_rows(dist::Communicator& comm, const Tensor& shard, int64_t rows, int root,
+                            const std::function<void(const char* bytes, int64_t first_row, int64_t n_rows)>& emit);
 // This rank's rows of a whole table `full` [rows, ...] (a copy): rows rank, rank+N, ...
 Tensor row_shard_of(const Tensor& full, int rank, int world);
 

@@ -606,12 +606,8 @@ bool MTLTrainer::load_checkpoint() {
   if (st.contains("model_dropout_generator")) gen_load(model_->dropout_generator(), st.at("model_dropout_generator"));
   if (best_epoch_ >= 0 && fs::exists(path("best.safetensors"))) {
     best_state_.clear();
-    const auto contents = nn::read_checkpoint(path("best.safetensors"));
-    for (const auto& [name, t] : contents.tensors) {
-      const bool rows = row_shards_.active() && row_shards_.rows.count(name) > 0;  // this rank's rows of it
-      best_state_.emplace_back(name,
-                               rows ? nn::row_shard_of(t, row_shards_.comm->rank(), row_shards_.comm->size()) : t);
-    }
+    // A sharded table comes as this rank's rows, read without the whole table in memory.
+    best_state_ = nn::read_checkpoint(path("best.safetensors"), row_shards_).tensors;
   }
   return true;
 }

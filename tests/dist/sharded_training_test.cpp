@@ -9,13 +9,16 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "rechub/core/rng.h"
+#include "rechub/core/storage.h"
 #include "rechub/mtl/data/dataset.h"
 #include "rechub/mtl/data/loader.h"
 #include "rechub/mtl/data/row_range.h"
@@ -339,8 +342,11 @@ int64_t vm_size_bytes() {
 
 // An MMoE whose feature has 2M rows x 16 (122 MiB of f32) under an address-space limit of 100 MiB
 // beyond what each rank has mapped: one process cannot build the model; sharded over 2 ranks
-// (61 MiB each) it trains with row-sparse SGD (no per-row optimizer state).
-TEST(ShardedModelMemory, AModelWhoseTableNoSingleRankCouldHoldTrainsUnderAMemoryLimit) {
+// (61 MiB each) it trains with row-sparse SGD (no per-row optimizer state), writes its checkpoint
+// (one file with the whole table, streamed to rank 0 in blocks) and loads it back into a fresh
+// sharded model, all under the limit. After the limit is lifted, the file read whole must hold
+// each rank's rows where row_shard_of says.
+TEST(ShardedModelMemory, AModelWhoseTableNoSingleRankCouldHoldTrainsAndCheckpointsUnderAMemoryLimit) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "the sanitizers' shadow memory does not live under an address-space limit";
 #endif
@@ -365,6 +371,8 @@ TEST(ShardedModelMemory, AModelWhoseTableNoSingleRankCouldHoldTrainsUnderAMemory
         "mmoe", models::features_from_schema(s), s.task_names(), {},
         {.expert_units = {8}, .num_experts = 2, .tower_units = {4}, .embedding_shards = shards});
   };
+  const SharedDir dir;  // before the limit: it broadcasts and creates the folder
+  const std::string ck = dir / "big.safetensors";
   const int64_t vm = vm_size_bytes();
   ASSERT_GT(vm, 0);
   rlimit old{};
@@ -373,28 +381,61 @@ TEST(ShardedModelMemory, AModelWhoseTableNoSingleRankCouldHoldTrainsUnderAMemory
   lim.rlim_cur = static_cast<rlim_t>(vm + budget);
   if (old.rlim_max != RLIM_INFINITY && lim.rlim_cur > old.rlim_max) lim.rlim_cur = old.rlim_max;
   ASSERT_EQ(setrlimit(RLIMIT_AS, &lim), 0);
-  bool whole_refused = false, trained = false;
+  bool whole_refused = false, trained = false, reloaded = false;
+  std::shared_ptr<models::MultiTaskModel> fresh;
+  auto fnv = [](const Tensor& t) {  // FNV-1a of a tensor's bytes
+    uint64_t h = 1469598103934665603ull;
+    const auto* p = static_cast<const unsigned char*>(t.raw_data());
+    for (size_t i = 0; i < t.nbytes(); ++i) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+  };
   try {
     try {
       build(nullptr);
     } catch (const std::exception&) {
       whole_refused = true;
     }
-    auto m = build(world_ptr());
-    trainer::MTLTrainer t(m, {.optimizer_params = {.lr = 0.1, .kind = trainer::OptimizerKind::sgd},
-                              .n_epochs = 2,
-                              .progress = false,
-                              .communicator = world_ptr(),
-                              .gate_diagnostics = false});
-    data::DataLoader l(data::rank_rows(rows, w.rank(), w.size()), {.batch_size = 8, .shuffle = false, .prefetch = 0});
-    t.fit(l);
-    trained = t.history().size() == 2 && std::isfinite(t.history()[1].train_loss[0]);
+    std::map<std::string, uint64_t> saved;
+    {
+      auto m = build(world_ptr());
+      trainer::MTLTrainer t(m, {.optimizer_params = {.lr = 0.1, .kind = trainer::OptimizerKind::sgd},
+                                .n_epochs = 2,
+                                .progress = false,
+                                .communicator = world_ptr(),
+                                .gate_diagnostics = false});
+      data::DataLoader l(data::rank_rows(rows, w.rank(), w.size()), {.batch_size = 8, .shuffle = false, .prefetch = 0});
+      t.fit(l);
+      trained = t.history().size() == 2 && std::isfinite(t.history()[1].train_loss[0]);
+      nn::save_checkpoint(ck, *m, nullptr, {{"note", "2M rows"}},
+                          {.comm = world_ptr(), .rows = m->embedding().row_shards("embedding.")});
+      for (const auto& [name, p] : m->named_parameters()) saved[name] = fnv(p);
+    }
+    cpu_allocator_release_cache();  // the trained model's memory back to the system: room for a second one
+    fresh = build(world_ptr());     // the same initial weights, not the trained ones
+    nn::load_checkpoint(ck, *fresh, nullptr,
+                        {.comm = world_ptr(), .rows = fresh->embedding().row_shards("embedding.")});
+    reloaded = true;
+    for (const auto& [name, p] : fresh->named_parameters())
+      EXPECT_EQ(fnv(p), saved.at(name)) << "rank " << w.rank() << ": " << name << " differs after the reload";
   } catch (const std::exception& e) {
     ADD_FAILURE() << "rank " << w.rank() << ": " << e.what();
   }
   setrlimit(RLIMIT_AS, &old);
   EXPECT_TRUE(whole_refused) << "the whole table fit under the limit: the test shows nothing";
   EXPECT_TRUE(trained);
+  EXPECT_TRUE(reloaded);
+  // The file, read whole now that the limit is lifted: each rank's rows of a table are its shard.
+  if (!reloaded) return;
+  const auto sharded = fresh->embedding().row_shards("embedding.");
+  ASSERT_FALSE(sharded.empty());
+  std::map<std::string, Tensor> mine;
+  for (const auto& [name, p] : fresh->named_parameters()) mine[name] = p;
+  for (const auto& [name, t] : nn::read_checkpoint(ck).tensors) {
+    if (!mine.count(name)) continue;  // buffers
+    const Tensor expect = sharded.count(name) ? nn::row_shard_of(t, w.rank(), w.size()) : t;
+    ASSERT_EQ(expect.shape(), mine[name].shape()) << name;
+    EXPECT_EQ(std::memcmp(expect.raw_data(), mine[name].raw_data(), expect.nbytes()), 0) << name;
+  }
 }
 
 TEST(ShardedTrainingOptions, AModelShardedOverOtherRanksIsRefused) {

@@ -15,12 +15,15 @@
 #include "rechub/nn/embedding.h"
 #include "rechub/nn/mlp.h"
 #include "rechub/nn/optim.h"
+#include "rechub/nn/safetensors.h"
+#include "rechub/nn/sharded_embedding.h"
 #include "support/test_util.h"
 
 namespace rechub::nn {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::error_of;
 
 struct Net : Module {
   std::shared_ptr<EmbeddingCollection> embedding;
@@ -260,6 +263,73 @@ TEST_F(Checkpoint, OpensInPyTorchWithTheDocumentedNames) {
   for (size_t i = 0; i < ours.size(); ++i) EXPECT_NEAR(ours[i], theirs[i], 1e-5 * (1 + std::abs(theirs[i])));
   EXPECT_EQ(out.at("data_crc_ok").to_vector<int64_t>(), std::vector<int64_t>{1});
   EXPECT_EQ(out.at("optim_steps").to_vector<int64_t>(), std::vector<int64_t>(m.named_parameters().size(), 3));
+}
+
+// The pieces large checkpoints are written and read in: SafetensorsWriter fed in odd-sized pieces
+// gives the bytes serialize_safetensors gives at once; a file opened by header reads each tensor,
+// every row shard (rows r, r+N, ...: nn::row_shard_of's) and the data section in pieces equal to
+// the file read whole. The table is 17.6 MB, so row reads cross the 16 MiB piece boundary.
+TEST_F(Checkpoint, SafetensorsWrittenAndReadInPieces) {
+  const int64_t R = 1'100'003, W = 4;
+  std::vector<float> v(static_cast<size_t>(R * W));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i) * 0.5f;
+  const NamedTensorList tensors = {{"table", from_vector(v, {R, W})},
+                                   {"ids", from_vector(std::vector<int64_t>{7, -1, 3}, {3})},
+                                   {"empty", zeros({0, 2})}};
+  const std::map<std::string, std::string> md = {{"sum", "crc32:00000000"}, {"k", "v"}};
+  std::vector<SafetensorsSpec> specs;
+  for (const auto& [n, t] : tensors) specs.push_back({n, t.dtype(), t.shape()});
+  {
+    SafetensorsWriter w(path("p.safetensors"), specs, md);
+    const auto* b = static_cast<const char*>(tensors[0].second.raw_data());
+    const size_t nb = tensors[0].second.nbytes();
+    for (size_t a = 0; a < nb; a += 1'000'003) w.append(b + a, std::min<size_t>(1'000'003, nb - a));
+    w.append(tensors[1].second.raw_data(), tensors[1].second.nbytes());
+    EXPECT_NE(error_of([&] { w.set_metadata("sum", "crc32:0"); }).find("as long as the old"), std::string::npos);
+    w.set_metadata("sum", "crc32:abcdef01");
+    w.commit();
+  }
+  auto md2 = md;
+  md2["sum"] = "crc32:abcdef01";
+  EXPECT_EQ(slurp(path("p.safetensors")), serialize_safetensors(tensors, md2));
+
+  const SafetensorsFile whole = read_safetensors_file(path("p.safetensors"));
+  const SafetensorsFile opened = read_safetensors_header(path("p.safetensors"));
+  ASSERT_TRUE(whole.holds_data());
+  ASSERT_FALSE(opened.holds_data());
+  EXPECT_EQ(opened.metadata, md2);
+  std::string pieces;
+  opened.for_each_data_piece([&](const char* p, size_t n) {
+    EXPECT_LE(n, size_t{16} << 20);
+    pieces.append(p, n);
+  });
+  EXPECT_EQ(pieces, std::string(whole.data(), whole.data_size()));
+  for (size_t i = 0; i < whole.entries.size(); ++i) {
+    const Tensor a = whole.tensor(i), b = opened.tensor(i);
+    ASSERT_EQ(a.shape(), b.shape());
+    EXPECT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0) << whole.entries[i].name;
+  }
+  const size_t table = whole.entries[0].name == "table" ? 0 : whole.entries[1].name == "table" ? 1 : 2;
+  for (int N : {1, 2, 3})
+    for (int r = 0; r < N; ++r) {
+      const Tensor expect = row_shard_of(tensors[0].second, r, N);
+      for (const SafetensorsFile* f : {&whole, &opened}) {
+        const Tensor got = f->rows(table, r, N);
+        ASSERT_EQ(got.shape(), expect.shape()) << N << " " << r;
+        EXPECT_EQ(std::memcmp(got.raw_data(), expect.raw_data(), expect.nbytes()), 0) << "rank " << r << " of " << N;
+      }
+    }
+  Tensor wrong = zeros({R, W + 1});
+  EXPECT_NE(error_of([&] { opened.tensor_into(table, wrong); }).find("cannot be read into"), std::string::npos);
+
+  // Too few or too many bytes are refused, and an uncommitted writer leaves nothing behind.
+  {
+    SafetensorsWriter w(path("q.safetensors"), specs, md);
+    EXPECT_NE(error_of([&] { w.commit(); }).find("0 bytes of tensor data given"), std::string::npos);
+    std::vector<char> big(tensors[0].second.nbytes() + 25, 0);
+    EXPECT_NE(error_of([&] { w.append(big.data(), big.size()); }).find("the header describes"), std::string::npos);
+  }
+  for (auto& e : fs::directory_iterator(dir_)) EXPECT_EQ(e.path().filename(), "p.safetensors");
 }
 
 }  // namespace
