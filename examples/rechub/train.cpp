@@ -590,13 +590,18 @@ Runner add_train(CLI::App& app) {
         .csv = csv, .val_fraction = f->val_fraction, .test_fraction = f->test_fraction, .split_seed = f->seed};
     dopt.cache.enabled = !f->no_cache;
     dopt.preprocess.normalization = data::normalization_from_name(f->normalize);
-    dopt.stream = f->stream;
+    // Under mpirun, rank 0 alone parses --train (into the binary cache) and fits the preprocessor
+    // from the cache; the other ranks take both from it, and every rank reads only its own rows of
+    // the cache: as it goes with --stream, into memory without. (That fit is the in-memory fit to the
+    // bit: Stream.CacheSourceHoldsTheInMemoryRows.) Not with --no-cache, nor with --val-fraction
+    // or --test-fraction, which draw random rows of the whole file: then every rank parses it.
+    const bool from_cache =
+        world->size() > 1 && (f->stream || (!f->no_cache && f->val_fraction == 0 && f->test_fraction == 0));
+    dopt.stream = f->stream || from_cache;
     data::LoadedData d;
-    // --stream under mpirun: rank 0 alone parses --train (into the cache) and fits the
-    // preprocessor; the other ranks take both from it and read only their own rows of the cache.
-    if (rank0 || !f->stream) d = data::load_data({.train = f->train, .val = f->val, .test = f->test}, schema, dopt);
+    if (rank0 || !from_cache) d = data::load_data({.train = f->train, .val = f->val, .test = f->test}, schema, dopt);
     if (rank0 && world->size() > 1) world->barrier();
-    if (f->stream && world->size() > 1) {
+    if (from_cache) {
       std::string prep = rank0 ? d.preprocessor->to_json().dump() : std::string();
       std::string cache_path = rank0 ? d.train_cache->path() : std::string();
       broadcast_string(*world, prep);
@@ -619,10 +624,11 @@ Runner add_train(CLI::App& app) {
     }
     to.preprocessor = d.preprocessor;
     to.communicator = world;
-    // This rank's contiguous share of the training rows (all of them in a single process). With
-    // --stream it reads only these rows of the cache.
+    // This rank's contiguous share of the training rows (all of them in a single process), read
+    // from the cache: as training goes with --stream, into memory now without it.
     std::shared_ptr<const data::BatchSource> train_rows = d.train_source;
     if (world->size() > 1) train_rows = data::rank_rows(d.train_source, world->rank(), world->size());
+    if (from_cache && !f->stream) train_rows = std::make_shared<const data::Dataset>(data::materialize(*train_rows));
     const auto& fitted = d.preprocessor->schema();
     // --batch-size 0: chosen from all the training rows, so that every rank of a data-parallel run
     // takes the batch a single process would.

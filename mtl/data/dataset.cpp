@@ -1,5 +1,6 @@
 #include "rechub/mtl/data/dataset.h"
 
+#include <algorithm>
 #include <cstring>
 #include <numeric>
 
@@ -96,6 +97,18 @@ std::vector<float> Dataset::label_column(int64_t t) const {
 Dataset Dataset::subset(const std::vector<int64_t>& rows) const {
   Dataset d(schema_, static_cast<int64_t>(rows.size()));
   gather(rows.data(), static_cast<int64_t>(rows.size()), d.sparse_.data(), d.dense_.data(), d.labels_.data());
+  return d;
+}
+
+Dataset materialize(const BatchSource& source) {
+  const int64_t n = source.rows(), S = source.num_sparse(), D = source.num_dense(), T = source.num_tasks();
+  Dataset d(source.schema(), n);
+  constexpr int64_t kPiece = 65536;
+  for (int64_t b = 0; b < n; b += kPiece) {
+    const int64_t m = std::min(kPiece, n - b);
+    source.will_need(std::min(n, b + kPiece), std::min(kPiece, n - std::min(n, b + kPiece)));
+    source.copy_range(b, m, d.sparse_data() + b * S, d.dense_data() + b * D, d.label_data() + b * T);
+  }
   return d;
 }
 

@@ -91,4 +91,8 @@ class Dataset final : public BatchSource {
   BigVector<float> labels_;
 };
 
+// Every row of `source`, in order, copied into memory: e.g. a rank's share of a cache file
+// (rank_rows of Preprocessor::stream), read in pieces of 65536 rows.
+Dataset materialize(const BatchSource& source);
+
 }  // namespace rechub::data

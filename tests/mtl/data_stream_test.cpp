@@ -255,6 +255,30 @@ TEST(Stream, ARankReadsOnlyItsRows) {
   EXPECT_TRUE(got == want);
 }
 
+// What `mpirun rechub train` does without --stream: each rank copies its share of the cache into
+// memory (materialize over rank_rows), reading only those rows, which equal the same rows of the
+// in-memory load, in order, to the bit (for 3 ranks, whose shares cross row-group boundaries).
+TEST(Stream, ARankCopiesOnlyItsRowsIntoMemory) {
+  const Files& f = files();
+  const LoadedData str = load_data({.train = f.paths[0]}, f.schema, options(true));
+  const LoadedData mem = load_data({.train = f.paths[0]}, f.schema, options(false));
+  const auto& sc = f.schema;
+  const uint64_t cols = sc.sparse.size() + sc.dense.size() + sc.labels.size();
+  int64_t covered = 0;
+  for (int r = 0; r < 3; ++r) {
+    const auto file = CacheFile::open(str.train_cache->path());
+    const auto mine = rank_rows(str.preprocessor->stream(file), r, 3);
+    const Dataset d = materialize(*mine);
+    ASSERT_EQ(d.rows(), mine->rows());
+    EXPECT_EQ(file->bytes_read(), static_cast<uint64_t>(d.rows()) * cols * 4) << "rank " << r << " read more";
+    EXPECT_EQ(row_bytes(d.range_batch(0, d.rows())),
+              row_bytes(mem.train->range_batch(mine->begin(), mine->begin() + d.rows())))
+        << "rank " << r;
+    covered += d.rows();
+  }
+  EXPECT_EQ(covered, mem.train->rows());
+}
+
 std::vector<float> all_weights(models::MultiTaskModel& m) {
   std::vector<float> v;
   for (auto& [n, t] : m.named_parameters()) {
