@@ -25,9 +25,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <type_traits>
 
+#include "rechub/core/autograd.h"
 #include "rechub/core/dispatch.h"
 #include "rechub/core/dist/sync.h"
 #include "rechub/core/ops.h"
@@ -248,8 +251,59 @@ struct Stacked {
   Tensor t;
   bool view = false;  // a view of the experts' own storage (else a copy)
 };
+// Stacked copies of weights that do not change between calls, for inference (no autograd,
+// BatchNorm in eval mode, CPU). An expert layer's E weights are separate tensors, and copying them
+// into one block on every call was a third of a batch-1 MMoE forward. An entry holds while every
+// source tensor lives in the same storage, at the same offset, with the same version (each in-place
+// write bumps it: an optimizer step, a checkpoint load, copy_); a miss copies into a new tensor, so
+// a tensor handed out earlier never changes. Dead entries go when a new one is stored.
+class StackCache {
+ public:
+  static StackCache& get() {
+    static StackCache* c = new StackCache();  // never destroyed: used until the process ends
+    return *c;
+  }
+  Tensor find(const std::vector<Tensor>& v) {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = map_.find(v[0].impl());
+    if (it == map_.end() || it->second.src.size() != v.size()) return {};
+    for (size_t e = 0; e < v.size(); ++e) {
+      const Source& s = it->second.src[e];
+      if (s.impl != v[e].impl() || s.storage.lock() != v[e].impl()->storage || s.offset != v[e].impl()->offset ||
+          s.version != v[e].version())
+        return {};
+    }
+    return it->second.stacked;
+  }
+  void put(const std::vector<Tensor>& v, const Tensor& stacked) {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto it = map_.begin(); it != map_.end();)
+      it = it->second.src[0].storage.expired() ? map_.erase(it) : std::next(it);
+    Entry& en = map_[v[0].impl()];
+    en.src.clear();
+    for (const Tensor& t : v) en.src.push_back({t.impl(), t.impl()->storage, t.impl()->offset, t.version()});
+    en.stacked = stacked;
+  }
+
+ private:
+  struct Source {
+    const TensorImpl* impl;
+    std::weak_ptr<Storage> storage;
+    int64_t offset;
+    uint64_t version;
+  };
+  struct Entry {
+    std::vector<Source> src;
+    Tensor stacked;
+  };
+  std::mutex mu_;
+  std::map<const TensorImpl*, Entry> map_;
+};
+
+// `constant`: the weights do not change while the result is in use (inference), so a stacked copy
+// may be kept and reused (StackCache).
 template <class T>
-Stacked stack_experts(const std::vector<Tensor>& v) {
+Stacked stack_experts(const std::vector<Tensor>& v, bool constant) {
   const Shape& each = v[0].shape();
   const int64_t E = static_cast<int64_t>(v.size()), n = v[0].numel();
   Shape stacked = each;
@@ -259,8 +313,12 @@ Stacked stack_experts(const std::vector<Tensor>& v) {
   for (int64_t e = 1; e < E && adjacent; ++e)
     adjacent = v[e].impl()->storage == v[0].impl()->storage && v[e].template data<T>() == base + e * n;
   if (adjacent) return {make_view(v[0].detach(), 0, stacked), true};
+  constant = constant && v[0].device().is_cpu();
+  if (constant)
+    if (Tensor hit = StackCache::get().find(v); hit.defined()) return {hit, false};
   Tensor s = empty(stacked, {.dtype = dtype_of<T>::value, .device = v[0].device()});
   for (int64_t e = 0; e < E; ++e) make_view(s, e * n, each).copy_(v[e].detach());  // on CUDA: queued
+  if (constant) StackCache::get().put(v, s);
   return {s, false};
 }
 
@@ -300,11 +358,13 @@ Tensor experts_forward_impl(const Tensor& x, const std::vector<ExpertLayerParams
   dist::Communicator* bn_group = o.training && dev.is_cpu() ? dist::batch_stats_group() : nullptr;
   int64_t bn_rows = B;  // rows BatchNorm's statistics span (all ranks' in data-parallel training)
   Tensor prev = st->x;
+  // Inference inside a ConstantWeightsScope: stacked copies may be kept between calls.
+  const bool constant = !o.training && !grad_enabled() && ConstantWeightsScope::active();
   for (int64_t k = 0; k < L; ++k) {
     const ExpertLayerParams& P = layers[k];
     const int64_t h = d.h[k], C = E * h, hp = k == 0 ? d.in : d.h[k - 1], Cp = k == 0 ? d.in : E * hp;
     SavedLayer S;
-    S.w = stack_experts<T>(P.weight).t;
+    S.w = stack_experts<T>(P.weight, constant).t;
     // z = a_prev W^T, no bias: one GEMM against the stacked weight for k = 0; for k > 0 one per
     // expert, reading columns [e*hp, (e+1)*hp) of a_prev and writing columns [e*h, (e+1)*h) of z.
     Tensor z = empty({B, C}, t_opts);
@@ -318,12 +378,13 @@ Tensor experts_forward_impl(const Tensor& x, const std::vector<ExpertLayerParams
       K.gemm_strided_batched(false, true, B, h, hp, T(1), prev.template data<T>(), Cp, hp, S.w.template data<T>(), hp,
                              h * hp, T(0), z.template data<T>(), C, h, E);
     }
-    const Tensor bias = d.bias[k] ? stack_experts<T>(P.bias).t : Tensor();
+    const Tensor bias = d.bias[k] ? stack_experts<T>(P.bias, constant).t : Tensor();
     Tensor shift;
     if (d.bn[k]) {
-      S.gamma = stack_experts<T>(P.bn_weight).t;
-      S.beta = stack_experts<T>(P.bn_bias).t;
-      Stacked rm = stack_experts<T>(P.running_mean), rv = stack_experts<T>(P.running_var);
+      S.gamma = stack_experts<T>(P.bn_weight, constant).t;
+      S.beta = stack_experts<T>(P.bn_bias, constant).t;
+      // In training BatchNorm writes the running statistics: never a cached copy.
+      Stacked rm = stack_experts<T>(P.running_mean, constant), rv = stack_experts<T>(P.running_var, constant);
       S.invstd = empty({C}, t_opts);
       shift = empty({C}, t_opts);
       Tensor mean, var;
@@ -658,6 +719,13 @@ Tensor activate(const Tensor& x, Activation a) {
   }
   return x;
 }
+
+namespace {
+thread_local bool t_constant_weights = false;
+}  // namespace
+ConstantWeightsScope::ConstantWeightsScope() : was_(t_constant_weights) { t_constant_weights = true; }
+ConstantWeightsScope::~ConstantWeightsScope() { t_constant_weights = was_; }
+bool ConstantWeightsScope::active() { return t_constant_weights; }
 
 Tensor experts_forward(const Tensor& x, const std::vector<ExpertLayerParams>& layers, const ExpertsOptions& opts) {
   BlockDims d = fused_detail::check_block("experts_forward", x, layers, opts);

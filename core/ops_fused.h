@@ -70,6 +70,24 @@ struct ExpertsOptions {
 // Dropout masks are drawn layer by layer, expert by expert, row-major within an expert, so the
 // fused and the unfused path draw the same masks from the same generator state.
 Tensor experts_forward(const Tensor& x, const std::vector<ExpertLayerParams>& layers, const ExpertsOptions& opts = {});
+
+// While one lives on a thread, experts_forward there in eval mode without autograd (on the CPU)
+// keeps the stacked copy of separate expert tensors between calls instead of copying them on every
+// call (a third of a batch-1 MMoE forward). A copy is used again only while every source tensor is
+// the same one, in the same storage, with the same version: Tensor's in-place ops (copy_, fill_,
+// an optimizer step, load_checkpoint) bump it, but a write through a raw data pointer does not, so
+// hold one only where the weights are not written that way (Predictor::predict does).
+class ConstantWeightsScope {
+ public:
+  ConstantWeightsScope();
+  ~ConstantWeightsScope();
+  ConstantWeightsScope(const ConstantWeightsScope&) = delete;
+  ConstantWeightsScope& operator=(const ConstantWeightsScope&) = delete;
+  static bool active();
+
+ private:
+  bool was_;
+};
 Tensor experts_forward_unfused(const Tensor& x, const std::vector<ExpertLayerParams>& layers,
                                const ExpertsOptions& opts = {});
 

@@ -308,6 +308,7 @@ nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer
           st.rows_into(i, rank, world, dst);
         else
           st.tensor_into(i, dst);
+        dst.bump_version();  // an in-place write, as copy_ counts it (caches keyed on versions see it)
       } else {
         dst.copy_(st.tensor(i));
       }

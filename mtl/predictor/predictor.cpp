@@ -4,6 +4,7 @@
 
 #include "rechub/core/autograd.h"
 #include "rechub/core/error.h"
+#include "rechub/core/ops_fused.h"
 #include "rechub/nn/checkpoint.h"
 
 namespace rechub::trainer {
@@ -28,6 +29,8 @@ const data::Preprocessor& Predictor::preprocessor() const {
 
 std::vector<std::vector<double>> Predictor::predict(const data::Batch& batch) const {
   NoGradGuard ng;
+  // The loaded weights do not change: the expert blocks keep their stacked weights between calls.
+  const ops::ConstantWeightsScope constant;
   const models::ModelOutput out = model_->forward(batch.sparse, batch.dense);
   const Tensor P = out.prediction_matrix().to(Device::cpu());
   const int64_t n = P.size(0), T = P.size(1);

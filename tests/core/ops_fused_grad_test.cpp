@@ -216,6 +216,38 @@ TEST(ExpertsForward, AdjacentFirstLayerWeightsAreUsedInPlace) {
   EXPECT_LE(max_rel_diff(g1[1], g2[1]), 1e-14);
 }
 
+TEST(ExpertsForward, InferenceReusesItsStackedWeightsUntilOneChanges) {
+  // Eval mode without autograd in a ConstantWeightsScope keeps the stacked copy of separate expert
+  // weights between calls;
+  // any in-place change of a weight, bias or BatchNorm tensor (copy_, an optimizer step) must show
+  // in the next call, as the unfused reference computes it, and a result already handed out must
+  // not change.
+  BlockSpec s{.B = 4, .in = 5, .E = 3, .dims = {4, 2}, .training = false};
+  Block b = make_block(s, DType::f32, 21);
+  NoGradGuard ng;
+  const ops::ConstantWeightsScope constant;
+  auto run = [&] { return ops::experts_forward(b.leaves[0], layers_of(s, b.leaves, b.running), options_of(s)); };
+  auto reference = [&] {
+    return ops::experts_forward_unfused(b.leaves[0], layers_of(s, b.leaves, b.running), options_of(s));
+  };
+  const Tensor y0 = run();
+  const std::vector<float> y0_values = y0.to_vector<float>();
+  EXPECT_LE(max_rel_diff(y0, reference()), 1e-5);
+  EXPECT_EQ(run().to_vector<float>(), y0_values);  // a second call: the cached stack, the same bits
+  // Change a first-layer weight, a second-layer weight, a bias and a running variance in place.
+  for (size_t i : {size_t{2}, size_t{1 + 3 + 3 + 3 + 3 + 1}, size_t{1 + 3 + 1}}) {
+    Tensor t = b.leaves[i];
+    t.copy_(ops::mul(t, full(t.shape(), 1.5f)));
+    EXPECT_LE(max_rel_diff(run(), reference()), 1e-5) << "leaf " << i << " changed in place";
+  }
+  Tensor rv = b.running[3];
+  rv.copy_(ops::mul(rv, full(rv.shape(), 2.0f)));
+  const Tensor y1 = run();
+  EXPECT_LE(max_rel_diff(y1, reference()), 1e-5) << "running_var changed in place";
+  EXPECT_NE(y1.to_vector<float>(), y0_values);
+  EXPECT_EQ(y0.to_vector<float>(), y0_values) << "an earlier result changed";
+}
+
 // ---- gate_mix ----
 
 struct GateSpec {
