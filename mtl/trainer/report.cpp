@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "rechub/core/error.h"
+#include "rechub/nn/safetensors.h"
 
 namespace rechub::trainer {
 
@@ -72,24 +73,7 @@ EpochRecord EpochRecord::from_json(const nlohmann::json& j, const std::vector<st
 }
 
 void write_file_atomic(const std::string& path, const std::string& content) {
-  namespace fs = std::filesystem;
-  const fs::path p(path);
-  std::string tmp_name = ".";
-  tmp_name.append(p.filename().string()).append(".tmp").append(std::to_string(::getpid()));
-  const fs::path tmp = p.parent_path() / tmp_name;
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    RECHUB_CHECK(f, "cannot write '" << tmp.string() << "'");
-    f << content;
-    f.flush();
-    RECHUB_CHECK(f, "writing '" << tmp.string() << "' failed (disk full?)");
-  }
-  std::error_code ec;
-  fs::rename(tmp, p, ec);
-  if (ec) {
-    fs::remove(tmp);
-    RECHUB_FAIL("cannot rename '" << tmp.string() << "' to '" << path << "': " << ec.message());
-  }
+  nn::write_file_atomic(path, content);  // a unique temporary file, fsync, rename; removed on failure
 }
 
 std::string metrics_jsonl(const std::vector<EpochRecord>& history, const std::vector<std::string>& tasks) {

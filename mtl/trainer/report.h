@@ -31,7 +31,8 @@ struct EpochRecord {
                                const std::vector<data::TaskType>& types);
 };
 
-// Writes `content` to `path` through a temporary file in the same directory and a rename.
+// Writes `content` to `path` through a temporary file in the same directory, fsync and a rename
+// (nn::write_file_atomic): a failure leaves `path` as it was and no temporary file behind.
 void write_file_atomic(const std::string& path, const std::string& content);
 
 std::string metrics_jsonl(const std::vector<EpochRecord>& history, const std::vector<std::string>& tasks);
