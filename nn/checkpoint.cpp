@@ -140,11 +140,7 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
   };
   std::vector<Item> items;
   auto add = [&](const std::string& name, const std::string& param, const Tensor& t) {
-    int64_t rows = -1;
-    if (sharded && t.dim() >= 1) {
-      auto it = shards.rows.find(param);
-      if (it != shards.rows.end()) rows = it->second;
-    }
+    const int64_t rows = t.dim() >= 1 ? shards.rows_of(param) : -1;
     items.push_back({name, t.device().is_cpu() ? t : t.to(Device::cpu()), rows});
   };
   nlohmann::json pnames = nlohmann::json::array();
@@ -227,12 +223,6 @@ nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer
 nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer* optimizer, const RowShards& shards) {
   const bool sharded = shards.active();
   const int rank = sharded ? shards.comm->rank() : 0, world = sharded ? shards.comm->size() : 1;
-  // The rows over all ranks of a sharded parameter, -1 for the others.
-  auto whole_rows = [&](const std::string& param) -> int64_t {
-    if (!sharded) return -1;
-    auto it = shards.rows.find(param);
-    return it == shards.rows.end() ? -1 : it->second;
-  };
   // The header, then the data read from the open file: once for its checksum and once into the
   // tensors, a piece or a tensor at a time, so that a sharded table is never whole in memory.
   const SafetensorsFile st = open_checkpoint(path);
@@ -246,7 +236,7 @@ nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer
   std::set<std::string> expected;
   auto expect = [&](const std::string& name, const Tensor& local, const char* what) {
     expected.insert(name);
-    const int64_t rows = whole_rows(name);
+    const int64_t rows = shards.rows_of(name);
     Shape shape = local.shape();
     if (rows >= 0) shape[0] = rows;  // the file holds the whole table
     auto it = in_file.find(name);
@@ -284,7 +274,7 @@ nlohmann::json load_checkpoint(const std::string& path, Module& model, Optimizer
         if (st.entries[i].name.rfind(kOptimPrefix, 0) == 0) {
           const std::string name = st.entries[i].name.substr(std::string(kOptimPrefix).size());
           const auto& e = st.entries[i];
-          const int64_t rows = whole_rows(state_owner(name));
+          const int64_t rows = shards.rows_of(state_owner(name));
           const bool of_rows = rows >= 0 && !e.shape.empty() && e.shape[0] == rows;
           optim_state.emplace_back(name, of_rows ? st.rows(i, rank, world) : st.tensor(i));  // this rank's rows
         }
@@ -342,11 +332,9 @@ CheckpointContents read_checkpoint(const std::string& path, const RowShards& sha
   // A table in shards.rows (or its optimizer state) as this rank's rows: read row by row.
   auto read = [&](size_t i, const std::string& param) {
     const auto& e = st.entries[i];
-    if (shards.active()) {
-      auto it = shards.rows.find(param);
-      if (it != shards.rows.end() && !e.shape.empty() && e.shape[0] == it->second)
-        return st.rows(i, shards.comm->rank(), shards.comm->size());
-    }
+    const int64_t rows = shards.rows_of(param);
+    if (rows >= 0 && !e.shape.empty() && e.shape[0] == rows)
+      return st.rows(i, shards.comm->rank(), shards.comm->size());
     return st.tensor(i);
   };
   for (size_t i = 0; i < st.entries.size(); ++i) {

@@ -44,6 +44,13 @@ struct RowShards {
   std::shared_ptr<dist::Communicator> comm{};
   std::map<std::string, int64_t> rows{};
   bool active() const { return comm && comm->size() > 1 && !rows.empty(); }
+  // The whole table's rows of `param` when it is split over the ranks; -1 when it is not (or no
+  // shards are active).
+  int64_t rows_of(const std::string& param) const {
+    if (!active()) return -1;
+    auto it = rows.find(param);
+    return it == rows.end() ? -1 : it->second;
+  }
 };
 
 void save_checkpoint(const std::string& path, const Module& model, const Optimizer* optimizer = nullptr,

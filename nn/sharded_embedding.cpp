@@ -116,10 +116,10 @@ void for_each_gathered_rows(dist::Communicator& comm, const Tensor& shard, int64
                             const std::function<void(const char*, int64_t, int64_t)>& emit) {
   const int N = comm.size(), rank = comm.rank();
   RECHUB_CHECK(shard.device().is_cpu() && shard.dim() >= 1 && shard.size(0) == row_shard_rows(rows, rank, N),
-               "gather_row_shards: rank " << rank << " holds " << shard.size(0) << " rows of a " << rows
-                                          << "-row table; expected " << row_shard_rows(rows, rank, N));
+               "for_each_gathered_rows: rank " << rank << " holds " << shard.size(0) << " rows of a " << rows
+                                               << "-row table; expected " << row_shard_rows(rows, rank, N));
   RECHUB_CHECK(shard.dtype() == DType::f32 || shard.dtype() == DType::f64 || shard.dtype() == DType::i64,
-               "gather_row_shards: f32, f64 or i64 rows only");
+               "for_each_gathered_rows: f32, f64 or i64 rows only");
   const dist::Elem e = shard.dtype() == DType::f32   ? dist::Elem::f32
                        : shard.dtype() == DType::f64 ? dist::Elem::f64
                                                      : dist::Elem::i64;
@@ -153,21 +153,6 @@ void for_each_gathered_rows(dist::Communicator& comm, const Tensor& shard, int64
       }
     emit(block.data(), first, n);
   }
-}
-
-Tensor gather_row_shards(dist::Communicator& comm, const Tensor& shard, int64_t rows, int root) {
-  Tensor full;
-  if (comm.rank() == root) {
-    Shape full_shape = shard.shape();
-    full_shape[0] = rows;
-    full = empty(full_shape, {.dtype = shard.dtype()});
-  }
-  const size_t row_bytes = full.defined() && rows > 0 ? full.nbytes() / static_cast<size_t>(rows) : 0;
-  for_each_gathered_rows(comm, shard, rows, root, [&](const char* bytes, int64_t first, int64_t n) {
-    std::memcpy(static_cast<char*>(full.raw_data()) + static_cast<size_t>(first) * row_bytes, bytes,
-                static_cast<size_t>(n) * row_bytes);
-  });
-  return full;
 }
 
 Tensor row_shard_of(const Tensor& full_in, int rank, int world) {

@@ -45,13 +45,10 @@ Tensor sharded_lookup(const std::shared_ptr<dist::Communicator>& comm, const Ten
 // Wall seconds this thread has spent in sharded_lookup's exchanges (forward and backward alltoallv,
 // waiting for the other ranks included): the communication figures of a sharded run.
 double sharded_lookup_seconds();
-// The whole table from every rank's shard ([local rows, ...] each, row r on rank r mod N): on rank
-// `root` a new [rows, ...] tensor, elsewhere an undefined one. Every rank calls it; the rows travel
-// in chunks (alltoallv to the root), so no rank but the root holds more than its shard and a chunk.
-Tensor gather_row_shards(dist::Communicator& comm, const Tensor& shard, int64_t rows, int root = 0);
-// The same rows without the whole table anywhere: on `root`, emit(bytes, first_row, n_rows) is
-// called with consecutive blocks of the table's rows in order (rows [first_row, first_row +
-// n_rows), each block at most 2^20 elements per rank); every rank calls it. What save_checkpoint
+// The whole table from every rank's shard ([local rows, ...] each, row r on rank r mod N), without
+// the whole table anywhere: on `root`, emit(bytes, first_row, n_rows) is called with consecutive
+// blocks of the table's rows in order (rows [first_row, first_row + n_rows), each block at most
+// 2^20 elements per rank, alltoallv to the root); every rank calls it. What save_checkpoint
 // streams into the file.
 void for_each_gathered_rows(dist::Communicator& comm, const Tensor& shard, int64_t rows, int root,
                             const std::function<void(const char* bytes, int64_t first_row, int64_t n_rows)>& emit);

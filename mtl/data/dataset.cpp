@@ -105,8 +105,8 @@ Dataset materialize(const BatchSource& source) {
   Dataset d(source.schema(), n);
   constexpr int64_t kPiece = 65536;
   for (int64_t b = 0; b < n; b += kPiece) {
-    const int64_t m = std::min(kPiece, n - b);
-    source.will_need(std::min(n, b + kPiece), std::min(kPiece, n - std::min(n, b + kPiece)));
+    const int64_t m = std::min(kPiece, n - b), next = b + m;
+    if (next < n) source.will_need(next, std::min(kPiece, n - next));  // read ahead of the copy
     source.copy_range(b, m, d.sparse_data() + b * S, d.dense_data() + b * D, d.label_data() + b * T);
   }
   return d;
