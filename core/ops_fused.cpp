@@ -251,38 +251,41 @@ struct Stacked {
   Tensor t;
   bool view = false;  // a view of the experts' own storage (else a copy)
 };
-// Stacked copies of weights that do not change between calls, for inference (no autograd,
-// BatchNorm in eval mode, CPU). An expert layer's E weights are separate tensors, and copying them
-// into one block on every call was a third of a batch-1 MMoE forward. An entry holds while every
-// source tensor lives in the same storage, at the same offset, with the same version (each in-place
-// write bumps it: an optimizer step, a checkpoint load, copy_); a miss copies into a new tensor, so
-// a tensor handed out earlier never changes. Dead entries go when a new one is stored.
-class StackCache {
+// Tensors derived from weights that do not change between calls, for inference (no autograd,
+// BatchNorm in eval mode, CPU): an expert layer's E weights are separate tensors, and copying them
+// into one block on every call was a third of a batch-1 MMoE forward; packing the stacked [E*h, in]
+// weight's transpose for a single row was most of what was left. An entry holds while every source
+// tensor lives in the same storage, at the same offset, with the same version (each in-place write
+// bumps it: an optimizer step, a checkpoint load, copy_); a miss derives new tensors, so a tensor
+// handed out earlier never changes. Entries are keyed by their first source; dead entries go when a
+// new one is stored.
+class ConstantCache {
  public:
-  static StackCache& get() {
-    static StackCache* c = new StackCache();  // never destroyed: used until the process ends
+  static ConstantCache& get() {
+    static ConstantCache* c = new ConstantCache();  // never destroyed: used until the process ends
     return *c;
   }
-  Tensor find(const std::vector<Tensor>& v) {
+  // The derived tensors of `src`, or none.
+  std::vector<Tensor> find(const std::vector<Tensor>& src) {
     std::lock_guard<std::mutex> lk(mu_);
-    auto it = map_.find(v[0].impl());
-    if (it == map_.end() || it->second.src.size() != v.size()) return {};
-    for (size_t e = 0; e < v.size(); ++e) {
+    auto it = map_.find(src[0].impl());
+    if (it == map_.end() || it->second.src.size() != src.size()) return {};
+    for (size_t e = 0; e < src.size(); ++e) {
       const Source& s = it->second.src[e];
-      if (s.impl != v[e].impl() || s.storage.lock() != v[e].impl()->storage || s.offset != v[e].impl()->offset ||
-          s.version != v[e].version())
+      if (s.impl != src[e].impl() || s.storage.lock() != src[e].impl()->storage || s.offset != src[e].impl()->offset ||
+          s.version != src[e].version())
         return {};
     }
-    return it->second.stacked;
+    return it->second.derived;
   }
-  void put(const std::vector<Tensor>& v, const Tensor& stacked) {
+  void put(const std::vector<Tensor>& src, std::vector<Tensor> derived) {
     std::lock_guard<std::mutex> lk(mu_);
     for (auto it = map_.begin(); it != map_.end();)
       it = it->second.src[0].storage.expired() ? map_.erase(it) : std::next(it);
-    Entry& en = map_[v[0].impl()];
+    Entry& en = map_[src[0].impl()];
     en.src.clear();
-    for (const Tensor& t : v) en.src.push_back({t.impl(), t.impl()->storage, t.impl()->offset, t.version()});
-    en.stacked = stacked;
+    for (const Tensor& t : src) en.src.push_back({t.impl(), t.impl()->storage, t.impl()->offset, t.version()});
+    en.derived = std::move(derived);
   }
 
  private:
@@ -294,16 +297,14 @@ class StackCache {
   };
   struct Entry {
     std::vector<Source> src;
-    Tensor stacked;
+    std::vector<Tensor> derived;
   };
   std::mutex mu_;
   std::map<const TensorImpl*, Entry> map_;
 };
 
-// `constant`: the weights do not change while the result is in use (inference), so a stacked copy
-// may be kept and reused (StackCache).
 template <class T>
-Stacked stack_experts(const std::vector<Tensor>& v, bool constant) {
+Stacked stack_experts(const std::vector<Tensor>& v) {
   const Shape& each = v[0].shape();
   const int64_t E = static_cast<int64_t>(v.size()), n = v[0].numel();
   Shape stacked = each;
@@ -313,13 +314,59 @@ Stacked stack_experts(const std::vector<Tensor>& v, bool constant) {
   for (int64_t e = 1; e < E && adjacent; ++e)
     adjacent = v[e].impl()->storage == v[0].impl()->storage && v[e].template data<T>() == base + e * n;
   if (adjacent) return {make_view(v[0].detach(), 0, stacked), true};
-  constant = constant && v[0].device().is_cpu();
-  if (constant)
-    if (Tensor hit = StackCache::get().find(v); hit.defined()) return {hit, false};
   Tensor s = empty(stacked, {.dtype = dtype_of<T>::value, .device = v[0].device()});
   for (int64_t e = 0; e < E; ++e) make_view(s, e * n, each).copy_(v[e].detach());  // on CUDA: queued
-  if (constant) StackCache::get().put(v, s);
   return {s, false};
+}
+
+// What an expert layer computes in eval mode that depends on its parameters only (CPU): the weights
+// transposed to [in, E*h] for the first layer and to E blocks [h_prev, h] after it, so the GEMM
+// reads them in place as a plain B (kernels/cpu: no per-call packing, and the few-rows path for a
+// single request); BatchNorm's folded shift and 1/std (bn_prepare, as every eval call computes them,
+// bias included), gamma and beta stacked; the bias stacked where there is no BatchNorm. The GEMM sums
+// each element's products in the same order as against the untransposed weight, so the result has
+// the same bits.
+struct LayerConstants {
+  Tensor wt, bias, shift, invstd, gamma, beta;
+};
+
+template <class T>
+LayerConstants layer_constants(const ExpertLayerParams& P, const fused_detail::BlockDims& d, int64_t k,
+                               const ExpertsOptions& o) {
+  std::vector<Tensor> src = P.weight;
+  for (const std::vector<Tensor>* v : {&P.bias, &P.bn_weight, &P.bn_bias, &P.running_mean, &P.running_var})
+    src.insert(src.end(), v->begin(), v->end());
+  if (std::vector<Tensor> hit = ConstantCache::get().find(src); !hit.empty())
+    return {hit[0], hit[1], hit[2], hit[3], hit[4], hit[5]};
+
+  const int64_t E = d.E, h = d.h[k], C = E * h, hp = k == 0 ? d.in : d.h[k - 1];
+  const TensorOptions t_opts{.dtype = dtype_of<T>::value};
+  LayerConstants lc;
+  // Expert e's weight [h, hp]: row r, column i goes to Wt[i * C + e * h + r] in the first layer (one
+  // [hp, C] matrix) and to Wt[e * hp * h + i * h + r] after it (E matrices [hp, h]).
+  lc.wt = empty(k == 0 ? Shape{hp, C} : Shape{E * hp, h}, t_opts);
+  T* wt = lc.wt.template data<T>();
+  for (int64_t e = 0; e < E; ++e) {
+    const T* pw = P.weight[e].template data<T>();
+    T* dst = k == 0 ? wt + e * h : wt + e * hp * h;
+    const int64_t ld = k == 0 ? C : h;
+    for (int64_t r = 0; r < h; ++r)
+      for (int64_t i = 0; i < hp; ++i) dst[i * ld + r] = pw[r * hp + i];
+  }
+  if (d.bias[k]) lc.bias = stack_experts<T>(P.bias).t;
+  if (d.bn[k]) {
+    lc.gamma = stack_experts<T>(P.bn_weight).t;
+    lc.beta = stack_experts<T>(P.bn_bias).t;
+    Tensor rm = stack_experts<T>(P.running_mean).t, rv = stack_experts<T>(P.running_var).t;
+    lc.invstd = empty({C}, t_opts);
+    lc.shift = empty({C}, t_opts);
+    // Eval reads the running statistics only (unbias is not used).
+    kernels::cpu::expert_kernels<T>().bn_prepare(C, false, nullptr, nullptr, cptr<T>(lc.bias), o.bn_momentum, o.bn_eps,
+                                                 1.0, rm.template data<T>(), rv.template data<T>(),
+                                                 lc.shift.template data<T>(), lc.invstd.template data<T>());
+  }
+  ConstantCache::get().put(src, {lc.wt, lc.bias, lc.shift, lc.invstd, lc.gamma, lc.beta});
+  return lc;
 }
 
 // Per layer, what the backward needs (tensors on the input's device).
@@ -358,13 +405,35 @@ Tensor experts_forward_impl(const Tensor& x, const std::vector<ExpertLayerParams
   dist::Communicator* bn_group = o.training && dev.is_cpu() ? dist::batch_stats_group() : nullptr;
   int64_t bn_rows = B;  // rows BatchNorm's statistics span (all ranks' in data-parallel training)
   Tensor prev = st->x;
-  // Inference inside a ConstantWeightsScope: stacked copies may be kept between calls.
-  const bool constant = !o.training && !grad_enabled() && ConstantWeightsScope::active();
+  // Inference on the CPU inside a ConstantWeightsScope: what depends on the weights only is kept
+  // between calls (layer_constants). No backward follows, so nothing is saved for one.
+  const bool constant = !o.training && !grad_enabled() && ConstantWeightsScope::active() && dev.is_cpu();
+  for (int64_t k = 0; k < L && constant; ++k) {
+    const int64_t h = d.h[k], C = E * h, hp = k == 0 ? d.in : d.h[k - 1], Cp = k == 0 ? d.in : E * hp;
+    const LayerConstants lc = layer_constants<T>(layers[k], d, k, o);
+    Tensor z = empty({B, C}, t_opts);
+    if (k == 0) {
+      if (d.in == 0)
+        z.zero_();
+      else
+        K.gemm(false, false, B, C, d.in, T(1), prev.template data<T>(), d.in, lc.wt.template data<T>(), C, T(0),
+               z.template data<T>(), C);
+    } else {
+      K.gemm_strided_batched(false, false, B, h, hp, T(1), prev.template data<T>(), Cp, hp, lc.wt.template data<T>(), h,
+                             hp * h, T(0), z.template data<T>(), C, h, E);
+    }
+    Tensor a = empty({B, C}, t_opts);
+    K.normalize_activate(B, C, z.template data<T>(), d.bn[k] ? nullptr : cptr<T>(lc.bias), cptr<T>(lc.shift),
+                         cptr<T>(lc.invstd), cptr<T>(lc.gamma), cptr<T>(lc.beta), o.activation, nullptr,
+                         a.template data<T>());
+    prev = a;
+    if (k + 1 == L) return a;
+  }
   for (int64_t k = 0; k < L; ++k) {
     const ExpertLayerParams& P = layers[k];
     const int64_t h = d.h[k], C = E * h, hp = k == 0 ? d.in : d.h[k - 1], Cp = k == 0 ? d.in : E * hp;
     SavedLayer S;
-    S.w = stack_experts<T>(P.weight, constant).t;
+    S.w = stack_experts<T>(P.weight).t;
     // z = a_prev W^T, no bias: one GEMM against the stacked weight for k = 0; for k > 0 one per
     // expert, reading columns [e*hp, (e+1)*hp) of a_prev and writing columns [e*h, (e+1)*h) of z.
     Tensor z = empty({B, C}, t_opts);
@@ -378,13 +447,12 @@ Tensor experts_forward_impl(const Tensor& x, const std::vector<ExpertLayerParams
       K.gemm_strided_batched(false, true, B, h, hp, T(1), prev.template data<T>(), Cp, hp, S.w.template data<T>(), hp,
                              h * hp, T(0), z.template data<T>(), C, h, E);
     }
-    const Tensor bias = d.bias[k] ? stack_experts<T>(P.bias, constant).t : Tensor();
+    const Tensor bias = d.bias[k] ? stack_experts<T>(P.bias).t : Tensor();
     Tensor shift;
     if (d.bn[k]) {
-      S.gamma = stack_experts<T>(P.bn_weight, constant).t;
-      S.beta = stack_experts<T>(P.bn_bias, constant).t;
-      // In training BatchNorm writes the running statistics: never a cached copy.
-      Stacked rm = stack_experts<T>(P.running_mean, constant), rv = stack_experts<T>(P.running_var, constant);
+      S.gamma = stack_experts<T>(P.bn_weight).t;
+      S.beta = stack_experts<T>(P.bn_bias).t;
+      Stacked rm = stack_experts<T>(P.running_mean), rv = stack_experts<T>(P.running_var);
       S.invstd = empty({C}, t_opts);
       shift = empty({C}, t_opts);
       Tensor mean, var;

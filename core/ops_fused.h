@@ -72,8 +72,10 @@ struct ExpertsOptions {
 Tensor experts_forward(const Tensor& x, const std::vector<ExpertLayerParams>& layers, const ExpertsOptions& opts = {});
 
 // While one lives on a thread, experts_forward there in eval mode without autograd (on the CPU)
-// keeps the stacked copy of separate expert tensors between calls instead of copying them on every
-// call (a third of a batch-1 MMoE forward). A copy is used again only while every source tensor is
+// keeps, per expert layer, what depends on its parameters only between calls instead of deriving it
+// on every call: the experts' weights stacked and transposed so the GEMM reads them in place (copying
+// and packing them was most of a batch-1 MMoE forward), and BatchNorm's folded shift and 1/std. The
+// result has the same bits as without the scope. What is kept is used again only while every source tensor is
 // the same one, in the same storage, with the same version: Tensor's in-place ops (copy_, fill_,
 // an optimizer step, load_checkpoint) bump it, but a write through a raw data pointer does not, so
 // hold one only where the weights are not written that way (Predictor::predict does).

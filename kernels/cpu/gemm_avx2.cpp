@@ -232,11 +232,122 @@ constexpr std::array<MicroKernel, kMR> kernel_table(std::integer_sequence<int, I
 }
 constexpr std::array<MicroKernel, kMR> kKernels = kernel_table(std::make_integer_sequence<int, kMR>{});
 
+// ---- a few rows against B read in place ------------------------------------------------------------------
+// With M <= kSmallM rows (serving one request) and a plain B (C = op(A) B with B [K, N], such as weights
+// kept transposed for inference), each element of B is used M times: packing it would cost more than the
+// multiply. The rows are computed against B read in place, NV vectors of 8 columns at a time: with one
+// row, the micro-kernel's two accumulators per row leave the FMA latency exposed, and eight keep both
+// pipes busy. Depth blocks (kc_blk), the order of the products summed into each element and the store
+// (the full-tile formula where the micro-kernel's 16 columns are whole) are those of the blocked path, so
+// a row of C has the same bits whether it is computed alone or in a batch.
+constexpr int64_t kSmallM = 4;
+constexpr int kSmallNV[kSmallM] = {8, 4, 3, 2};  // column vectors per tile by rows (<= 16 ymm in use)
+
+// C[0:MR, 0:8*NV] = alpha * sum_k a[k * a_step + i] * b[k * b_step + j] + beta * C, with b read for
+// 8 * NV columns per k (in place, or a zero-padded tail copy); only the first `ncols` columns are stored.
+template <int MR, int NV>
+RECHUB_AVX2 void row_kernel(int64_t kc, const float* __restrict a, int64_t a_step, const float* __restrict b,
+                            int64_t b_step, float* __restrict c, int64_t ldc, float alpha, float beta, int64_t ncols) {
+  __m256 acc[MR][NV];
+#pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; ++k) {
+    __m256 bv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) {
+      const __m256 av = _mm256_broadcast_ss(a + i);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
+    }
+    a += a_step;
+    b += b_step;
+  }
+  // The stores of micro_kernel: a whole tile with its full-tile formula, else masked.
+  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+  const bool whole = ncols == 8 * NV;
+#pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      float* p = c + i * ldc + 8 * v;
+      if (whole) {
+        __m256 x = _mm256_mul_ps(va, acc[i][v]);
+        if (beta != 0.0f) x = _mm256_fmadd_ps(va, acc[i][v], _mm256_mul_ps(vb, _mm256_loadu_ps(p)));
+        _mm256_storeu_ps(p, x);
+      } else {
+        const __m256i m = first_lanes(ncols - 8 * v);
+        __m256 x = _mm256_mul_ps(va, acc[i][v]);
+        if (beta != 0.0f) x = _mm256_fmadd_ps(vb, _mm256_maskload_ps(p, m), x);
+        _mm256_maskstore_ps(p, m, x);
+      }
+    }
+}
+
+using RowKernel = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, float, float,
+                           int64_t);
+template <int MR, int... V>
+constexpr std::array<RowKernel, 8> small_row(std::integer_sequence<int, V...>) {
+  return {&row_kernel<MR, V + 1>...};
+}
+// kSmallKernels[mr - 1][nv - 1]
+constexpr std::array<std::array<RowKernel, 8>, kSmallM> kSmallKernels = {
+    small_row<1>(std::make_integer_sequence<int, 8>{}), small_row<2>(std::make_integer_sequence<int, 8>{}),
+    small_row<3>(std::make_integer_sequence<int, 8>{}), small_row<4>(std::make_integer_sequence<int, 8>{})};
+
+RECHUB_AVX2 void gemm_small_m(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  const int64_t kc_blk = ceil_div(K, ceil_div(K, kKCMax));
+  // Whole 16-column panels are read in place; the micro-kernel's last partial panel (< 16 columns) is
+  // copied, zero padded, and stored as it stores one.
+  const int64_t whole = N / kNR * kNR, tail = N - whole;
+  const int nv_max = kSmallNV[M - 1];
+  const std::array<RowKernel, 8>& kernels = kSmallKernels[static_cast<size_t>(M - 1)];
+  // op(A) as the kernel reads it (a[k * a_step + i]): in place for a transposed A or one row, else
+  // copied into [k * M + i].
+  float* ap = !trans_a && M > 1 ? tl_pack_a.get(kc_blk * M) : nullptr;
+  float* bt = tail > 0 ? tl_pack_b.get(kc_blk * kNR) : nullptr;
+  const __m256i m0 = first_lanes(tail), m1 = first_lanes(tail - 8);
+  for (int64_t pc = 0; pc < K; pc += kc_blk) {
+    const int64_t kc = std::min(kc_blk, K - pc);
+    const float beta_eff = pc == 0 ? beta : 1.0f;
+    const float* a = trans_a ? A + pc * lda : A + pc;
+    int64_t a_step = trans_a ? lda : 1;
+    if (ap != nullptr) {
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t k = 0; k < kc; ++k) ap[k * M + i] = A[i * lda + pc + k];
+      a = ap;
+      a_step = M;
+    }
+    const float* b = B + pc * ldb;
+    for (int64_t j = 0; j < whole; j += 8 * int64_t{nv_max}) {
+      const int64_t nv = std::min<int64_t>(nv_max, (whole - j) / 8);
+      kernels[static_cast<size_t>(nv - 1)](kc, a, a_step, b + j, ldb, C + j, ldc, alpha, beta_eff, 8 * nv);
+    }
+    if (tail > 0) {
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = b + k * ldb + whole;
+        _mm256_store_ps(bt + k * kNR, _mm256_maskload_ps(src, m0));
+        _mm256_store_ps(bt + k * kNR + 8, _mm256_maskload_ps(src + 8, m1));
+      }
+      kernels[1](kc, a, a_step, bt, kNR, C + whole, ldc, alpha, beta_eff, tail);
+    }
+  }
+}
+
 // ---- single-threaded blocked GEMM on a sub-problem -------------------------------------------------------
 // A/B/C point at the sub-problem origin of op(A), op(B), C.
 RECHUB_AVX2 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                              int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0 || K <= 0) return;
+  if (!trans_b && M <= kSmallM) {
+    gemm_small_m(trans_a, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   const int64_t kc_blk = ceil_div(K, ceil_div(K, kKCMax));
   // Blocks of whole 6-row panels where M allows, so the micro-kernel runs at its full height.
   const int64_t mc_blk = std::min(M, round_up(ceil_div(M, ceil_div(M, kMCMax)), kMR));

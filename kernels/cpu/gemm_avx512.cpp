@@ -217,20 +217,20 @@ RECHUB_AVX512 void micro_kernel(int64_t kc, const float* __restrict a, int64_t a
   __m512 acc[MR][NV];
 #pragma GCC unroll 14
   for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 2
+#pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
 
   const float* pa = a;
   const float* pb = b;
-#pragma GCC unroll 2
+#pragma GCC unroll 8
   for (int64_t k = 0; k < kc; ++k) {
     __m512 bv[NV];
-#pragma GCC unroll 2
+#pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(pb + 16 * v);
 #pragma GCC unroll 14
     for (int i = 0; i < MR; ++i) {
       const __m512 av = _mm512_set1_ps(pa[i]);
-#pragma GCC unroll 2
+#pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
     }
     pa += a_step;
@@ -243,13 +243,13 @@ RECHUB_AVX512 void micro_kernel(int64_t kc, const float* __restrict a, int64_t a
     if (beta == 0.0f) {
 #pragma GCC unroll 14
       for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 2
+#pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + i * ldc + 16 * v, _mm512_mul_ps(va, acc[i][v]));
     } else {
       const __m512 vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 14
       for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 2
+#pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) {
           float* p = c + i * ldc + 16 * v;
           _mm512_storeu_ps(p, _mm512_fmadd_ps(va, acc[i][v], _mm512_mul_ps(vb, _mm512_loadu_ps(p))));
@@ -259,7 +259,7 @@ RECHUB_AVX512 void micro_kernel(int64_t kc, const float* __restrict a, int64_t a
     const __m512 vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 14
     for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 2
+#pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) {
         float* p = c + i * ldc + 16 * v;
         const __mmask16 m = v == NV - 1 ? lm : __mmask16{0xFFFF};
@@ -357,6 +357,69 @@ RECHUB_AVX512_INLINE void prefetch_c_tile(const float* c, int64_t ldc, int64_t m
   }
 }
 
+// ---- a few rows against B read in place ---------------------------------------------------------
+// With M <= kSmallM rows (serving one request) and a plain B (C = op(A) B with B [K, N], such as
+// weights kept transposed for inference), each element of B is used M times: packing it would cost
+// more than the multiply. The rows are computed against B read in place, kSmallNV vectors of columns
+// at a time: with one row, the blocked path's two accumulators per row leave the FMA latency exposed,
+// and up to eight keep both pipes busy. Depth blocks (kc_blk) and the order of the products summed
+// into each element are those of the blocked path, so a row of C has the same bits whether it is
+// computed alone or in a batch.
+constexpr int64_t kSmallM = 4;
+constexpr int kSmallNV[kSmallM] = {8, 8, 6, 6};  // column vectors per tile by rows (accumulators <= 24)
+
+template <int MR, int... V>
+constexpr std::array<MicroKernel, 8> small_row(std::integer_sequence<int, V...>) {
+  return {&micro_kernel<MR, V + 1>...};
+}
+// kSmallKernels[mr - 1][nv - 1]
+const std::array<std::array<MicroKernel, 8>, kSmallM> kSmallKernels = {
+    small_row<1>(std::make_integer_sequence<int, 8>{}), small_row<2>(std::make_integer_sequence<int, 8>{}),
+    small_row<3>(std::make_integer_sequence<int, 8>{}), small_row<4>(std::make_integer_sequence<int, 8>{})};
+
+RECHUB_AVX512 void gemm_small_m(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                                const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  const int64_t kc_blk = ceil_div(K, ceil_div(K, kKCMax));
+  // Whole 32-column panels (and a last panel of exactly 16) are read in place; the blocked path's
+  // last partial panel is copied, zero padded, and stored with its mask, as the blocked path does.
+  const int64_t rest = N % kNR;
+  const int64_t whole = rest == 16 ? N : N - rest, tail = N - whole;
+  const int nv_max = kSmallNV[M - 1];
+  const std::array<MicroKernel, 8>& kernels = kSmallKernels[static_cast<size_t>(M - 1)];
+  // op(A) as the micro-kernel reads it (a[k * a_step + i]): in place for a transposed A or one row,
+  // else copied into [k * M + i].
+  float* ap = !trans_a && M > 1 ? tl_pack_a.get(kc_blk * M) : nullptr;
+  float* bt = tail > 0 ? tl_pack_b.get(kc_blk * kNR) : nullptr;
+  const __mmask16 m0 = low_mask(tail), m1 = low_mask(std::max<int64_t>(tail - 16, 0));
+  const int tail_nv = tail > 16 ? 2 : 1;
+  const unsigned tail_mask = low_mask(tail > 16 ? tail - 16 : tail);
+  for (int64_t pc = 0; pc < K; pc += kc_blk) {
+    const int64_t kc = std::min(kc_blk, K - pc);
+    const float beta_eff = pc == 0 ? beta : 1.0f;
+    const float* a = trans_a ? A + pc * lda : A + pc;
+    int64_t a_step = trans_a ? lda : 1;
+    if (ap != nullptr) {
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t k = 0; k < kc; ++k) ap[k * M + i] = A[i * lda + pc + k];
+      a = ap;
+      a_step = M;
+    }
+    const float* b = B + pc * ldb;
+    for (int64_t j = 0; j < whole; j += 16 * int64_t{nv_max}) {
+      const int64_t nv = std::min<int64_t>(nv_max, (whole - j) / 16);
+      kernels[static_cast<size_t>(nv - 1)](kc, a, a_step, b + j, ldb, C + j, ldc, alpha, beta_eff, 0xFFFFu);
+    }
+    if (tail > 0) {
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = b + k * ldb + whole;
+        _mm512_store_ps(bt + k * kNR, _mm512_maskz_loadu_ps(m0, src));
+        _mm512_store_ps(bt + k * kNR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+      }
+      kernels[static_cast<size_t>(tail_nv - 1)](kc, a, a_step, bt, kNR, C + whole, ldc, alpha, beta_eff, tail_mask);
+    }
+  }
+}
+
 // ---- single-threaded blocked GEMM on a sub-problem ----------------------------------------------
 // Strides (in floats) at which an operand may be read in place by the micro-kernel: multiples of 2 KiB
 // put its rows into a handful of L1/L2 sets, and those operands are always packed.
@@ -373,6 +436,10 @@ inline bool in_place_stride_ok(int64_t ld) { return ld % 512 != 0; }
 RECHUB_AVX512 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0 || K <= 0) return;
+  if (!trans_b && M <= kSmallM) {
+    gemm_small_m(trans_a, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   const int64_t kc_blk = ceil_div(K, ceil_div(K, kKCMax));
   const int64_t mc_blk = ceil_div(M, ceil_div(M, kMCMax));
   const int64_t nc_blk = round_up(ceil_div(N, ceil_div(N, kNCMax)), kNR);

@@ -15,6 +15,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -236,6 +237,36 @@ TEST_P(SgemmIsa, BetaZeroNeverReadsCSoNaNDoesNotPropagate) {
          op.ldc);
     EXPECT_LT(relative_error(g, op.c, op.ldc, naive_gemm(GemmCase{g.trans_a, g.trans_b, g.M, g.N, g.K}, op)), 1e-5);
   }
+}
+
+// A row of C depends only on the same row of op(A): computed alone (serving one request, where a
+// plain B is read in place by the few-rows path) or within a batch (the blocked path), it has the same
+// bits, for every transpose, alpha and beta, a partial last column panel and a depth over one block.
+TEST_P(SgemmIsa, ARowHasTheSameBitsAloneAsInABatch) {
+  if (GetParam() == Isa::generic) GTEST_SKIP() << "Eigen's GEMM blocks by the shape";
+  for (int64_t N : {1, 7, 8, 15, 16, 17, 31, 32, 48, 50, 129, 2048})
+    for (int t = 0; t < 4; ++t)
+      for (const auto& [alpha, beta] : {std::pair{1.0, 0.0}, std::pair{1.0, 1.0}, std::pair{0.3, -0.7}}) {
+        const GemmCase batch{(t & 1) != 0, (t & 2) != 0, 37, N, 300, alpha, beta, 3};
+        const Operands<float> op = make_operands<float>(batch, 11);
+        std::vector<float> c = op.c;
+        fn()(batch.trans_a, batch.trans_b, batch.M, N, batch.K, static_cast<float>(alpha), op.a.data(), op.lda,
+             op.b.data(), op.ldb, static_cast<float>(beta), c.data(), op.ldc);
+        EXPECT_LT(relative_error(batch, c, op.ldc, naive_gemm(batch, op)), 1e-5) << batch.name();
+        for (int64_t rows : {1, 2, 3, 4, 5})
+          for (int64_t r0 : {int64_t{0}, int64_t{31}}) {
+            // Rows [r0, r0 + rows) of the same operands, as their own product.
+            std::vector<float> part = op.c;
+            const float* a = batch.trans_a ? op.a.data() + r0 : op.a.data() + r0 * op.lda;
+            fn()(batch.trans_a, batch.trans_b, rows, N, batch.K, static_cast<float>(alpha), a, op.lda, op.b.data(),
+                 op.ldb, static_cast<float>(beta), part.data() + r0 * op.ldc, op.ldc);
+            for (int64_t i = r0; i < r0 + rows; ++i)
+              for (int64_t j = 0; j < N; ++j)
+                ASSERT_EQ(part[static_cast<size_t>(i * op.ldc + j)], c[static_cast<size_t>(i * op.ldc + j)])
+                    << batch.name() << ": row " << i << " column " << j << " computed in a product of " << rows
+                    << " rows";
+          }
+      }
 }
 
 INSTANTIATE_TEST_SUITE_P(EverySet, SgemmIsa, ::testing::Values(Isa::generic, Isa::avx2, Isa::avx512),

@@ -6,6 +6,7 @@
 
 #include "rechub/core/ops.h"
 #include "rechub/core/ops_fused.h"
+#include "rechub/kernels/cpu/isa.h"
 #include "support/gradcheck.h"
 
 namespace rechub {
@@ -246,6 +247,47 @@ TEST(ExpertsForward, InferenceReusesItsStackedWeightsUntilOneChanges) {
   EXPECT_LE(max_rel_diff(y1, reference()), 1e-5) << "running_var changed in place";
   EXPECT_NE(y1.to_vector<float>(), y0_values);
   EXPECT_EQ(y0.to_vector<float>(), y0_values) << "an earlier result changed";
+}
+
+TEST(ExpertsForward, InferenceConstantsGiveTheSameBitsAndARowAloneMatchesItsBatch) {
+  // In a ConstantWeightsScope the expert layers multiply by weights kept transposed (read in place by
+  // the GEMM; a single row takes its few-rows path) with BatchNorm folded once: every element is the
+  // same sum in the same order as without the scope, and a row scored alone (one request) has the
+  // bits it has in a batch. Eigen's GEMM (RECHUB_CPU=generic) blocks by the shape, so there the
+  // results agree only within rounding.
+  const bool exact = kernels::cpu::active_isa() != kernels::cpu::Isa::generic;
+  for (bool bn : {true, false}) {
+    // 8 experts of [40, 24] on 37 inputs: partial column panels in both layers, 296 columns in the first.
+    BlockSpec s{.B = 37, .in = 37, .E = 8, .dims = {40, 24}, .bias = true, .bn = bn, .training = false};
+    Block b = make_block(s, DType::f32, 5);
+    NoGradGuard ng;
+    auto run = [&](const Tensor& x) {
+      return ops::experts_forward(x, layers_of(s, b.leaves, b.running), options_of(s)).to_vector<float>();
+    };
+    const std::vector<float> plain = run(b.leaves[0]);
+    const ops::ConstantWeightsScope constant;
+    const std::vector<float> kept = run(b.leaves[0]);
+    const int64_t width = s.E * s.dims.back();
+    ASSERT_EQ(kept.size(), static_cast<size_t>(s.B * width));
+    for (size_t i = 0; i < kept.size(); ++i) {
+      if (exact)
+        ASSERT_EQ(kept[i], plain[i]) << "bn " << bn << " element " << i;
+      else
+        ASSERT_NEAR(kept[i], plain[i], 1e-5 * (1 + std::abs(plain[i])));
+    }
+    for (int64_t r : {0, 1, 17, 36})
+      for (int64_t rows : {1, 3}) {
+        if (r + rows > s.B) continue;
+        const std::vector<float> part = run(ops::narrow(b.leaves[0].detach(), 0, r, rows));
+        for (int64_t i = 0; i < rows * width; ++i) {
+          const float want = plain[static_cast<size_t>(r * width + i)];
+          if (exact)
+            ASSERT_EQ(part[static_cast<size_t>(i)], want) << "bn " << bn << " rows " << r << ".." << r + rows;
+          else
+            ASSERT_NEAR(part[static_cast<size_t>(i)], want, 1e-5 * (1 + std::abs(want)));
+        }
+      }
+  }
 }
 
 // ---- gate_mix ----

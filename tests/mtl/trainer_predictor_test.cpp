@@ -6,6 +6,7 @@
 #include <latch>
 #include <thread>
 
+#include "rechub/kernels/cpu/isa.h"
 #include "rechub/mtl/data/load.h"
 #include "rechub/mtl/data/synth/synthetic.h"
 #include "rechub/mtl/metrics/evaluate.h"
@@ -43,6 +44,20 @@ TEST(Predictor, RawRowsMatchTheTrainedModelAndEightThreadsMatchOne) {
   ASSERT_EQ(single.size(), static_cast<size_t>(d.test->rows()));
   for (size_t i = 0; i < single.size(); ++i)
     for (size_t k = 0; k < 2; ++k) ASSERT_NEAR(single[i][k], expected[k][i], 1e-6) << "row " << i << " task " << k;
+
+  // A row's scores do not depend on the batch it comes in: one row at a time (the GEMMs' few-rows
+  // path) gives the bits of batches of 128, on the AVX2 and AVX-512 paths (Eigen's GEMM, forced by
+  // RECHUB_CPU=generic, blocks by the shape: within rounding there).
+  const bool exact = kernels::cpu::active_isa() != kernels::cpu::Isa::generic;
+  const std::vector<std::vector<std::string>> first(raw.rows.begin(), raw.rows.begin() + 40);
+  const auto one_by_one = p.predict(first, raw.header, 1);
+  for (size_t i = 0; i < first.size(); ++i)
+    for (size_t k = 0; k < 2; ++k) {
+      if (exact)
+        ASSERT_EQ(one_by_one[i][k], single[i][k]) << "row " << i << " task " << k << " scored alone";
+      else
+        ASSERT_NEAR(one_by_one[i][k], single[i][k], 1e-6) << "row " << i << " task " << k << " scored alone";
+    }
 
   // Eight callers released together (so their calls overlap), each with its own batch size; the
   // ThreadSanitizer pass of tests/run_all.sh runs this test too.
