@@ -222,7 +222,7 @@ RECHUB_AVX512 void micro_kernel(int64_t kc, const float* __restrict a, int64_t a
 
   const float* pa = a;
   const float* pb = b;
-#pragma GCC unroll 8
+#pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
     __m512 bv[NV];
 #pragma GCC unroll 8
