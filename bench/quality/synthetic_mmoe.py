@@ -14,7 +14,8 @@ data seed) is split train/val/test; every model is trained from 3 seeds by
 
 Both report the test MSE of each task; the table gives mean and (min-max) over the seeds and
 whether rechub is within PyTorch's seed spread: its mean MSE at most PyTorch's mean, or inside PyTorch's
-min-max range widened by half its width, on both tasks.
+min-max range widened by half its width, on both tasks; and the p-value of a two-sided Welch t-test
+of equal means per task (below 0.05: a difference larger than the seed noise).
 
 usage: synthetic_mmoe.py --rechub build/release/examples/rechub/rechub [--models shared_bottom,mmoe,omoe,ple]
                          [--correlations 0.5,0.9] [--seeds 1,2,3] [--rows 30000] [--epochs 20] [--work DIR]
@@ -131,11 +132,13 @@ def main():
                 print(f"p={p} {model} seed {seed}: rechub {res['rechub'][-1]} pytorch {res['pytorch'][-1]}",
                       file=sys.stderr, flush=True)
             rows.append((p, model, res))
+    from scipy.stats import ttest_ind
     fmt = lambda v: f"{statistics.mean(v):.4f} ({min(v):.4f}-{max(v):.4f})"
-    print("| correlation | model | rechub MSE y1 | PyTorch MSE y1 | rechub MSE y2 | PyTorch MSE y2 | within spread |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| correlation | model | rechub MSE y1 | PyTorch MSE y1 | rechub MSE y2 | PyTorch MSE y2 | within spread "
+          "| Welch p y1 / y2 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for p, model, res in rows:
-        cells, within = [], []
+        cells, within, pvals = [], [], []
         for t in range(2):
             r = [x[t] for x in res["rechub"]]
             q = [x[t] for x in res["pytorch"]]
@@ -143,8 +146,11 @@ def main():
             pad = (hi - lo) / 2
             within.append(lo - pad <= statistics.mean(r) <= hi + pad or statistics.mean(r) <= statistics.mean(q))
             cells += [fmt(r), fmt(q)]
+            # Two-sided Welch t-test of equal mean MSE over the seeds: a small p says the two
+            # trainings differ by more than their seed-to-seed noise.
+            pvals.append(f"{ttest_ind(r, q, equal_var=False).pvalue:.2f}" if len(r) > 1 else "-")
         print(f"| {p} | {model} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | "
-              f"{'yes' if all(within) else 'no'} |")
+              f"{'yes' if all(within) else 'no'} | {' / '.join(pvals)} |")
 
 
 if __name__ == "__main__":

@@ -485,9 +485,17 @@ nlohmann::json MTLTrainer::run_settings() const {
   if (opts_.lr_schedule_fn) {
     j["lr_schedule"] = "custom";
   } else if (opts_.lr_schedule != "constant" || opts_.lr_warmup_steps > 0) {
-    j["lr_schedule"] = {{"kind", opts_.lr_schedule},         {"warmup_steps", opts_.lr_warmup_steps},
-                        {"min_factor", opts_.lr_min_factor}, {"step_epochs", opts_.lr_step_epochs},
-                        {"gamma", opts_.lr_gamma},           {"epochs", opts_.n_epochs}};
+    // What the rate at a given batch depends on: the run's length only for cosine, so a step or
+    // constant run may be resumed with more epochs.
+    nlohmann::json s = {{"kind", opts_.lr_schedule}, {"warmup_steps", opts_.lr_warmup_steps}};
+    if (opts_.lr_schedule == "cosine") {
+      s["min_factor"] = opts_.lr_min_factor;
+      s["epochs"] = opts_.n_epochs;
+    } else if (opts_.lr_schedule == "step") {
+      s["step_epochs"] = opts_.lr_step_epochs;
+      s["gamma"] = opts_.lr_gamma;
+    }
+    j["lr_schedule"] = s;
   }
   if (train_loader_) {
     j["batch_size"] = train_loader_->batch_size;

@@ -72,14 +72,14 @@ struct TrainerOptions {
   std::function<std::unique_ptr<nn::Optimizer>(std::vector<nn::ParamGroup>)> optimizer_fn{};
   // Learning-rate schedule (torch-rechub's scheduler_fn), applied before every batch's update with
   // t = batches done so far in the run, to every group (per-task rates keep their ratios):
-  //   "constant" (default), "cosine": cosine decay from lr to lr_min_factor * lr at the last batch,
-  //   "step": lr * lr_gamma^(epoch / lr_step_epochs).
+  //   "constant", "cosine": cosine decay from lr to lr_min_factor * lr at the last batch,
+  //   "step" (the default, halving every 2 epochs; defaults.h says why): lr * lr_gamma^(epoch / lr_step_epochs).
   // lr_warmup_steps > 0 adds a linear warm-up from 0 over that many batches before any of them.
-  std::string lr_schedule = "constant";
+  std::string lr_schedule = defaults::lr_schedule;
   int64_t lr_warmup_steps = 0;
-  double lr_min_factor = 0.0;  // cosine
-  int64_t lr_step_epochs = 1;  // step
-  double lr_gamma = 0.1;       // step
+  double lr_min_factor = 0.0;                         // cosine
+  int64_t lr_step_epochs = defaults::lr_step_epochs;  // step
+  double lr_gamma = defaults::lr_gamma;               // step
   // A schedule of your own instead (nn/lr_scheduler.h), with t counted in batches as above.
   std::shared_ptr<const nn::LRSchedule> lr_schedule_fn{};
   // Task weighting: "fixed" (task_weights, default all 1), "gradnorm", "metabalance", "uwl", "dwa", "pcgrad",

@@ -322,7 +322,7 @@ TEST_F(CliFlags, AFlagTheChosenModelOrMethodIgnoresIsRefused) {
   expect_error(base + "--gradnorm-alpha 2", "--gradnorm-alpha does not apply to --balance fixed");
   expect_error(base + "--balance gradnorm --task-weights 1,2", "--task-weights does not apply to --balance gradnorm");
   expect_error(base + "--balance gradnorm --relax-factor 0.5", "--relax-factor does not apply to --balance gradnorm");
-  expect_error(base + "--lr-gamma 0.5", "--lr-gamma does not apply to --lr-schedule constant");
+  expect_error(base + "--lr-schedule constant --lr-gamma 0.5", "--lr-gamma does not apply to --lr-schedule constant");
   expect_error(base + "--lr-schedule step --lr-min-factor 0.1", "--lr-min-factor does not apply to --lr-schedule step");
   expect_error(base + "--early-stop-metric logloss", "--early-stop-metric only applies with early stopping");
   expect_error(base + "--early-stop 2",

@@ -121,7 +121,7 @@ def test_unsupported_torch_rechub_arguments_say_what_to_use(ali_ccp, small):
         pass
 
     cases = [
-        (dict(scheduler_fn=StepLR, scheduler_params={"step_size": 1}), "no learning-rate schedulers"),
+        (dict(scheduler_fn=StepLR, scheduler_params={"step_size": 1}), "torch's schedulers do not drive"),
         (dict(model_logger=object()), "'rechub' logger"),
         (dict(regularization_params={"embedding_l2": 1e-4}), "weight_decay"),
         (dict(optimizer_params={"lr": 1e-3, "betas": (0.9, 0.99)}), r"\['betas'\] are not supported"),

@@ -50,7 +50,9 @@ class MTLTrainer:
             (betas, momentum, eps) are refused.
         regularization_params (dict): refused unless every value is 0; use optimizer_params'
             weight_decay.
-        scheduler_fn, scheduler_params: refused (rechub has no learning-rate schedulers).
+        scheduler_fn, scheduler_params: refused (torch's schedulers do not drive rechub's optimizer;
+            the learning rate stays at optimizer_params' lr, torch-rechub's default without a
+            scheduler. The C++ TrainerOptions and ``rechub train`` have their own schedules).
         adaptive_params (dict): the task balancing, ``{"method": m, ...}`` with m one of
             ``"uwl"``, ``"gradnorm"`` (``alpha``, default 0.16 as torch-rechub; ``lr``, the
             weights' learning rate, default 0.025), ``"metabalance"`` (``relax_factor`` 0.7,
@@ -118,8 +120,9 @@ class MTLTrainer:
             raise ValueError("MTLTrainer: regularization_params (embedding/dense L1, L2) are not supported; use "
                              "optimizer_params={'weight_decay': ...} for L2")
         if scheduler_fn is not None or scheduler_params is not None:
-            raise ValueError("MTLTrainer: scheduler_fn/scheduler_params are not supported (rechub has no learning-rate "
-                             "schedulers); train with a fixed lr, or fit again with a lower lr")
+            raise ValueError("MTLTrainer: scheduler_fn/scheduler_params are not supported (torch's schedulers do not "
+                             "drive rechub's optimizer); train with a fixed lr, fit again with a lower lr, or use "
+                             "`rechub train --lr-schedule step|cosine`")
         if gpus is not None and len(gpus) > 1:
             raise ValueError("MTLTrainer: gpus with more than one GPU is not supported; use device='cuda:N'")
         if model_logger is not None:
