@@ -5,12 +5,14 @@ The data: `rechub synth --kind mmoe` (Ma et al., KDD 2018, section 3.3): two reg
 100 dense inputs whose correlation is set by --correlation p. For every p, one data set (fixed
 data seed) is split train/val/test; every model is trained from 3 seeds by
 
-- rechub: `rechub train` with its defaults (standard normalisation, the default batch, Adam 1e-3, the
+- rechub: `rechub train` with its defaults (standard normalisation, the default batch, Adam 1e-3 halved
+  every 2 epochs, the
   default sizes: experts 128-64 x 4, towers 64-32, SharedBottom 128-64) for a fixed number of
   epochs, no early stopping;
 - PyTorch: the same model structure (tests/reference/models_torch.py, torch-rechub's layers: Linear,
   BatchNorm1d, ReLU), the same sizes, standardisation of the inputs on the training rows, batch,
-  optimiser, learning rate and epochs, its own initialisation and shuffle.
+  optimiser, learning rate and schedule (StepLR every 2 epochs, x0.5) and epochs, its own
+  initialisation and shuffle.
 
 Both report the test MSE of each task; the table gives mean and (min-max) over the seeds and
 whether rechub is within PyTorch's seed spread: its mean MSE at most PyTorch's mean, or inside PyTorch's
@@ -39,6 +41,7 @@ import models_torch  # noqa: E402  (the reference models of the parity tests)
 SIZES = {"hidden_units": [128, 64], "expert_units": [128, 64], "num_experts": 4, "num_shared_experts": 2,
          "num_layers": 2, "tower_units": [64, 32], "task_hidden_units": [64, 32]}
 LR = 1e-3
+STEP_EPOCHS, GAMMA = 2, 0.5  # defaults::lr_step_epochs, lr_gamma
 
 
 def batch_size_for(rows):
@@ -89,6 +92,8 @@ def run_torch(args, files, model, seed):
         config["num_experts"] = SIZES["num_experts"]
     m = models_torch.build(model, {"features": []}, config)
     opt = torch.optim.Adam(m.parameters(), lr=LR)
+    # rechub's default schedule (defaults::lr_schedule): the rate halves every 2 epochs.
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=STEP_EPOCHS, gamma=GAMMA)
     n, batch = X.shape[0], files["batch"]
     for _ in range(args.epochs):
         m.train()
@@ -102,6 +107,7 @@ def run_torch(args, files, model, seed):
             opt.zero_grad()
             loss.backward()
             opt.step()
+        sched.step()
     m.eval()
     with torch.no_grad():
         preds, _ = m(torch.zeros((Xt.shape[0], 0), dtype=torch.long), Xt)

@@ -260,7 +260,10 @@ trainer::TrainerOptions trainer_options(const py::dict& d) {
   o.optimizer_params.weight_decay = get<double>(d, "weight_decay", 0.0);
   o.optimizer_params.kind = trainer::optimizer_kind_from_name(get<std::string>(d, "optimizer", "adam"));
   o.n_epochs = get<int64_t>(d, "n_epochs", 10);
-  o.lr_schedule = "constant";  // torch-rechub's MTLTrainer: no scheduler unless one is given
+  // torch-rechub's MTLTrainer: no scheduler unless one is given (StepLR maps to "step").
+  o.lr_schedule = get<std::string>(d, "lr_schedule", "constant");
+  o.lr_step_epochs = get<int64_t>(d, "lr_step_epochs", 1);
+  o.lr_gamma = get<double>(d, "lr_gamma", 0.1);
   o.task_weights = get<std::vector<double>>(d, "task_weights", {});
   o.task_weights_strategy = get<std::string>(d, "strategy", "fixed");
   o.gradnorm_alpha = get<double>(d, "gradnorm_alpha", 1.5);

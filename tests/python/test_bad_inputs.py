@@ -117,11 +117,17 @@ def test_unsupported_torch_rechub_arguments_say_what_to_use(ali_ccp, small):
     class StepLR:  # stands for torch.optim.lr_scheduler.StepLR
         pass
 
+    class CosineAnnealingLR:
+        pass
+
     class RMSprop:
         pass
 
     cases = [
-        (dict(scheduler_fn=StepLR, scheduler_params={"step_size": 1}), "torch's schedulers do not drive"),
+        (dict(scheduler_fn=CosineAnnealingLR, scheduler_params={"T_max": 4}), "'CosineAnnealingLR' is not supported"),
+        (dict(scheduler_fn=StepLR, scheduler_params={"step_size": 1, "last_epoch": 3}), r"\['last_epoch'\] are not"),
+        (dict(scheduler_fn=StepLR, scheduler_params={"step_size": 0}), r"step_size'\] must be an int >= 1"),
+        (dict(scheduler_fn=StepLR, scheduler_params={"step_size": 2, "gamma": 1.5}), r"gamma'\] must be a number"),
         (dict(model_logger=object()), "'rechub' logger"),
         (dict(regularization_params={"embedding_l2": 1e-4}), "weight_decay"),
         (dict(optimizer_params={"lr": 1e-3, "betas": (0.9, 0.99)}), r"\['betas'\] are not supported"),

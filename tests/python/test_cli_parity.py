@@ -16,7 +16,7 @@ import pytest
 
 from rechub import Predictor
 from rechub.basic.features import DenseFeature, SparseFeature
-from rechub.models.multi_task import MMOE, PLE
+from rechub.models.multi_task import MMOE, PLE, SharedBottom
 from rechub.trainers import MTLTrainer
 from rechub.utils.data import DataGenerator, DataLoader
 
@@ -76,6 +76,12 @@ CASES = {
                                        expert_params={"dims": [16], "dropout": 0.1},
                                        tower_params_list=[{"dims": [16], "dropout": 0.1}] * 2, task_names=LABELS),
                       weights=[1.0, 0.5]),
+    # torch-rechub's StepLR, stepped once per epoch, is `--lr-schedule step`.
+    "shared_bottom-steplr": dict(cli=["--model", "shared_bottom", "--hidden-units", "32", "--tower-units", "16",
+                                      "--lr-schedule", "step", "--lr-step-epochs", "1", "--lr-gamma", "0.5"],
+                                 py=lambda f: SharedBottom(f, ["classification"] * 2, bottom_params={"dims": [32]},
+                                                           tower_params_list=[{"dims": [16]}] * 2, task_names=LABELS),
+                                 scheduler=("StepLR", {"step_size": 1, "gamma": 0.5})),
 }
 
 
@@ -105,6 +111,8 @@ def test_python_and_cli_train_the_same_model(ali_ccp, cli, tmp_path, case):
     out_py = tmp_path / "py"
     trainer = MTLTrainer(model, ["classification"] * 2, optimizer_params={"lr": 0.003, "weight_decay": 1e-5},
                          adaptive_params=spec.get("adaptive"), task_weights=spec.get("weights"), n_epoch=2,
+                         scheduler_fn=spec.get("scheduler", (None, None))[0],
+                         scheduler_params=spec.get("scheduler", (None, None))[1],
                          earlystop_patience=0, model_path=str(out_py), seed=1)
     trainer.fit(train_dl, val_dl)
 

@@ -50,9 +50,11 @@ class MTLTrainer:
             (betas, momentum, eps) are refused.
         regularization_params (dict): refused unless every value is 0; use optimizer_params'
             weight_decay.
-        scheduler_fn, scheduler_params: refused (torch's schedulers do not drive rechub's optimizer;
-            the learning rate stays at optimizer_params' lr, torch-rechub's default without a
-            scheduler. The C++ TrainerOptions and ``rechub train`` have their own schedules).
+        scheduler_fn, scheduler_params: ``torch.optim.lr_scheduler.StepLR`` (or ``"StepLR"``) with
+            ``{"step_size": n, "gamma": g}`` (gamma defaults to 0.1, as in torch): the rate is
+            multiplied by g every n epochs, as torch-rechub steps its scheduler once per epoch
+            (rechub's ``step`` schedule). Other schedulers and keys are refused. None (the
+            default): a constant rate, as in torch-rechub.
         adaptive_params (dict): the task balancing, ``{"method": m, ...}`` with m one of
             ``"uwl"``, ``"gradnorm"`` (``alpha``, default 0.16 as torch-rechub; ``lr``, the
             weights' learning rate, default 0.025), ``"metabalance"`` (``relax_factor`` 0.7,
@@ -120,9 +122,7 @@ class MTLTrainer:
             raise ValueError("MTLTrainer: regularization_params (embedding/dense L1, L2) are not supported; use "
                              "optimizer_params={'weight_decay': ...} for L2")
         if scheduler_fn is not None or scheduler_params is not None:
-            raise ValueError("MTLTrainer: scheduler_fn/scheduler_params are not supported (torch's schedulers do not "
-                             "drive rechub's optimizer); train with a fixed lr, fit again with a lower lr, or use "
-                             "`rechub train --lr-schedule step|cosine`")
+            opts.update(self._scheduler(scheduler_fn, scheduler_params))
         if gpus is not None and len(gpus) > 1:
             raise ValueError("MTLTrainer: gpus with more than one GPU is not supported; use device='cuda:N'")
         if model_logger is not None:
@@ -173,6 +173,26 @@ class MTLTrainer:
             self._trainer = _rechub.Trainer(model._model, opts)
         except _rechub.Error as e:
             raise ValueError(f"MTLTrainer: {e}") from None
+
+    @staticmethod
+    def _scheduler(scheduler_fn, scheduler_params):
+        """torch-rechub's scheduler_fn/scheduler_params as rechub's learning-rate schedule options."""
+        name = scheduler_fn if isinstance(scheduler_fn, str) else getattr(scheduler_fn, "__name__", repr(scheduler_fn))
+        if name != "StepLR":
+            raise ValueError(f"MTLTrainer: scheduler_fn {name!r} is not supported; rechub runs "
+                             "torch.optim.lr_scheduler.StepLR (scheduler_params={'step_size': n, 'gamma': g}), "
+                             "stepped once per epoch as torch-rechub does, or a constant rate (scheduler_fn=None)")
+        params = dict(scheduler_params or {})
+        unknown = sorted(set(params) - {"step_size", "gamma"})
+        if unknown:
+            raise ValueError(f"MTLTrainer: scheduler_params key(s) {unknown} are not supported with StepLR; "
+                             "give step_size (epochs) and gamma")
+        step, gamma = params.get("step_size"), params.get("gamma", 0.1)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+            raise ValueError(f"MTLTrainer: scheduler_params['step_size'] must be an int >= 1 (epochs), got {step!r}")
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma <= 1:
+            raise ValueError(f"MTLTrainer: scheduler_params['gamma'] must be a number in (0, 1], got {gamma!r}")
+        return {"lr_schedule": "step", "lr_step_epochs": int(step), "lr_gamma": float(gamma)}
 
     def _adaptive(self, adaptive_params, task_weights):
         out = {}

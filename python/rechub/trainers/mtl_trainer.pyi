@@ -15,7 +15,7 @@ class MTLTrainer:
     batch_size_eval: int
     def __init__(self, model: _MultiTaskModel, task_types: Sequence[str], optimizer_fn: Any = ...,
                  optimizer_params: Optional[dict[str, float]] = ..., regularization_params: Optional[dict[str, float]] = ...,
-                 scheduler_fn: None = ..., scheduler_params: None = ..., adaptive_params: Optional[dict[str, Any]] = ...,
+                 scheduler_fn: Any = ..., scheduler_params: Optional[dict[str, float]] = ..., adaptive_params: Optional[dict[str, Any]] = ...,
                  n_epoch: int = ..., earlystop_taskid: int = ..., earlystop_patience: int = ..., device: str = ...,
                  gpus: Optional[Sequence[int]] = ..., model_path: Optional[Union[str, PathLike[str]]] = ...,
                  model_logger: None = ..., task_weights: Optional[Sequence[float]] = ...,
