@@ -6,12 +6,13 @@ The data: `rechub synth --kind mmoe` (Ma et al., KDD 2018, section 3.3): two reg
 data seed) is split train/val/test; every model is trained from 3 seeds by
 
 - rechub: `rechub train` with its defaults (standard normalisation, the default batch, Adam 1e-3 halved
-  every 2 epochs, the
+  after every epoch whose validation MSE does not improve, the
   default sizes: experts 128-64 x 4, towers 64-32, SharedBottom 128-64) for a fixed number of
   epochs, no early stopping;
 - PyTorch: the same model structure (tests/reference/models_torch.py, torch-rechub's layers: Linear,
   BatchNorm1d, ReLU), the same sizes, standardisation of the inputs on the training rows, batch,
-  optimiser, learning rate and schedule (StepLR every 2 epochs, x0.5) and epochs, its own
+  optimiser, learning rate and schedule (ReduceLROnPlateau on the mean validation MSE, x0.5,
+  patience 0) and epochs, its own
   initialisation and shuffle.
 
 Both report the test MSE of each task; the table gives mean and (min-max) over the seeds and
@@ -41,7 +42,7 @@ import models_torch  # noqa: E402  (the reference models of the parity tests)
 SIZES = {"hidden_units": [128, 64], "expert_units": [128, 64], "num_experts": 4, "num_shared_experts": 2,
          "num_layers": 2, "tower_units": [64, 32], "task_hidden_units": [64, 32]}
 LR = 1e-3
-STEP_EPOCHS, GAMMA = 2, 0.5  # defaults::lr_step_epochs, lr_gamma
+GAMMA = 0.5  # defaults::lr_gamma
 
 
 def batch_size_for(rows):
@@ -92,8 +93,13 @@ def run_torch(args, files, model, seed):
         config["num_experts"] = SIZES["num_experts"]
     m = models_torch.build(model, {"features": []}, config)
     opt = torch.optim.Adam(m.parameters(), lr=LR)
-    # rechub's default schedule (defaults::lr_schedule): the rate halves every 2 epochs.
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=STEP_EPOCHS, gamma=GAMMA)
+    # rechub's default schedule (defaults::lr_schedule "plateau"): the rate halves after every epoch
+    # whose validation metric (the mean of the tasks' MSE) is not below the best so far.
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=GAMMA, patience=0, threshold=0.0,
+                                                       threshold_mode="abs")
+    va = pd.read_csv(files["val"])
+    Xv = torch.tensor(((va[xs].to_numpy() - mu) / sd), dtype=torch.float32)
+    Yv = va[["y1", "y2"]].to_numpy()
     n, batch = X.shape[0], files["batch"]
     for _ in range(args.epochs):
         m.train()
@@ -107,7 +113,10 @@ def run_torch(args, files, model, seed):
             opt.zero_grad()
             loss.backward()
             opt.step()
-        sched.step()
+        m.eval()
+        with torch.no_grad():
+            pv, _ = m(torch.zeros((Xv.shape[0], 0), dtype=torch.long), Xv)
+        sched.step(float(np.mean([np.mean((p.numpy()[:, 0] - Yv[:, t]) ** 2) for t, p in enumerate(pv)])))
     m.eval()
     with torch.no_grad():
         preds, _ = m(torch.zeros((Xt.shape[0], 0), dtype=torch.long), Xt)

@@ -375,12 +375,15 @@ Runner add_train(CLI::App& app) {
       ->check(non_negative());
   c->add_option("--lr", f->lr, "Learning rate")->check(positive());
   c->add_option("--weight-decay", f->weight_decay, "Weight decay")->check(non_negative());
-  auto* lr_schedule = c->add_option("--lr-schedule", f->lr_schedule,
-                                    "Learning-rate schedule over the run, per batch: step (the default: x --lr-gamma "
-                                    "0.5 every --lr-step-epochs 2 epochs; with a constant rate the validation AUC "
-                                    "jumps between epochs and early stopping keeps a noisy model), constant, or "
-                                    "cosine (decay to --lr-min-factor x lr at the last batch) [API: lr_schedule]")
-                          ->check(CLI::IsMember({"constant", "cosine", "step"}));
+  auto* lr_schedule =
+      c->add_option("--lr-schedule", f->lr_schedule,
+                    "Learning-rate schedule: plateau (the default: x --lr-gamma 0.5 after every epoch whose "
+                    "validation metric, the one --early-stop watches, does not improve; constant without "
+                    "validation data. With a constant rate the validation AUC jumps between epochs and "
+                    "early stopping keeps a noisy model), constant, step (x --lr-gamma every "
+                    "--lr-step-epochs epochs) or cosine (decay to --lr-min-factor x lr at the last batch) "
+                    "[API: lr_schedule]")
+          ->check(CLI::IsMember({"constant", "cosine", "step", "plateau"}));
   c->add_option("--warmup-steps", f->warmup_steps,
                 "Linear warm-up from 0 to the learning rate over this many batches, before the schedule "
                 "[API: lr_warmup_steps]")
@@ -391,13 +394,12 @@ Runner add_train(CLI::App& app) {
                      "[API: lr_min_factor]")
            ->check(CLI::Range(0.0, 1.0)),
        {"cosine"}},
-      {c->add_option("--lr-step-epochs", f->lr_step_epochs,
-                     "step: epochs between decays (default 2) [API: lr_step_epochs]")
+      {c->add_option("--lr-step-epochs", f->lr_step_epochs, "step: epochs between decays [API: lr_step_epochs]")
            ->check(positive()),
        {"step"}},
-      {c->add_option("--lr-gamma", f->lr_gamma, "step: factor of each decay (default 0.5) [API: lr_gamma]")
+      {c->add_option("--lr-gamma", f->lr_gamma, "step, plateau: factor of each decay (default 0.5) [API: lr_gamma]")
            ->check(CLI::Range(1e-9, 1.0)),
-       {"step"}}};
+       {"step", "plateau"}}};
   (void)lr_schedule;
   c->add_option("--optimizer", f->optimizer, "adam|adamw|sgd|adagrad")
       ->check(CLI::IsMember({"adam", "adamw", "sgd", "adagrad"}));

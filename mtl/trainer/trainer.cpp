@@ -211,6 +211,19 @@ class CosineToFactor : public nn::LRSchedule {
   double min_;
 };
 
+// "plateau": the rate of `inner` (the base rate if none) times a factor the trainer lowers at the
+// end of an epoch that did not improve.
+class PlateauScaled : public nn::LRSchedule {
+ public:
+  PlateauScaled(const double* factor, std::shared_ptr<const nn::LRSchedule> inner)
+      : factor_(factor), inner_(std::move(inner)) {}
+  double lr(double base, int64_t t) const override { return (inner_ ? inner_->lr(base, t) : base) * *factor_; }
+
+ private:
+  const double* factor_;
+  std::shared_ptr<const nn::LRSchedule> inner_;
+};
+
 // Per-task loss values with one device-to-host read (item() per task would read T times).
 std::vector<double> loss_values(const std::vector<Tensor>& losses) {
   if (losses.empty() || losses[0].device().is_cpu()) {
@@ -304,8 +317,8 @@ MTLTrainer::MTLTrainer(std::shared_ptr<models::MultiTaskModel> model, TrainerOpt
   }
   {
     const std::string& k = opts_.lr_schedule;
-    RECHUB_CHECK(k == "constant" || k == "cosine" || k == "step",
-                 "MTLTrainer: lr_schedule must be constant, cosine or step, got '" << k << "'");
+    RECHUB_CHECK(k == "constant" || k == "cosine" || k == "step" || k == "plateau",
+                 "MTLTrainer: lr_schedule must be constant, cosine, step or plateau, got '" << k << "'");
     RECHUB_CHECK(opts_.lr_warmup_steps >= 0, "MTLTrainer: lr_warmup_steps must be >= 0, got " << opts_.lr_warmup_steps);
     RECHUB_CHECK(opts_.lr_min_factor >= 0 && opts_.lr_min_factor <= 1,
                  "MTLTrainer: lr_min_factor must be in [0, 1], got " << opts_.lr_min_factor);
@@ -406,7 +419,7 @@ void MTLTrainer::build_optimizer() {
 void MTLTrainer::build_scheduler(int64_t batches_per_epoch) {
   scheduler_.reset();
   const int64_t total = std::max<int64_t>(1, batches_per_epoch * opts_.n_epochs);
-  const int64_t warm = opts_.lr_warmup_steps;
+  int64_t warm = opts_.lr_warmup_steps;
   std::shared_ptr<const nn::LRSchedule> sched = opts_.lr_schedule_fn;
   if (!sched) {
     const std::string& k = opts_.lr_schedule;
@@ -415,6 +428,10 @@ void MTLTrainer::build_scheduler(int64_t batches_per_epoch) {
     } else if (k == "step") {
       sched = std::make_shared<nn::StepSchedule>(std::max<int64_t>(1, opts_.lr_step_epochs * batches_per_epoch),
                                                  opts_.lr_gamma);
+    } else if (k == "plateau") {
+      if (warm > 0) sched = std::make_shared<nn::WarmupSchedule>(warm, 0.0, std::make_shared<ConstantSchedule>());
+      sched = std::make_shared<PlateauScaled>(&plateau_factor_, sched);
+      warm = 0;
     } else if (warm == 0) {
       return;  // constant
     } else {
@@ -468,6 +485,7 @@ nlohmann::json MTLTrainer::trainer_state(int64_t epochs_done) const {
           {"best_metric", best_metric_},
           {"bad_epochs", bad_epochs_},
           {"stopped_early", stopped_early_},
+          {"plateau", {{"factor", plateau_factor_}, {"has_best", plateau_has_best_}, {"best", plateau_best_}}},
           {"dropout_generators", drop}};
 }
 
@@ -494,6 +512,9 @@ nlohmann::json MTLTrainer::run_settings() const {
     } else if (opts_.lr_schedule == "step") {
       s["step_epochs"] = opts_.lr_step_epochs;
       s["gamma"] = opts_.lr_gamma;
+    } else if (opts_.lr_schedule == "plateau") {
+      s["gamma"] = opts_.lr_gamma;
+      s["min_delta"] = opts_.earlystop_min_delta;
     }
     j["lr_schedule"] = s;
   }
@@ -604,6 +625,11 @@ bool MTLTrainer::load_checkpoint() {
   best_metric_ = st.at("best_metric").get<double>();
   bad_epochs_ = st.at("bad_epochs").get<int64_t>();
   stopped_early_ = st.value("stopped_early", false);
+  if (st.contains("plateau")) {
+    plateau_factor_ = st["plateau"].at("factor").get<double>();
+    plateau_has_best_ = st["plateau"].at("has_best").get<bool>();
+    plateau_best_ = st["plateau"].at("best").get<double>();
+  }
   const auto drops = dropouts(*model_);
   const auto& dj = st.at("dropout_generators");
   RECHUB_CHECK(dj.size() == drops.size(),
@@ -799,6 +825,9 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
   best_epoch_ = -1;
   bad_epochs_ = 0;
   stopped_early_ = false;
+  plateau_factor_ = 1.0;
+  plateau_has_best_ = false;
+  plateau_best_ = 0;
   best_state_.clear();
   if (opts_.resume) {
     RECHUB_CHECK(!opts_.out_dir.empty(), "MTLTrainer: resume needs out_dir (where checkpoint.safetensors is)");
@@ -965,6 +994,29 @@ void MTLTrainer::fit(data::DataLoader& train, data::DataLoader* val) {
         snapshot_best();
       } else if (++bad_epochs_ >= opts_.earlystop_patience) {
         stopped_early = true;
+      }
+    }
+    if (val && opts_.lr_schedule == "plateau" && !opts_.lr_schedule_fn) {
+      // The rate for the next epoch: lowered unless this one beat the best so far, judged as early
+      // stopping judges (for binary and regression tasks under the mean without a metric, which
+      // early stopping refuses, by the first task's own metric).
+      bool higher = true;
+      const auto& types = model_->task_types();
+      const bool mixed = std::count(types.begin(), types.end(), data::TaskType::regression) % types.size() != 0;
+      const bool by_mean = opts_.earlystop_task.empty() || opts_.earlystop_task == "mean";
+      double m = 0;
+      if (mixed && by_mean && opts_.earlystop_metric.empty()) {
+        const auto& first = rec.val.at(model_->task_names()[0]);
+        higher = first.type != data::TaskType::regression;
+        m = higher ? first.auc : first.mse;
+      } else {
+        m = metric_of(rec.val, higher);
+      }
+      const double d = opts_.earlystop_min_delta;
+      if (!plateau_has_best_ || (std::isfinite(m) && (higher ? m > plateau_best_ + d : m < plateau_best_ - d))) {
+        if (std::isfinite(m)) plateau_has_best_ = true, plateau_best_ = m;
+      } else {
+        plateau_factor_ *= opts_.lr_gamma;
       }
     }
     history_.push_back(rec);

@@ -73,13 +73,16 @@ struct TrainerOptions {
   // Learning-rate schedule (torch-rechub's scheduler_fn), applied before every batch's update with
   // t = batches done so far in the run, to every group (per-task rates keep their ratios):
   //   "constant", "cosine": cosine decay from lr to lr_min_factor * lr at the last batch,
-  //   "step" (the default, halving every 2 epochs; defaults.h says why): lr * lr_gamma^(epoch / lr_step_epochs).
+  //   "step": lr * lr_gamma^(epoch / lr_step_epochs),
+  //   "plateau" (the default; defaults.h says why): lr times lr_gamma after every epoch whose
+  //   validation metric (the one early stopping watches, by earlystop_min_delta) is not better than
+  //   the best so far; constant without validation data.
   // lr_warmup_steps > 0 adds a linear warm-up from 0 over that many batches before any of them.
   std::string lr_schedule = defaults::lr_schedule;
   int64_t lr_warmup_steps = 0;
   double lr_min_factor = 0.0;                         // cosine
   int64_t lr_step_epochs = defaults::lr_step_epochs;  // step
-  double lr_gamma = defaults::lr_gamma;               // step
+  double lr_gamma = defaults::lr_gamma;               // step, plateau
   // A schedule of your own instead (nn/lr_scheduler.h), with t counted in batches as above.
   std::shared_ptr<const nn::LRSchedule> lr_schedule_fn{};
   // Task weighting: "fixed" (task_weights, default all 1), "gradnorm", "metabalance", "uwl", "dwa", "pcgrad",
@@ -219,6 +222,10 @@ class MTLTrainer {
   double best_metric_ = 0;
   int64_t bad_epochs_ = 0;
   bool stopped_early_ = false;
+  // lr_schedule "plateau": the factor on every group's rate, and the best validation metric so far.
+  double plateau_factor_ = 1.0;
+  bool plateau_has_best_ = false;
+  double plateau_best_ = 0;
   std::vector<std::pair<std::string, Tensor>> best_state_;  // CPU copies
   int64_t batches_run_ = 0;
   const data::LoaderOptions* train_loader_ = nullptr;  // during fit

@@ -210,7 +210,7 @@ TEST(TrainerSchedules, FollowTheirClosedFormsInEveryGroup) {
   const std::string e = error_of([] {
     trainer::MTLTrainer t(small_mmoe({"ctr", "ctcvr"}), {.lr_schedule = "linear", .progress = false});
   });
-  EXPECT_NE(e.find("lr_schedule must be constant, cosine or step, got 'linear'"), std::string::npos) << e;
+  EXPECT_NE(e.find("lr_schedule must be constant, cosine, step or plateau, got 'linear'"), std::string::npos) << e;
 }
 
 TEST(TrainerSchedules, ResumeContinuesTheScheduleExactly) {

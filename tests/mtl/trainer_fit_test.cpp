@@ -251,6 +251,68 @@ TEST(MTLTrainer, ResumeEqualsUninterruptedBitForBit) {
   }
 }
 
+// lr_schedule "plateau" (the default): the rate is halved after every epoch whose validation metric
+// (the mean AUC) is not above the best so far, checked against that rule applied to the recorded
+// validation metrics; and a run stopped after such an epoch resumes with the lowered rate, bit for bit.
+TEST(MTLTrainer, PlateauHalvesTheRateAfterAnEpochThatDoesNotImproveAndResumesWithIt) {
+  const auto& d = synth().data;
+  std::vector<int64_t> rows(6000);
+  for (int64_t i = 0; i < 6000; ++i) rows[static_cast<size_t>(i)] = i;
+  const auto small_train = std::make_shared<const data::Dataset>(d.train->subset(rows));
+  const fs::path a = synth().dir / "plateau_full", b = synth().dir / "plateau_split";
+  // A high rate, so that some epochs do not improve.
+  TrainerOptions o{.optimizer_params = {.lr = 3e-2}, .n_epochs = 6, .progress = false};
+  ASSERT_EQ(o.lr_schedule, "plateau");
+  std::vector<double> lrs;
+  MTLTrainer* running = nullptr;
+  o.on_epoch = [&](const EpochRecord&) { lrs.push_back(running->optimizer().lr(0)); };
+  auto m1 = small_model("mmoe", 0.0);
+  TrainerOptions o1 = o;
+  o1.out_dir = a.string();
+  MTLTrainer t(m1, o1);
+  running = &t;
+  data::DataLoader train(small_train, {.batch_size = 1024, .seed = 4, .prefetch = 0});
+  data::DataLoader val(d.val, {.batch_size = 4096, .shuffle = false, .prefetch = 0});
+  t.fit(train, &val);
+  ASSERT_EQ(lrs.size(), 6u);
+  EXPECT_EQ(lrs[0], 3e-2);
+  double best = -1;
+  int64_t first_flat = -1;
+  for (size_t e = 0; e + 1 < lrs.size(); ++e) {
+    const auto& v = t.history()[e].val;
+    double m = 0;
+    for (const auto& task : d.preprocessor->schema().task_names()) m += v.at(task).auc / 2;
+    const bool improved = m > best;
+    if (improved) best = m;
+    if (!improved && first_flat < 0) first_flat = static_cast<int64_t>(e);
+    EXPECT_DOUBLE_EQ(lrs[e + 1], lrs[e] * (improved ? 1.0 : 0.5)) << "epoch " << e + 1 << ": mean AUC " << m;
+  }
+  ASSERT_GE(first_flat, 0) << "every epoch improved: the rule was not exercised";
+
+  // Stopped in the epoch after the first one that did not improve, then resumed.
+  {
+    auto m2 = small_model("mmoe", 0.0);
+    TrainerOptions o2 = o;
+    o2.on_epoch = nullptr;
+    o2.out_dir = b.string();
+    o2.on_batch = testing::stop_after_batches(6 * (first_flat + 1) + 3);  // 6 batches an epoch
+    MTLTrainer t2(m2, o2);
+    EXPECT_THROW(t2.fit(train, &val), Error);
+  }
+  auto m3 = small_model("mmoe", 0.0);
+  TrainerOptions o3 = o;
+  o3.on_epoch = nullptr;
+  o3.out_dir = b.string();
+  o3.resume = true;
+  MTLTrainer t3(m3, o3);
+  t3.fit(train, &val);
+  const auto w1 = all_weights(*m1), w3 = all_weights(*m3);
+  ASSERT_EQ(w1.size(), w3.size());
+  size_t diff = 0;
+  for (size_t i = 0; i < w1.size(); ++i) diff += std::memcmp(&w1[i], &w3[i], sizeof(float)) != 0;
+  EXPECT_EQ(diff, 0u) << "weights differ after resume";
+}
+
 TEST(MTLTrainer, ResumeRefusesChangedSettings) {
   const auto& d = synth().data;
   std::vector<int64_t> rows(3000);
